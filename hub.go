@@ -1,0 +1,566 @@
+package main
+
+// This file owns rooms and connections. The hub keeps a mutex-guarded map of
+// rooms; each room keeps its members; each member (a client) has a bounded
+// send queue drained by its own writer goroutine. The read loop here is where
+// a frame from a socket starts its way to the rest of the room.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/websocket"
+)
+
+// Limits and timeouts of one connection.
+const (
+	// maxFrameBytes is the largest text frame a client may send; a larger
+	// one is answered with frame_too_large and skipped.
+	maxFrameBytes = 64 << 10
+
+	// sendQueueLen is how many frames may wait for a client that does not
+	// read. Frames are shared []byte slices, so a full queue costs 24 bytes
+	// a slot, and nothing while the client keeps up: the slice only grows
+	// when frames pile up. A client that lets it fill is dropped (1008).
+	sendQueueLen = 256
+
+	// writeTimeout bounds every frame write, so a dead peer cannot hold its
+	// writer forever.
+	writeTimeout = 10 * time.Second
+
+	// idleTimeout closes a connection (1001) that has sent no text frame
+	// for this long. x/net/websocket cannot send pings, so the server
+	// relies on the client's own traffic; the chat page pings every 25 s.
+	idleTimeout = 60 * time.Second
+
+	// closeTimeout is how long the closing handshake may take: writing our
+	// close frame, then waiting for the peer's.
+	closeTimeout = time.Second
+
+	// maxConnections caps the whole server, well below the open-file limit,
+	// so a flood of connections gets 503 instead of exhausting descriptors.
+	maxConnections = 10_000
+)
+
+// WebSocket close codes (RFC 6455, section 7.4.1) that protocol.md uses.
+const (
+	closeNormal          = 1000
+	closeGoingAway       = 1001
+	closeProtocolError   = 1002
+	closeUnsupportedData = 1003
+	closeInvalidPayload  = 1007
+	closePolicyViolation = 1008
+)
+
+// errShuttingDown refuses a handshake that races with shutdown.
+var errShuttingDown = errors.New("server is shutting down")
+
+// hub is the set of rooms. Its mutex guards only the map and the counts:
+// a broadcast locks the one room it speaks in, never the hub, so rooms do
+// not slow each other down.
+type hub struct {
+	log     *slog.Logger
+	limit   rateLimit
+	mu      sync.Mutex
+	rooms   map[string]*room
+	conns   int
+	closing bool
+	live    sync.WaitGroup // one count per joined client, for shutdown
+	nextID  atomic.Uint64
+	stats   stats
+}
+
+// stats are running totals for /healthz; atomics, because every
+// connection's goroutines add to them.
+type stats struct {
+	received  atomic.Int64 // text frames read from clients
+	delivered atomic.Int64 // frames written to clients
+	dropped   atomic.Int64 // clients closed for not reading
+}
+
+// room is one chat room: the clients that hear each other. Its own lock lets
+// many senders fan out at once (read lock) while a join or leave, which is
+// rare, takes the write lock for a single map operation.
+type room struct {
+	name    string
+	mu      sync.RWMutex
+	members map[*client]struct{}
+}
+
+// newHub returns an empty hub whose connections obey limit and log to log.
+func newHub(limit rateLimit, log *slog.Logger) *hub {
+	return &hub{log: log, limit: limit, rooms: make(map[string]*room)}
+}
+
+// join makes c a member of its room, creating the room on first use. It runs
+// during the handshake, before the 101 response is written, so c hears every
+// message sent after its client sees the connection open.
+func (h *hub) join(c *client, roomName string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return errShuttingDown
+	}
+	r := h.rooms[roomName]
+	if r == nil {
+		r = &room{name: roomName, members: make(map[*client]struct{})}
+		h.rooms[roomName] = r
+	}
+	r.mu.Lock()
+	r.members[c] = struct{}{}
+	r.mu.Unlock()
+	c.room = r
+	h.conns++
+	h.live.Add(1)
+	return nil
+}
+
+// leave removes c from its room and forgets the room once it is empty. It is
+// safe to call for a client that never joined, and more than once.
+func (h *hub) leave(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := c.room
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	delete(r.members, c)
+	empty := len(r.members) == 0
+	r.mu.Unlock()
+	if empty {
+		delete(h.rooms, r.name)
+	}
+	c.room = nil
+	h.conns--
+	h.live.Done()
+}
+
+// counts reports the number of rooms and connections, for /healthz.
+func (h *hub) counts() (rooms, conns int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rooms), h.conns
+}
+
+// full reports whether the server has as many connections as it will take.
+func (h *hub) full() bool {
+	_, conns := h.counts()
+	return conns >= maxConnections
+}
+
+// shutdown closes every connection with 1001 and waits for them to go. When
+// ctx ends first, it cuts the rest off: their writes and reads fail at once.
+func (h *hub) shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	h.forEach(func(c *client) { c.close(closeGoingAway, "server shutting down") })
+
+	done := make(chan struct{})
+	go func() { h.live.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.forEach((*client).abort)
+		<-done
+	}
+}
+
+// forEach calls f for every member of every room. f must not block: it runs
+// with the hub and room locks held.
+func (h *hub) forEach(f func(*client)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		r.mu.RLock()
+		for c := range r.members {
+			f(c)
+		}
+		r.mu.RUnlock()
+	}
+}
+
+// broadcast queues frame for every member of the room but the sender. It
+// never waits for a socket: send only appends to a queue, so the read lock
+// is held for one pass over the members and no longer.
+func (r *room) broadcast(from *client, frame []byte) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for c := range r.members {
+		if c != from {
+			c.send(frame)
+		}
+	}
+}
+
+// client is one WebSocket connection and its membership of one room. Two
+// goroutines serve it: the read loop (the HTTP handler's own goroutine) and
+// the writer, the only one that writes to the socket.
+type client struct {
+	id     uint64
+	remote string
+	hub    *hub
+	room   *room // set by join, cleared by leave, both on the handler's goroutine
+	ws     *websocket.Conn // set by serve; read under mu by abort, which may run elsewhere
+
+	mu         sync.Mutex
+	queue      [][]byte      // frames waiting for the writer
+	closeCode  int           // non-zero once a close was asked for
+	closeWhy   string        // why, for the log
+	closing    atomic.Bool   // closeCode != 0, readable without the lock
+	wake       chan struct{} // tells the writer there is work; holds one signal
+	writerDone chan struct{} // closed when the writer has exited
+}
+
+// newClient prepares a connection for the hub; it has no socket yet.
+func newClient(h *hub, remote string) *client {
+	return &client{
+		id:         h.nextID.Add(1),
+		remote:     remote,
+		hub:        h,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// send queues frame for this client without waiting. A client whose queue
+// is full is not keeping up; it is closed with 1008 and the caller goes on.
+func (c *client) send(frame []byte) {
+	c.mu.Lock()
+	if c.closeCode != 0 {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= sendQueueLen {
+		c.mu.Unlock()
+		if c.close(closePolicyViolation, "send queue full") {
+			c.hub.stats.dropped.Add(1)
+		}
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.mu.Unlock()
+	c.signal()
+}
+
+// signal wakes the writer; a signal already pending is as good as a new one.
+func (c *client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close asks the writer to end the connection with code: queued frames are
+// dropped, the close frame goes out after the frame being written now, and
+// the read loop then ends. Only the first call counts; it reports whether
+// this call was that one.
+func (c *client) close(code int, why string) bool {
+	c.mu.Lock()
+	if c.closeCode != 0 {
+		c.mu.Unlock()
+		return false
+	}
+	c.closeCode, c.closeWhy = code, why
+	c.closing.Store(true)
+	c.queue = nil
+	c.mu.Unlock()
+	c.signal()
+	return true
+}
+
+// abort cuts the connection off without a goodbye: both deadlines pass now,
+// so a write stuck on a dead peer and the read loop fail at once.
+// x/net/websocket's own Close would wait behind that stuck write instead.
+func (c *client) abort() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		// The connection is being dropped; if this fails, it already is.
+		_ = ws.SetDeadline(time.Now())
+	}
+}
+
+// writeLoop is the writer: it takes the whole queue at once, writes it frame
+// by frame, and sleeps until woken again. Swapping two slices means a busy
+// client costs no allocation per frame.
+func (c *client) writeLoop() {
+	defer close(c.writerDone)
+	var batch [][]byte
+	for range c.wake {
+		c.mu.Lock()
+		batch, c.queue = c.queue, batch[:0]
+		code := c.closeCode
+		c.mu.Unlock()
+		if code != 0 {
+			c.writeClose(code)
+			return
+		}
+		for i, frame := range batch {
+			batch[i] = nil // the writer must not keep frames alive
+			if c.closing.Load() {
+				break // the close frame comes next; the rest is dropped
+			}
+			if err := c.write(frame); err != nil {
+				c.close(closeGoingAway, "write failed: "+err.Error())
+				c.abort() // the socket is broken; no close frame can follow
+				return
+			}
+		}
+	}
+}
+
+// write sends one text frame within writeTimeout.
+func (c *client) write(frame []byte) error {
+	if err := c.ws.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	if _, err := c.ws.Write(frame); err != nil {
+		return err
+	}
+	c.hub.stats.delivered.Add(1)
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.hub.log.Debug("frame out", "conn", c.id, "data", string(frame))
+	}
+	return nil
+}
+
+// writeClose sends the close frame, then gives the peer closeTimeout to
+// answer with its own before the read loop gives up on it.
+func (c *client) writeClose(code int) {
+	deadline := time.Now().Add(closeTimeout)
+	if err := c.ws.SetWriteDeadline(deadline); err == nil {
+		// A peer that is gone cannot be told; the read loop ends either way.
+		_ = c.ws.WriteClose(code)
+	}
+	_ = c.ws.SetReadDeadline(deadline)
+}
+
+// serve runs one connection: it starts the writer and reads until the
+// connection ends. When it returns, x/net/websocket closes the socket.
+func (c *client) serve(ws *websocket.Conn) {
+	c.mu.Lock()
+	c.ws = ws
+	c.mu.Unlock()
+	roomName := c.room.name
+	start := time.Now()
+	c.hub.log.Info("connected", "conn", c.id, "room", roomName, "remote", c.remote)
+
+	go c.writeLoop()
+	code, why := c.readLoop()
+	c.close(code, why)
+	<-c.writerDone // bounded: one write (writeTimeout) plus the close frame
+
+	c.mu.Lock()
+	code, why = c.closeCode, c.closeWhy
+	c.mu.Unlock()
+	if code == closePolicyViolation {
+		c.hub.log.Warn("dropped slow client", "conn", c.id, "room", roomName, "remote", c.remote)
+	}
+	c.hub.log.Info("disconnected", "conn", c.id, "room", roomName, "code", code, "reason", why,
+		"duration", time.Since(start).Round(time.Millisecond))
+}
+
+// readLoop reads frames until the connection ends and returns the close code
+// and reason the connection should end with. Once a close is under way it
+// keeps reading, ignoring what arrives, until the peer's close frame or the
+// closing deadline: that lets the peer see our close frame before the socket
+// shuts.
+func (c *client) readLoop() (code int, why string) {
+	bucket := c.hub.limit.newBucket()
+	for {
+		if !c.closing.Load() {
+			if err := c.ws.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
+				return closeGoingAway, err.Error()
+			}
+			// The writer may have set the closing deadline just before
+			// we pushed it back; set it again so it is not lost.
+			if c.closing.Load() {
+				_ = c.ws.SetReadDeadline(time.Now().Add(closeTimeout))
+			}
+		}
+		f, err := receive(c.ws)
+		switch {
+		case c.closing.Load():
+			if err != nil {
+				return closeNormal, "closed" // only used if no code was set
+			}
+			continue
+		case errors.Is(err, errTooLarge):
+			if bucket.allow() {
+				c.send(frameTooLargeFrame)
+			} else {
+				c.send(c.hub.limit.frame)
+			}
+			continue
+		case isTimeout(err):
+			return closeGoingAway, "idle timeout"
+		case errors.Is(err, io.EOF):
+			return closeNormal, "client closed"
+		case errors.Is(err, errBadFragment):
+			return closeProtocolError, err.Error()
+		case err != nil:
+			return closeNormal, "read failed: " + err.Error()
+		}
+		c.hub.stats.received.Add(1)
+		if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+			c.hub.log.Debug("frame in", "conn", c.id, "binary", f.binary, "data", string(f.data))
+		}
+
+		switch {
+		case f.binary:
+			c.close(closeUnsupportedData, "binary frame")
+		case !utf8.Valid(f.data):
+			c.close(closeInvalidPayload, "invalid UTF-8")
+		case !bucket.allow():
+			c.send(c.hub.limit.frame)
+		default:
+			c.handle(f.data)
+		}
+	}
+}
+
+// handle decodes one text frame and routes it to its action's handler, or
+// tells the sender what was wrong with it.
+func (c *client) handle(data []byte) {
+	msg, errs := decode(data)
+	if errs != nil {
+		c.send(errorFrame(errs...))
+		return
+	}
+	actions[msg.Action].handle(c, msg.Payload)
+}
+
+// isTimeout reports whether err is a passed deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// frame is one whole message as the client sent it.
+type frame struct {
+	data   []byte
+	binary bool
+}
+
+var (
+	// errTooLarge is a message over maxFrameBytes; its bytes were read
+	// and thrown away, so the connection can go on.
+	errTooLarge = errors.New("message too large")
+	// errBadFragment is a continuation frame where none can follow, or a
+	// new message before the last one ended: a protocol error (1002).
+	errBadFragment = errors.New("bad fragmentation")
+)
+
+// receive reads one whole message from ws. x/net/websocket's own Receive
+// hands every fragment of a fragmented message over as a message of its
+// own, and gorilla/websocket clients, for one, split anything longer than
+// 4 KiB; so receive reads frame by frame and joins the fragments itself.
+//
+// It uses three methods that *websocket.Conn promotes from its embedded
+// frame reader and handler: NewFrameReader reads a frame header,
+// HeaderReader gives its raw bytes (the only place the FIN bit is kept), and
+// HandleFrame answers pings and turns a close frame into io.EOF, as Receive
+// does.
+func receive(ws *websocket.Conn) (frame, error) {
+	var msg frame
+	started, tooLarge := false, false
+	for {
+		fr, err := ws.NewFrameReader()
+		if err != nil {
+			return frame{}, err
+		}
+		var header [14]byte // the longest frame header
+		n, _ := fr.HeaderReader().Read(header[:])
+		final, opcode := header[0]&0x80 != 0, header[0]&0x0f
+		payloadLen := fr.Len() - n
+
+		body, err := ws.HandleFrame(fr)
+		if err != nil {
+			return frame{}, err
+		}
+		if body == nil {
+			continue // a ping, answered, or a pong
+		}
+		if started != (opcode == websocket.ContinuationFrame) {
+			return frame{}, errBadFragment
+		}
+		if !started {
+			msg.binary = body.PayloadType() == websocket.BinaryFrame
+			started = true
+		}
+		if tooLarge || payloadLen > maxFrameBytes-len(msg.data) {
+			tooLarge = true
+			if _, err := io.Copy(io.Discard, body); err != nil {
+				return frame{}, err
+			}
+		} else {
+			start := len(msg.data)
+			msg.data = slices.Grow(msg.data, payloadLen)[:start+payloadLen]
+			if _, err := io.ReadFull(body, msg.data[start:]); err != nil {
+				return frame{}, err
+			}
+		}
+		if final {
+			if tooLarge {
+				return frame{}, errTooLarge
+			}
+			return msg, nil
+		}
+	}
+}
+
+// rateLimit is the per-connection message rate: perSecond text frames a
+// second on average, with bursts up to burst. perSecond 0 turns it off.
+type rateLimit struct {
+	perSecond float64
+	burst     float64
+	frame     []byte // the rate_limited error, encoded once
+}
+
+// newRateLimit returns the limit for perSecond frames a second, with bursts
+// of twice that, as protocol.md sets it (20 a second, bursts of 40).
+func newRateLimit(perSecond float64) rateLimit {
+	return rateLimit{perSecond: perSecond, burst: 2 * perSecond, frame: rateLimitedFrame(perSecond)}
+}
+
+// newBucket returns a full token bucket for one connection, or nil when
+// there is no limit.
+func (l rateLimit) newBucket() *tokenBucket {
+	if l.perSecond <= 0 {
+		return nil
+	}
+	return &tokenBucket{rate: l.perSecond, burst: l.burst, tokens: l.burst, last: time.Now()}
+}
+
+// tokenBucket allows a frame for each token; tokens come back at rate a
+// second, up to burst. Only the read loop touches it, so it needs no lock.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// allow takes a token if there is one. A nil bucket allows everything.
+func (b *tokenBucket) allow() bool {
+	if b == nil {
+		return true
+	}
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

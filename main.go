@@ -1,0 +1,276 @@
+// Command roomchat is a multi-room WebSocket chat server: open
+// http://localhost:8000/chat/ in two tabs, join the same room, and talk.
+//
+// It is the Go edition of the Chanx chat tutorial and speaks its protocol
+// (../shared/protocol.md). This file is the outside of the server: flags,
+// routes, the WebSocket handshake with its checks, and a graceful shutdown.
+// hub.go keeps the rooms and connections, messages.go the protocol itself,
+// asyncapi.go the API documentation.
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// roomPattern is the room rule of the Channels group layer: 1 to 99
+// characters of A-Z a-z 0-9 . _ -. static/asyncapi.json states it too.
+const roomPattern = `^[A-Za-z0-9._-]{1,99}$`
+
+var roomRE = regexp.MustCompile(roomPattern)
+
+// Limits of the HTTP server itself, so that a slow or idle client cannot
+// hold a connection open for free. WebSocket connections leave net/http's
+// hands after the handshake and set their own deadlines (hub.go).
+const (
+	readHeaderTimeout = 5 * time.Second
+	httpReadTimeout   = 10 * time.Second
+	httpWriteTimeout  = 10 * time.Second
+	httpIdleTimeout   = 60 * time.Second
+	maxHeaderBytes    = 16 << 10
+
+	// shutdownTimeout is how long SIGINT or SIGTERM waits for connections
+	// to close with 1001 before cutting the rest off.
+	shutdownTimeout = 5 * time.Second
+)
+
+// defaultRate is protocol.md's per-connection limit: 20 text frames a second,
+// with bursts of 40.
+const defaultRate = 20
+
+// static holds the chat page, the docs page and the AsyncAPI document, so the
+// binary is the whole app.
+//
+//go:embed static
+var static embed.FS
+
+// options are the settings that flags control, gathered so that tests can
+// build a server without flags.
+type options struct {
+	origins []string // extra origins allowed to open a WebSocket
+	rate    float64  // text frames a second per connection; 0 is no limit
+}
+
+func main() {
+	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
+	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
+	rate := flag.Float64("rate", defaultRate, "text frames a second per connection, with bursts of twice that; 0 turns the limit off")
+	verbose := flag.Bool("v", false, "log every frame in and out")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	opts := options{origins: splitList(*origins), rate: *rate}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *addr, opts, log); err != nil {
+		log.Error("roomchat stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then shuts down: no new connections, every
+// WebSocket closed with 1001, all within shutdownTimeout.
+func run(ctx context.Context, addr string, opts options, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	h := newHub(newRateLimit(opts.rate), log)
+	srv := &http.Server{
+		Handler:           newMux(h, opts),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	base := "http://" + browsableHost(ln.Addr().String())
+	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+
+	_, conns := h.counts()
+	log.Info("shutting down", "connections", conns)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// Shutdown stops the listener and waits for plain HTTP requests; it
+	// does not see hijacked connections, which the hub closes itself.
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("HTTP shutdown", "err", err)
+	}
+	h.shutdown(ctx)
+	return nil
+}
+
+// newMux routes every URL the server answers. It is the whole HTTP surface.
+func newMux(h *hub, opts options) *http.ServeMux {
+	chat := chatHandler(h, opts.origins)
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", http.RedirectHandler("/chat/", http.StatusFound))
+	mux.HandleFunc("GET /chat/{$}", servePage("static/chat.html"))
+	mux.Handle("GET /static/", http.FileServerFS(static))
+	// The slash-less path is served, not redirected: a browser's
+	// WebSocket handshake does not follow redirects.
+	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
+	mux.HandleFunc("GET /ws/chat/{room}", chat)
+	mux.HandleFunc("GET /healthz", healthz(h))
+	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
+	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
+	return mux
+}
+
+// chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room.
+// The checks that need a plain HTTP answer (a bad room name is 400, a full
+// server 503) happen before the upgrade; the origin check and the join
+// happen in the handshake, before the 101 is written.
+func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
+	allowed := make(map[string]bool, len(extraOrigins))
+	for _, o := range extraOrigins {
+		allowed[normalizeOrigin(o)] = true
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		roomName := r.PathValue("room") // already percent-decoded
+		if !roomRE.MatchString(roomName) {
+			http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
+			return
+		}
+		if h.full() {
+			http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
+			return
+		}
+		c := newClient(h, r.RemoteAddr)
+		defer h.leave(c) // also undoes a join whose handshake then failed
+		websocket.Server{
+			Handshake: func(_ *websocket.Config, r *http.Request) error {
+				if !originAllowed(r, allowed) {
+					h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+					return errForeignOrigin // x/net/websocket answers 403
+				}
+				return h.join(c, roomName)
+			},
+			Handler: c.serve,
+		}.ServeHTTP(w, r)
+	}
+}
+
+// errForeignOrigin refuses a handshake from a page on another site.
+var errForeignOrigin = errors.New("origin not allowed")
+
+// originAllowed is the defence against cross-site WebSocket hijacking: a
+// page on another site must not open a socket with this site's cookies.
+// Browsers always send Origin; a request without one is not from a page and
+// is allowed. x/net/websocket's default check accepts any parseable Origin,
+// so it is no defence, which is why the server brings its own.
+func originAllowed(r *http.Request, allowed map[string]bool) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if allowed[normalizeOrigin(origin)] {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" { // "null" (sandboxed pages, files) has no host
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// normalizeOrigin makes "HTTPS://Chat.Example.com/" and
+// "https://chat.example.com" the same entry.
+func normalizeOrigin(o string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")
+}
+
+// healthz reports that the server is up, with its counts and running totals:
+// enough for a load balancer, and for a test to see a connection go.
+func healthz(h *hub) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rooms, conns := h.counts()
+		writeJSON(w, map[string]any{
+			"status":               "ok",
+			"rooms":                rooms,
+			"connections":          conns,
+			"messages_received":    h.stats.received.Load(),
+			"frames_delivered":     h.stats.delivered.Load(),
+			"slow_clients_dropped": h.stats.dropped.Load(),
+		})
+	}
+}
+
+// servePage serves one embedded HTML page.
+func servePage(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, static, name)
+	}
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeBody(w, "application/json", append(body, '\n'))
+}
+
+// writeBody sends a response. A write fails only when the client has gone
+// away, and then there is no one left to tell: it is logged at debug level.
+func writeBody(w http.ResponseWriter, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
+	if _, err := w.Write(body); err != nil {
+		slog.Debug("response not sent", "err", err)
+	}
+}
+
+// splitList turns "a, b,,c" into [a b c].
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// browsableHost turns a listening address into one a browser can open:
+// ":8000" and "0.0.0.0:8000" listen everywhere, and localhost reaches them.
+func browsableHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,232 @@
+package main
+
+// This file is the protocol of ../shared/protocol.md in Go: what a client may
+// send, how it is validated, what goes wrong, and which handler each action
+// reaches. Nothing here touches a socket; the read loop in hub.go hands every
+// text frame to decode, then calls the handler that the actions table names.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of a chat message, counted in characters (runes), not bytes, as
+// pydantic counts them in Chanx.
+const (
+	maxMessageChars = 4000
+	maxNameChars    = 100
+)
+
+// chatPayload is the body of new_chat_message, the same in both directions:
+// the server re-encodes it from these two fields, so unknown keys a client
+// adds never reach the room.
+type chatPayload struct {
+	Message string `json:"message"`
+	Name    string `json:"name"`
+}
+
+// fieldError is one entry of an error frame. The names and wording follow
+// pydantic's, because Chanx sends them that way and its clients branch on
+// Type and Loc.
+type fieldError struct {
+	Type string   `json:"type"`
+	Loc  []string `json:"loc"`
+	Msg  string   `json:"msg"`
+}
+
+// message is a client frame that passed validation: its action is a key of
+// the actions table and Payload is what that action's decode returned.
+type message struct {
+	Action  string
+	Payload any
+}
+
+// An action is one row of the routing table, the Go counterpart of a Chanx
+// @ws_handler: decode validates the payload (nil when the key is absent) and
+// handle acts on the result for the connection that sent it.
+type action struct {
+	decode func(payload json.RawMessage) (any, []fieldError)
+	handle func(c *client, payload any)
+}
+
+// actions routes each "action" value to its handler. Adding a row here is
+// how the server learns a new message; the AsyncAPI test fails until
+// static/asyncapi.json documents it too.
+var actions = map[string]action{
+	"new_chat_message": {decode: decodeChat, handle: handleChat},
+	"ping":             {decode: decodeNoPayload("ping"), handle: handlePing},
+}
+
+// handleChat sends the re-encoded message to everyone else in the room. The
+// frame is encoded here, once, however many members will receive it.
+func handleChat(c *client, payload any) {
+	c.room.broadcast(c, encodeFrame("new_chat_message", payload))
+}
+
+// handlePing answers the sender only; the page pings every 25 s, which also
+// keeps its connection from hitting the idle timeout.
+func handlePing(c *client, _ any) {
+	c.send(pongFrame)
+}
+
+// Frames that never change are encoded once, at start-up.
+var (
+	pongFrame          = encodeFrame("pong", nil)
+	frameTooLargeFrame = errorFrame(fieldError{
+		Type: "frame_too_large",
+		Msg:  fmt.Sprintf("Frame should have at most %d bytes", maxFrameBytes),
+	})
+)
+
+// rateLimitedFrame is the error a connection gets for a frame over its rate.
+func rateLimitedFrame(perSecond float64) []byte {
+	return errorFrame(fieldError{
+		Type: "rate_limited",
+		Msg:  fmt.Sprintf("Too many messages: at most %g per second", perSecond),
+	})
+}
+
+// decode validates one text frame. It returns either a message whose action
+// has a handler, or a non-empty list of errors in the order protocol.md
+// gives: the frame, then the action, then the payload's fields as the schema
+// declares them.
+func decode(data []byte) (message, []fieldError) {
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "Action" must not count as "action".
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			return message{}, oneError("json_invalid", nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
+		}
+		return message{}, oneError("model_type", nil, "Input should be a valid dictionary")
+	}
+	if top == nil { // the frame was the literal null
+		return message{}, oneError("model_type", nil, "Input should be a valid dictionary")
+	}
+
+	var name string
+	raw, ok := top["action"]
+	if !ok || !isJSONString(raw) || json.Unmarshal(raw, &name) != nil {
+		return message{}, oneError("union_tag_not_found", nil, "Unable to extract tag using discriminator 'action'")
+	}
+	act, ok := actions[name]
+	if !ok {
+		return message{}, oneError("union_tag_invalid", nil, fmt.Sprintf(
+			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
+	}
+	payload, errs := act.decode(top["payload"])
+	if errs != nil {
+		return message{}, errs
+	}
+	return message{Action: name, Payload: payload}, nil
+}
+
+// expectedTags lists the known actions the way pydantic quotes them.
+var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '") + "'"
+
+// decodeChat validates a new_chat_message payload: an object with the
+// strings message and name, each within its limit.
+func decodeChat(payload json.RawMessage) (any, []fieldError) {
+	loc := []string{"new_chat_message", "payload"}
+	if payload == nil {
+		return nil, oneError("missing", loc, "Field required")
+	}
+	var fields map[string]json.RawMessage
+	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
+		return nil, oneError("model_type", loc, "Input should be a valid dictionary")
+	}
+	var p chatPayload
+	var errs []fieldError
+	errs = decodeString(errs, fields, loc, "message", maxMessageChars, &p.Message)
+	errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
+	if errs != nil {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// decodeString validates one required string field of an object, appending
+// at most one error for it.
+func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent []string, key string, maxChars int, dst *string) []fieldError {
+	loc := append(slices.Clip(parent), key)
+	raw, ok := fields[key]
+	switch {
+	case !ok:
+		return append(errs, fieldError{"missing", loc, "Field required"})
+	case !isJSONString(raw) || json.Unmarshal(raw, dst) != nil:
+		return append(errs, fieldError{"string_type", loc, "Input should be a valid string"})
+	case utf8.RuneCountInString(*dst) > maxChars:
+		return append(errs, fieldError{"string_too_long", loc, fmt.Sprintf("String should have at most %d characters", maxChars)})
+	}
+	return errs
+}
+
+// decodeNoPayload validates an action that carries nothing: the payload may
+// be absent or null, as pydantic's None allows.
+func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
+	return func(payload json.RawMessage) (any, []fieldError) {
+		if payload != nil && string(payload) != "null" {
+			return nil, oneError("none_required", []string{name, "payload"}, "Input should be None")
+		}
+		return nil, nil
+	}
+}
+
+// oneError is the common case of an error list with a single entry.
+func oneError(typ string, loc []string, msg string) []fieldError {
+	return []fieldError{{Type: typ, Loc: loc, Msg: msg}}
+}
+
+// isJSONString and isJSONObject look at the first byte of a value that
+// encoding/json has already checked; json.RawMessage holds no leading space.
+func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
+func isJSONObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
+
+// describeSyntaxError words a JSON syntax error with a line and column, as
+// pydantic's "Invalid JSON: expected value at line 1 column 1" does.
+func describeSyntaxError(data []byte, err *json.SyntaxError) string {
+	before := data[:min(int(err.Offset), len(data))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
+	if column == 0 {
+		column = 1
+	}
+	return fmt.Sprintf("%s at line %d column %d", err.Error(), line, column)
+}
+
+// outFrame is the shape of every frame the server sends.
+type outFrame struct {
+	Action  string `json:"action"`
+	Payload any    `json:"payload"`
+}
+
+// encodeFrame encodes one outgoing frame. HTML escaping is off so that
+// "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
+func encodeFrame(action string, payload any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(outFrame{Action: action, Payload: payload}); err != nil {
+		// Only values this package built reach here; failing to encode
+		// one is a bug, not a client's doing.
+		panic(fmt.Sprintf("encode %s frame: %v", action, err))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// errorFrame encodes an error reply. A nil Loc goes out as [], never null.
+func errorFrame(errs ...fieldError) []byte {
+	for i := range errs {
+		if errs[i].Loc == nil {
+			errs[i].Loc = []string{}
+		}
+	}
+	return encodeFrame("error", errs)
+}
