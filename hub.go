@@ -209,7 +209,7 @@ type client struct {
 	id     uint64
 	remote string
 	hub    *hub
-	room   *room // set by join, cleared by leave, both on the handler's goroutine
+	room   *room           // set by join, cleared by leave, both on the handler's goroutine
 	ws     *websocket.Conn // set by serve; read under mu by abort, which may run elsewhere
 
 	mu         sync.Mutex
