@@ -69,6 +69,7 @@ var errShuttingDown = errors.New("server is shutting down")
 type hub struct {
 	log     *slog.Logger
 	limit   rateLimit
+	idle    time.Duration // idleTimeout; a field so a test need not wait a minute
 	mu      sync.Mutex
 	rooms   map[string]*room
 	conns   int
@@ -97,7 +98,7 @@ type room struct {
 
 // newHub returns an empty hub whose connections obey limit and log to log.
 func newHub(limit rateLimit, log *slog.Logger) *hub {
-	return &hub{log: log, limit: limit, rooms: make(map[string]*room)}
+	return &hub{log: log, limit: limit, idle: idleTimeout, rooms: make(map[string]*room)}
 }
 
 // join makes c a member of its room, creating the room on first use. It runs
@@ -380,7 +381,7 @@ func (c *client) readLoop() (code int, why string) {
 	bucket := c.hub.limit.newBucket()
 	for {
 		if !c.closing.Load() {
-			if err := c.ws.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
+			if err := c.ws.SetReadDeadline(time.Now().Add(c.hub.idle)); err != nil {
 				return closeGoingAway, err.Error()
 			}
 			// The writer may have set the closing deadline just before

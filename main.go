@@ -82,19 +82,19 @@ func main() {
 	opts := options{origins: splitList(*origins), rate: *rate}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *addr, opts, log); err != nil {
+	ln, err := net.Listen("tcp", *addr)
+	if err == nil {
+		err = run(ctx, ln, opts, log)
+	}
+	if err != nil {
 		log.Error("roomchat stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-// run serves until ctx ends, then shuts down: no new connections, every
-// WebSocket closed with 1001, all within shutdownTimeout.
-func run(ctx context.Context, addr string, opts options, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// run serves on ln until ctx ends, then shuts down: no new connections,
+// every WebSocket closed with 1001, all within shutdownTimeout.
+func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) error {
 	h := newHub(newRateLimit(opts.rate), log)
 	srv := &http.Server{
 		Handler:           newMux(h, opts),
