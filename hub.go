@@ -390,7 +390,7 @@ func (c *client) readLoop() (code int, why string) {
 				_ = c.ws.SetReadDeadline(time.Now().Add(closeTimeout))
 			}
 		}
-		f, err := receive(c.ws)
+		f, err := receive(c.ws, maxFrameBytes)
 		switch {
 		case c.closing.Load():
 			if err != nil {
@@ -455,7 +455,7 @@ type frame struct {
 }
 
 var (
-	// errTooLarge is a message over maxFrameBytes; its bytes were read
+	// errTooLarge is a message over the limit; its bytes were read
 	// and thrown away, so the connection can go on.
 	errTooLarge = errors.New("message too large")
 	// errBadFragment is a continuation frame where none can follow, or a
@@ -463,7 +463,8 @@ var (
 	errBadFragment = errors.New("bad fragmentation")
 )
 
-// receive reads one whole message from ws. x/net/websocket's own Receive
+// receive reads one whole message of at most maxBytes from ws; a longer one
+// is read, thrown away and reported as errTooLarge. x/net/websocket's own Receive
 // hands every fragment of a fragmented message over as a message of its
 // own, and gorilla/websocket clients, for one, split anything longer than
 // 4 KiB; so receive reads frame by frame and joins the fragments itself.
@@ -473,7 +474,7 @@ var (
 // HeaderReader gives its raw bytes (the only place the FIN bit is kept), and
 // HandleFrame answers pings and turns a close frame into io.EOF, as Receive
 // does.
-func receive(ws *websocket.Conn) (frame, error) {
+func receive(ws *websocket.Conn, maxBytes int) (frame, error) {
 	var msg frame
 	started, tooLarge := false, false
 	for {
@@ -500,7 +501,7 @@ func receive(ws *websocket.Conn) (frame, error) {
 			msg.binary = body.PayloadType() == websocket.BinaryFrame
 			started = true
 		}
-		if tooLarge || payloadLen > maxFrameBytes-len(msg.data) {
+		if tooLarge || payloadLen > maxBytes-len(msg.data) {
 			tooLarge = true
 			if _, err := io.Copy(io.Discard, body); err != nil {
 				return frame{}, err

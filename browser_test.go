@@ -1,0 +1,495 @@
+package main
+
+// The chat page in a real browser: headless Chromium, driven through the
+// Chrome DevTools Protocol (CDP) over golang.org/x/net/websocket, checks
+// the page the way a person would, by its visible labels.
+//
+// Without Chromium the test skips, saying how to install it; with CI=true it
+// fails instead. Set ROOMCHAT_CHROMIUM to use another binary. Regenerate
+// the README's screenshot with: go test -run TestBrowserChat -screenshot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+var updateScreenshot = flag.Bool("screenshot", false, "write docs/screenshot.png from the browser test")
+
+func TestBrowserChat(t *testing.T) {
+	s := newTestServer(t, options{rate: defaultRate})
+	b := startBrowser(t)
+	alice, bob, carol := b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/?room=room2")
+
+	alice.joinAs(t, "Alice", "room1")
+	bob.joinAs(t, "Bob", "room1")
+	// Carol uses the keyboard alone; her room, room2, came in the link.
+	carol.expect(t, `label("Room").value === "room2"`)
+	carol.typeInto(t, "Name", "Carol")
+	carol.pressEnter(t)
+	carol.waitFor(t, `badge() === "Connected" && document.activeElement === label("Message")`)
+
+	t.Run("a message reaches the room and only the room", func(t *testing.T) {
+		alice.typeInto(t, "Message", "Hello everyone!")
+		alice.pressEnter(t)
+		bob.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Hello everyone!")`)
+		alice.waitFor(t, `messages().filter(m => m.text === "Hello everyone!").length === 1`)
+		alice.expect(t, `messages().find(m => m.text === "Hello everyone!").author === "You"`)
+		carol.expect(t, `messages().length === 0`)
+	})
+
+	t.Run("markup stays text", func(t *testing.T) {
+		const evil = `<img src=x onerror=alert(1)>`
+		bob.typeInto(t, "Message", evil)
+		bob.click(t, "Send")
+		alice.waitFor(t, `messages().some(m => m.author === "Bob" && m.text === `+jsString(evil)+`)`)
+		for _, tab := range []*tab{alice, bob} {
+			tab.expect(t, `document.querySelector("#messages img") === null`)
+		}
+		if d := b.eventsNamed("Page.javascriptDialogOpening"); len(d) > 0 {
+			t.Errorf("a script ran from the message: %s", d[0])
+		}
+	})
+
+	if *updateScreenshot {
+		writeScreenshot(t, "docs/screenshot.png", alice, bob)
+	}
+
+	t.Run("a dropped connection comes back by itself", func(t *testing.T) {
+		s.hub.forEach(func(c *client) { c.close(closeGoingAway, "dropped by the test") })
+		for _, tab := range []*tab{alice, bob} {
+			tab.waitFor(t, `label("Message").disabled && badge().startsWith("Disconnected")`)
+		}
+		for _, tab := range []*tab{alice, bob} {
+			tab.waitFor(t, `badge() === "Connected" && !label("Message").disabled`)
+		}
+		alice.typeInto(t, "Message", "Back again")
+		alice.pressEnter(t)
+		bob.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Back again")`)
+	})
+
+	t.Run("the log shows raw frames", func(t *testing.T) {
+		bob.expect(t, `!document.getElementById("log").checkVisibility()`)
+		bob.click(t, "Log")
+		bob.expect(t, `document.getElementById("log").checkVisibility()`)
+		bob.waitFor(t, `[...document.querySelectorAll("#log-entries li")].some(li =>
+			li.textContent.includes("received") && li.textContent.includes('"name":"Alice"'))`)
+	})
+
+	t.Run("over-long input is stopped before sending", func(t *testing.T) {
+		sentBefore := s.hub.stats.received.Load()
+		alice.typeInto(t, "Message", strings.Repeat("é", maxMessageChars+1))
+		alice.pressEnter(t)
+		alice.waitFor(t, `document.getElementById("chat-error").textContent.includes("limit is 4000")`)
+		if n := s.hub.stats.received.Load(); n != sentBefore {
+			t.Errorf("the server received %d frames from an over-long message", n-sentBefore)
+		}
+	})
+
+	t.Run("Leave returns to the join form", func(t *testing.T) {
+		carol.click(t, "Leave")
+		carol.waitFor(t, `label("Name").checkVisibility() && location.search === ""`)
+		carol.expect(t, `button("Leave") === undefined && button("Join") !== undefined`)
+	})
+
+	t.Run("no request leaves the test server", func(t *testing.T) {
+		host := strings.TrimPrefix(s.URL, "http://")
+		urls := b.requestedURLs()
+		for _, want := range []string{s.URL + "/chat/", s.URL + "/static/chat.js", s.wsURL("room1")} {
+			if !slices.Contains(urls, want) {
+				t.Errorf("no request for %s seen among %d; the check below would prove nothing", want, len(urls))
+			}
+		}
+		for _, u := range urls {
+			p, err := url.Parse(u)
+			if err != nil || p.Host != host {
+				t.Errorf("request to %s", u)
+			}
+		}
+	})
+}
+
+func TestChatPageLimitsMatchServer(t *testing.T) {
+	js, err := static.ReadFile("static/chat.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"ROOM_RULE":         "/" + roomPattern + "/",
+		"MAX_MESSAGE_CHARS": fmt.Sprint(maxMessageChars),
+		"MAX_NAME_CHARS":    fmt.Sprint(maxNameChars),
+	} {
+		m := regexp.MustCompile(`const ` + name + ` = (.+);`).FindSubmatch(js)
+		if m == nil || string(m[1]) != want {
+			t.Errorf("chat.js: %s is %q, the server's is %q", name, m, want)
+		}
+	}
+}
+
+// ---- driving Chromium ----
+
+// pageHelpers are defined in every tab, so that checks read like sentences.
+const pageHelpers = `
+window.label = (text) => {
+	const l = [...document.querySelectorAll("label")].find(l => l.textContent.trim() === text);
+	return l ? l.control : null;
+};
+window.button = (name) => [...document.querySelectorAll("button")]
+	.find(b => b.textContent.trim() === name && b.getClientRects().length > 0);
+window.badge = () => document.getElementById("badge").textContent;
+window.messages = () => [...document.querySelectorAll("#messages li")].map(li => ({
+	author: li.querySelector(".author").textContent,
+	text: li.querySelector(".text").textContent,
+}));
+`
+
+// browser is one headless Chromium with a CDP connection to it.
+type browser struct {
+	ws      *websocket.Conn
+	mu      sync.Mutex
+	nextID  int
+	waiting map[int]chan cdpMessage
+	events  []cdpMessage
+}
+
+type cdpMessage struct {
+	ID        int             `json:"id,omitempty"`
+	Method    string          `json:"method,omitempty"`
+	Params    json.RawMessage `json:"params,omitempty"`
+	SessionID string          `json:"sessionId,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     *struct {
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// findChromium returns the browser binary, or skips (fails in CI) without one.
+func findChromium(t *testing.T) string {
+	candidates := []string{os.Getenv("ROOMCHAT_CHROMIUM"), "/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome"}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if path, err := exec.LookPath(c); err == nil {
+			return path
+		}
+	}
+	const how = "Chromium not found; install it (Debian: sudo apt-get install chromium) or set ROOMCHAT_CHROMIUM"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// startBrowser starts Chromium with an empty profile and connects to it.
+func startBrowser(t *testing.T) *browser {
+	bin := findChromium(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-extensions", "--user-data-dir="+t.TempDir(),
+		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+
+	// Chromium prints its debugger's address on stderr.
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "DevTools listening on "); ok {
+				found <- rest
+				break
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	var debugURL string
+	select {
+	case debugURL = <-found:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Chromium did not print its DevTools address within 20 s")
+	}
+	// DevTools accepts a WebSocket whose Origin is its own address.
+	u, _ := url.Parse(debugURL)
+	ws := dialURL(t, debugURL, "http://"+u.Host)
+	b := &browser{ws: ws, waiting: map[int]chan cdpMessage{}}
+	go b.readLoop()
+	return b
+}
+
+// readLoop hands replies to their callers and keeps events for the checks.
+func (b *browser) readLoop() {
+	for {
+		f, err := receive(b.ws, 64<<20)
+		if err != nil {
+			b.mu.Lock()
+			for id, ch := range b.waiting {
+				close(ch)
+				delete(b.waiting, id)
+			}
+			b.mu.Unlock()
+			return
+		}
+		var m cdpMessage
+		if json.Unmarshal(f.data, &m) != nil {
+			continue
+		}
+		b.mu.Lock()
+		if m.ID != 0 {
+			if ch := b.waiting[m.ID]; ch != nil {
+				ch <- m
+				delete(b.waiting, m.ID)
+			}
+		} else {
+			b.events = append(b.events, m)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// call sends one CDP command and decodes its result into result, if not nil.
+func (b *browser) call(t testing.TB, session, method string, params, result any) {
+	t.Helper()
+	if params == nil {
+		params = struct{}{}
+	}
+	p, _ := json.Marshal(params)
+	ch := make(chan cdpMessage, 1)
+	b.mu.Lock()
+	b.nextID++
+	id := b.nextID
+	b.waiting[id] = ch
+	b.mu.Unlock()
+	msg, _ := json.Marshal(cdpMessage{ID: id, Method: method, Params: p, SessionID: session})
+	if err := websocket.Message.Send(b.ws, string(msg)); err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	select {
+	case reply, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: the browser went away", method)
+		}
+		if reply.Error != nil {
+			t.Fatalf("%s: %s", method, reply.Error.Message)
+		}
+		if result != nil {
+			if err := json.Unmarshal(reply.Result, result); err != nil {
+				t.Fatalf("%s: %v", method, err)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: no reply within 20 s", method)
+	}
+}
+
+// eventsNamed returns the params of every event called method so far.
+func (b *browser) eventsNamed(method string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, e := range b.events {
+		if e.Method == method {
+			out = append(out, string(e.Params))
+		}
+	}
+	return out
+}
+
+// requestedURLs lists every URL any tab asked the network for.
+func (b *browser) requestedURLs() []string {
+	var urls []string
+	for _, p := range b.eventsNamed("Network.requestWillBeSent") {
+		var e struct{ Request struct{ URL string } }
+		json.Unmarshal([]byte(p), &e)
+		urls = append(urls, e.Request.URL)
+	}
+	for _, p := range b.eventsNamed("Network.webSocketCreated") {
+		var e struct{ URL string }
+		json.Unmarshal([]byte(p), &e)
+		urls = append(urls, e.URL)
+	}
+	return urls
+}
+
+// tab is one page in the browser, like a browser tab a person looks at.
+type tab struct {
+	b       *browser
+	session string
+}
+
+// newTab opens pageURL in a new 640x720 tab and waits for it to load.
+func (b *browser) newTab(t testing.TB, pageURL string) *tab {
+	t.Helper()
+	var target struct{ TargetID string }
+	b.call(t, "", "Target.createTarget", map[string]any{"url": "about:blank"}, &target)
+	var attached struct{ SessionID string }
+	b.call(t, "", "Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &attached)
+	tb := &tab{b: b, session: attached.SessionID}
+	for _, domain := range []string{"Page", "Runtime", "Network"} {
+		b.call(t, tb.session, domain+".enable", nil, nil)
+	}
+	b.call(t, tb.session, "Emulation.setDeviceMetricsOverride",
+		map[string]any{"width": 640, "height": 720, "deviceScaleFactor": 1, "mobile": false}, nil)
+	b.call(t, tb.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": pageHelpers}, nil)
+	b.call(t, tb.session, "Page.navigate", map[string]any{"url": pageURL}, nil)
+	tb.waitFor(t, `document.readyState === "complete" && typeof label === "function"`)
+	return tb
+}
+
+// eval runs a JavaScript expression in the page and returns its value.
+func (tb *tab) eval(t testing.TB, expr string) json.RawMessage {
+	t.Helper()
+	var r struct {
+		Result struct {
+			Value json.RawMessage
+		}
+		ExceptionDetails *struct {
+			Text      string
+			Exception struct{ Description string }
+		}
+	}
+	tb.b.call(t, tb.session, "Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &r)
+	if r.ExceptionDetails != nil {
+		t.Fatalf("%s: %s %s", expr, r.ExceptionDetails.Text, r.ExceptionDetails.Exception.Description)
+	}
+	return r.Result.Value
+}
+
+// expect checks that a JavaScript condition holds now.
+func (tb *tab) expect(t testing.TB, cond string) {
+	t.Helper()
+	if string(tb.eval(t, cond)) != "true" {
+		t.Fatalf("not so: %s", cond)
+	}
+}
+
+// waitFor waits up to 10 s for a JavaScript condition to hold. The page
+// announces nothing to CDP, so it asks every 20 ms.
+func (tb *tab) waitFor(t testing.TB, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for string(tb.eval(t, "!!("+cond+")")) != "true" {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", cond)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// typeInto focuses the control labelled label and types text into it, as
+// a keyboard would (after clearing what was there).
+func (tb *tab) typeInto(t testing.TB, label, text string) {
+	t.Helper()
+	tb.expect(t, `(() => { const c = label(`+jsString(label)+`); if (!c || c.disabled) return false;
+		c.focus(); c.select(); return document.activeElement === c; })()`)
+	tb.b.call(t, tb.session, "Input.insertText", map[string]any{"text": text}, nil)
+}
+
+// pressEnter presses and releases Enter in the focused control.
+func (tb *tab) pressEnter(t testing.TB) {
+	t.Helper()
+	for _, typ := range []string{"keyDown", "keyUp"} {
+		ev := map[string]any{"type": typ, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+		if typ == "keyDown" {
+			ev["text"] = "\r"
+		}
+		tb.b.call(t, tb.session, "Input.dispatchKeyEvent", ev, nil)
+	}
+}
+
+// click clicks the middle of the visible button named name with the mouse.
+func (tb *tab) click(t testing.TB, name string) {
+	t.Helper()
+	var box struct{ X, Y float64 }
+	raw := tb.eval(t, `(() => { const b = button(`+jsString(name)+`); if (!b) return null;
+		b.scrollIntoView({block: "center"}); const r = b.getBoundingClientRect();
+		return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()`)
+	if string(raw) == "null" || json.Unmarshal(raw, &box) != nil {
+		t.Fatalf("no visible button %q", name)
+	}
+	for _, typ := range []string{"mousePressed", "mouseReleased"} {
+		tb.b.call(t, tb.session, "Input.dispatchMouseEvent",
+			map[string]any{"type": typ, "x": box.X, "y": box.Y, "button": "left", "clickCount": 1}, nil)
+	}
+}
+
+// joinAs fills the join form and clicks Join.
+func (tb *tab) joinAs(t testing.TB, name, room string) {
+	t.Helper()
+	tb.typeInto(t, "Name", name)
+	tb.typeInto(t, "Room", room)
+	tb.click(t, "Join")
+	tb.waitFor(t, `badge() === "Connected"`)
+}
+
+// screenshot returns the tab as a PNG.
+func (tb *tab) screenshot(t testing.TB) image.Image {
+	t.Helper()
+	var shot struct{ Data string }
+	tb.b.call(t, tb.session, "Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
+	raw, err := base64.StdEncoding.DecodeString(shot.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// writeScreenshot puts two tabs side by side in one PNG.
+func writeScreenshot(t testing.TB, path string, left, right *tab) {
+	t.Helper()
+	a, b := left.screenshot(t), right.screenshot(t)
+	const gap = 16
+	w := a.Bounds().Dx() + gap + b.Bounds().Dx()
+	h := max(a.Bounds().Dy(), b.Bounds().Dy())
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(out, out.Bounds(), image.NewUniform(color.RGBA{0x9a, 0xa3, 0xb0, 0xff}), image.Point{}, draw.Src)
+	draw.Draw(out, a.Bounds(), a, image.Point{}, draw.Src)
+	draw.Draw(out, b.Bounds().Add(image.Pt(a.Bounds().Dx()+gap, 0)), b, image.Point{}, draw.Src)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
