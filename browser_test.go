@@ -11,7 +11,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -28,6 +27,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,6 +129,42 @@ func TestBrowserChat(t *testing.T) {
 	})
 }
 
+// TestBrowserDocs reads the API docs as a person would, then uses Try it.
+func TestBrowserDocs(t *testing.T) {
+	s := newTestServer(t, options{rate: defaultRate})
+	b := startBrowser(t)
+	docs := b.newTab(t, s.URL+"/asyncapi/docs/")
+	docs.resize(t, 1280, 900)
+	chat := b.newTab(t, s.URL+"/chat/")
+	chat.joinAs(t, "Bob", "lobby")
+
+	docs.waitFor(t, `document.getElementById("doc").getAttribute("aria-busy") === null`)
+	host := strings.TrimPrefix(s.URL, "http://")
+	docs.expect(t, `document.body.innerText.includes("ws://`+host+`")`)
+	docs.expect(t, `document.body.innerText.includes("/ws/chat/{room}/")`)
+	for _, name := range []string{"new_chat_message", "ping", "pong", "error"} {
+		docs.expect(t, `[...document.querySelectorAll("h3")].some(h => h.textContent.startsWith("`+name+` "))`)
+	}
+	docs.expect(t, `document.body.innerText.includes("You send") && document.body.innerText.includes("The server sends")`)
+
+	docs.click(t, "Connect")
+	docs.waitFor(t, `document.getElementById("try-badge").textContent === "Connected"`)
+	docs.click(t, "Send ping: ping")
+	docs.waitFor(t, `[...document.querySelectorAll("#try-log li")].some(li =>
+		li.textContent.includes("received") && li.textContent.includes('{"action":"pong","payload":null}'))`)
+	docs.click(t, "Send new_chat_message: hello")
+	chat.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Hello everyone!")`)
+
+	for _, u := range b.requestedURLs() {
+		if p, err := url.Parse(u); err != nil || p.Host != host {
+			t.Errorf("request to %s", u)
+		}
+	}
+	if *updateScreenshot {
+		writeScreenshot(t, "docs/api-docs.png", docs)
+	}
+}
+
 func TestChatPageLimitsMatchServer(t *testing.T) {
 	js, err := static.ReadFile("static/chat.js")
 	if err != nil {
@@ -205,12 +241,14 @@ func findChromium(t *testing.T) string {
 // startBrowser starts Chromium with an empty profile and connects to it.
 func startBrowser(t *testing.T) *browser {
 	bin := findChromium(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
+	profile := t.TempDir()
+	cmd := exec.Command(bin,
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+t.TempDir(),
+		"--disable-extensions", "--user-data-dir="+profile,
 		"--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank")
+	// Its own process group, so that stopping it stops its helpers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +256,25 @@ func startBrowser(t *testing.T) *browser {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	var b *browser
+	// Runs before t.TempDir's removal of the profile (cleanups run last
+	// first): ask Chromium to quit, and kill what is left after 5 s.
+	t.Cleanup(func() {
+		if b != nil {
+			defer b.ws.Close()
+			if err := b.send("Browser.close", nil); err != nil {
+				t.Logf("Browser.close: %v", err)
+			}
+		}
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
 
 	// Chromium prints its debugger's address on stderr.
 	found := make(chan string, 1)
@@ -238,10 +294,18 @@ func startBrowser(t *testing.T) *browser {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Chromium did not print its DevTools address within 20 s")
 	}
-	// DevTools accepts a WebSocket whose Origin is its own address.
+	// DevTools accepts a WebSocket whose Origin is its own address. The
+	// cleanup above closes it, after telling the browser to quit.
 	u, _ := url.Parse(debugURL)
-	ws := dialURL(t, debugURL, "http://"+u.Host)
-	b := &browser{ws: ws, waiting: map[int]chan cdpMessage{}}
+	cfg, err := websocket.NewConfig(debugURL, "http://"+u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatalf("DevTools: %v", err)
+	}
+	b = &browser{ws: ws, waiting: map[int]chan cdpMessage{}}
 	go b.readLoop()
 	return b
 }
@@ -283,14 +347,8 @@ func (b *browser) call(t testing.TB, session, method string, params, result any)
 		params = struct{}{}
 	}
 	p, _ := json.Marshal(params)
-	ch := make(chan cdpMessage, 1)
-	b.mu.Lock()
-	b.nextID++
-	id := b.nextID
-	b.waiting[id] = ch
-	b.mu.Unlock()
-	msg, _ := json.Marshal(cdpMessage{ID: id, Method: method, Params: p, SessionID: session})
-	if err := websocket.Message.Send(b.ws, string(msg)); err != nil {
+	ch, err := b.sendTo(session, method, p)
+	if err != nil {
 		t.Fatalf("%s: %v", method, err)
 	}
 	select {
@@ -309,6 +367,25 @@ func (b *browser) call(t testing.TB, session, method string, params, result any)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("%s: no reply within 20 s", method)
 	}
+}
+
+// send sends a browser-level command without waiting for its reply.
+func (b *browser) send(method string, params json.RawMessage) error {
+	_, err := b.sendTo("", method, params)
+	return err
+}
+
+// sendTo sends a command to a session ("" for the browser itself) and
+// returns the channel its reply will come on.
+func (b *browser) sendTo(session, method string, params json.RawMessage) (chan cdpMessage, error) {
+	ch := make(chan cdpMessage, 1)
+	b.mu.Lock()
+	b.nextID++
+	id := b.nextID
+	b.waiting[id] = ch
+	b.mu.Unlock()
+	msg, _ := json.Marshal(cdpMessage{ID: id, Method: method, Params: params, SessionID: session})
+	return ch, websocket.Message.Send(b.ws, string(msg))
 }
 
 // eventsNamed returns the params of every event called method so far.
@@ -357,12 +434,18 @@ func (b *browser) newTab(t testing.TB, pageURL string) *tab {
 	for _, domain := range []string{"Page", "Runtime", "Network"} {
 		b.call(t, tb.session, domain+".enable", nil, nil)
 	}
-	b.call(t, tb.session, "Emulation.setDeviceMetricsOverride",
-		map[string]any{"width": 640, "height": 720, "deviceScaleFactor": 1, "mobile": false}, nil)
+	tb.resize(t, 640, 720)
 	b.call(t, tb.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": pageHelpers}, nil)
 	b.call(t, tb.session, "Page.navigate", map[string]any{"url": pageURL}, nil)
 	tb.waitFor(t, `document.readyState === "complete" && typeof label === "function"`)
 	return tb
+}
+
+// resize makes the tab's viewport width x height.
+func (tb *tab) resize(t testing.TB, width, height int) {
+	t.Helper()
+	tb.b.call(t, tb.session, "Emulation.setDeviceMetricsOverride",
+		map[string]any{"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
 }
 
 // eval runs a JavaScript expression in the page and returns its value.
@@ -467,17 +550,25 @@ func (tb *tab) screenshot(t testing.TB) image.Image {
 	return img
 }
 
-// writeScreenshot puts two tabs side by side in one PNG.
-func writeScreenshot(t testing.TB, path string, left, right *tab) {
+// writeScreenshot puts tabs side by side in one PNG.
+func writeScreenshot(t testing.TB, path string, tabs ...*tab) {
 	t.Helper()
-	a, b := left.screenshot(t), right.screenshot(t)
 	const gap = 16
-	w := a.Bounds().Dx() + gap + b.Bounds().Dx()
-	h := max(a.Bounds().Dy(), b.Bounds().Dy())
+	var shots []image.Image
+	w, h := -gap, 0
+	for _, tb := range tabs {
+		shot := tb.screenshot(t)
+		shots = append(shots, shot)
+		w += gap + shot.Bounds().Dx()
+		h = max(h, shot.Bounds().Dy())
+	}
 	out := image.NewRGBA(image.Rect(0, 0, w, h))
 	draw.Draw(out, out.Bounds(), image.NewUniform(color.RGBA{0x9a, 0xa3, 0xb0, 0xff}), image.Point{}, draw.Src)
-	draw.Draw(out, a.Bounds(), a, image.Point{}, draw.Src)
-	draw.Draw(out, b.Bounds().Add(image.Pt(a.Bounds().Dx()+gap, 0)), b, image.Point{}, draw.Src)
+	x := 0
+	for _, shot := range shots {
+		draw.Draw(out, shot.Bounds().Add(image.Pt(x, 0)), shot, image.Point{}, draw.Src)
+		x += shot.Bounds().Dx() + gap
+	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, out); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,27 @@ type chatPayload struct {
 	Name    string `json:"name"`
 }
 
+// The error types, named as pydantic names them (the last two are
+// roomchat's own). static/asyncapi.json lists the same set.
+const (
+	errJSONInvalid      = "json_invalid"
+	errModelType        = "model_type"
+	errUnionTagNotFound = "union_tag_not_found"
+	errUnionTagInvalid  = "union_tag_invalid"
+	errMissing          = "missing"
+	errStringType       = "string_type"
+	errStringTooLong    = "string_too_long"
+	errNoneRequired     = "none_required"
+	errFrameTooLarge    = "frame_too_large"
+	errRateLimited      = "rate_limited"
+)
+
+// errorTypes is every error type above, in protocol.md's order.
+var errorTypes = []string{
+	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
+	errStringType, errStringTooLong, errNoneRequired, errFrameTooLarge, errRateLimited,
+}
+
 // fieldError is one entry of an error frame. The names and wording follow
 // pydantic's, because Chanx sends them that way and its clients branch on
 // Type and Loc.
@@ -79,7 +100,7 @@ func handlePing(c *client, _ any) {
 var (
 	pongFrame          = encodeFrame("pong", nil)
 	frameTooLargeFrame = errorFrame(fieldError{
-		Type: "frame_too_large",
+		Type: errFrameTooLarge,
 		Msg:  fmt.Sprintf("Frame should have at most %d bytes", maxFrameBytes),
 	})
 )
@@ -87,7 +108,7 @@ var (
 // rateLimitedFrame is the error a connection gets for a frame over its rate.
 func rateLimitedFrame(perSecond float64) []byte {
 	return errorFrame(fieldError{
-		Type: "rate_limited",
+		Type: errRateLimited,
 		Msg:  fmt.Sprintf("Too many messages: at most %g per second", perSecond),
 	})
 }
@@ -103,22 +124,22 @@ func decode(data []byte) (message, []fieldError) {
 	if err := json.Unmarshal(data, &top); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
-			return message{}, oneError("json_invalid", nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
+			return message{}, oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
 		}
-		return message{}, oneError("model_type", nil, "Input should be a valid dictionary")
+		return message{}, oneError(errModelType, nil, "Input should be a valid dictionary")
 	}
 	if top == nil { // the frame was the literal null
-		return message{}, oneError("model_type", nil, "Input should be a valid dictionary")
+		return message{}, oneError(errModelType, nil, "Input should be a valid dictionary")
 	}
 
 	var name string
 	raw, ok := top["action"]
 	if !ok || !isJSONString(raw) || json.Unmarshal(raw, &name) != nil {
-		return message{}, oneError("union_tag_not_found", nil, "Unable to extract tag using discriminator 'action'")
+		return message{}, oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'")
 	}
 	act, ok := actions[name]
 	if !ok {
-		return message{}, oneError("union_tag_invalid", nil, fmt.Sprintf(
+		return message{}, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
 			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
 	}
 	payload, errs := act.decode(top["payload"])
@@ -136,11 +157,11 @@ var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '")
 func decodeChat(payload json.RawMessage) (any, []fieldError) {
 	loc := []string{"new_chat_message", "payload"}
 	if payload == nil {
-		return nil, oneError("missing", loc, "Field required")
+		return nil, oneError(errMissing, loc, "Field required")
 	}
 	var fields map[string]json.RawMessage
 	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
-		return nil, oneError("model_type", loc, "Input should be a valid dictionary")
+		return nil, oneError(errModelType, loc, "Input should be a valid dictionary")
 	}
 	var p chatPayload
 	var errs []fieldError
@@ -159,11 +180,11 @@ func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent [
 	raw, ok := fields[key]
 	switch {
 	case !ok:
-		return append(errs, fieldError{"missing", loc, "Field required"})
+		return append(errs, fieldError{errMissing, loc, "Field required"})
 	case !isJSONString(raw) || json.Unmarshal(raw, dst) != nil:
-		return append(errs, fieldError{"string_type", loc, "Input should be a valid string"})
+		return append(errs, fieldError{errStringType, loc, "Input should be a valid string"})
 	case utf8.RuneCountInString(*dst) > maxChars:
-		return append(errs, fieldError{"string_too_long", loc, fmt.Sprintf("String should have at most %d characters", maxChars)})
+		return append(errs, fieldError{errStringTooLong, loc, fmt.Sprintf("String should have at most %d characters", maxChars)})
 	}
 	return errs
 }
@@ -173,7 +194,7 @@ func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent [
 func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
 	return func(payload json.RawMessage) (any, []fieldError) {
 		if payload != nil && string(payload) != "null" {
-			return nil, oneError("none_required", []string{name, "payload"}, "Input should be None")
+			return nil, oneError(errNoneRequired, []string{name, "payload"}, "Input should be None")
 		}
 		return nil, nil
 	}
