@@ -32,6 +32,10 @@ const (
 	// when frames pile up. A client that lets it fill is dropped (1008).
 	sendQueueLen = 256
 
+	// keptQueueCap is the largest queue array an idle connection keeps for
+	// reuse (24 bytes a slot).
+	keptQueueCap = 16
+
 	// writeTimeout bounds every frame write, so a dead peer cannot hold its
 	// writer forever.
 	writeTimeout = 10 * time.Second
@@ -203,34 +207,31 @@ func (r *room) broadcast(from *client, frame []byte) {
 	}
 }
 
-// client is one WebSocket connection and its membership of one room. Two
-// goroutines serve it: the read loop (the HTTP handler's own goroutine) and
-// the writer, the only one that writes to the socket.
+// client is one WebSocket connection and its membership of one room. Its
+// read loop runs on the HTTP handler's own goroutine; a writer goroutine,
+// the only one that writes to the socket, runs while there is something to
+// write and exits when the queue is empty, so an idle connection costs one
+// goroutine, not two.
 type client struct {
 	id     uint64
 	remote string
 	hub    *hub
-	room   *room           // set by join, cleared by leave, both on the handler's goroutine
-	ws     *websocket.Conn // set by serve; read under mu by abort, which may run elsewhere
+	room   *room // set by join, cleared by leave, both on the handler's goroutine
 
-	mu         sync.Mutex
-	queue      [][]byte      // frames waiting for the writer
-	closeCode  int           // non-zero once a close was asked for
-	closeWhy   string        // why, for the log
-	closing    atomic.Bool   // closeCode != 0, readable without the lock
-	wake       chan struct{} // tells the writer there is work; holds one signal
-	writerDone chan struct{} // closed when the writer has exited
+	mu        sync.Mutex
+	ws        *websocket.Conn // nil until serve; no writer starts before
+	queue     [][]byte        // frames waiting for the writer
+	spare     [][]byte        // an empty array for the next batch, kept between writers
+	writing   bool            // a writer is running (and, once closed, has run)
+	closeCode int             // non-zero once a close was asked for
+	closeWhy  string          // why, for the log
+	closing   atomic.Bool     // closeCode != 0, readable without the lock
+	closed    chan struct{}   // closed when the writer has sent the close frame
 }
 
 // newClient prepares a connection for the hub; it has no socket yet.
 func newClient(h *hub, remote string) *client {
-	return &client{
-		id:         h.nextID.Add(1),
-		remote:     remote,
-		hub:        h,
-		wake:       make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
-	}
+	return &client{id: h.nextID.Add(1), remote: remote, hub: h, closed: make(chan struct{})}
 }
 
 // send queues frame for this client without waiting. A client whose queue
@@ -249,16 +250,22 @@ func (c *client) send(frame []byte) {
 		return
 	}
 	c.queue = append(c.queue, frame)
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 }
 
-// signal wakes the writer; a signal already pending is as good as a new one.
-func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// claimWriterLocked reports whether the caller must start a writer: there
+// is a socket and no writer yet. It runs with c.mu held, so at most one
+// writer ever runs.
+func (c *client) claimWriterLocked() bool {
+	if c.writing || c.ws == nil {
+		return false
 	}
+	c.writing = true
+	return true
 }
 
 // close asks the writer to end the connection with code: queued frames are
@@ -274,8 +281,11 @@ func (c *client) close(code int, why string) bool {
 	c.closeCode, c.closeWhy = code, why
 	c.closing.Store(true)
 	c.queue = nil
+	start := c.claimWriterLocked()
 	c.mu.Unlock()
-	c.signal()
+	if start {
+		go c.writeLoop()
+	}
 	return true
 }
 
@@ -292,40 +302,68 @@ func (c *client) abort() {
 	}
 }
 
-// writeLoop is the writer: it takes the whole queue at once, writes it frame
-// by frame, and sleeps until woken again. Swapping two slices means a busy
-// client costs no allocation per frame.
+// writeLoop is the writer. It takes the whole queue at once and writes it,
+// until the queue is empty, when it exits, or a close is asked for, when it
+// sends the close frame and exits for good. Taking the queue in batches
+// means one lock and one deadline per batch, not per frame, and the two
+// arrays it swaps are kept for the next writer: no allocation per frame.
 func (c *client) writeLoop() {
-	defer close(c.writerDone)
-	var batch [][]byte
-	for range c.wake {
-		c.mu.Lock()
-		batch, c.queue = c.queue, batch[:0]
+	c.mu.Lock()
+	batch := c.spare
+	c.spare = nil
+	for {
 		code := c.closeCode
-		c.mu.Unlock()
-		if code != 0 {
-			c.writeClose(code)
+		if code == 0 && len(c.queue) == 0 {
+			c.queue, c.spare = keepSmall(c.queue), keepSmall(batch)
+			c.writing = false
+			c.mu.Unlock()
 			return
 		}
-		for i, frame := range batch {
-			batch[i] = nil // the writer must not keep frames alive
-			if c.closing.Load() {
-				break // the close frame comes next; the rest is dropped
-			}
-			if err := c.write(frame); err != nil {
-				c.close(closeGoingAway, "write failed: "+err.Error())
-				c.abort() // the socket is broken; no close frame can follow
-				return
-			}
+		batch, c.queue = c.queue, batch[:0]
+		c.mu.Unlock()
+
+		if code != 0 {
+			c.writeClose(code)
+			close(c.closed)
+			return // writing stays true: no writer starts again
 		}
+		if err := c.writeBatch(batch); err != nil {
+			c.close(closeGoingAway, "write failed: "+err.Error())
+			c.abort() // the socket is broken; the close frame will fail fast
+		}
+		clear(batch) // the writer must not keep frames alive
+		c.mu.Lock()
 	}
 }
 
-// write sends one text frame within writeTimeout.
-func (c *client) write(frame []byte) error {
+// keepSmall empties a queue array for reuse, unless a burst made it big:
+// an idle connection should not hold on to that.
+func keepSmall(q [][]byte) [][]byte {
+	if cap(q) > keptQueueCap {
+		return nil
+	}
+	return q[:0]
+}
+
+// writeBatch writes frames in order, within writeTimeout for the batch,
+// stopping early if a close is asked for meanwhile.
+func (c *client) writeBatch(frames [][]byte) error {
 	if err := c.ws.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 		return err
 	}
+	for _, frame := range frames {
+		if c.closing.Load() {
+			return nil // the close frame comes next; the rest is dropped
+		}
+		if err := c.write(frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// write sends one text frame.
+func (c *client) write(frame []byte) error {
 	if _, err := c.ws.Write(frame); err != nil {
 		return err
 	}
@@ -347,28 +385,45 @@ func (c *client) writeClose(code int) {
 	_ = c.ws.SetReadDeadline(deadline)
 }
 
-// serve runs one connection: it starts the writer and reads until the
-// connection ends. When it returns, x/net/websocket closes the socket.
+// serve runs one connection: it reads until the connection ends, then waits
+// for the writer's close frame. When it returns, x/net/websocket closes the
+// socket.
+//
+// serve and readLoop stay small on purpose, with the logging in functions of
+// their own: while a connection is idle, its goroutine waits at the bottom
+// of this call chain, and a chain that fits in 4 KiB of stack keeps it from
+// growing to 8 KiB, a third of what an idle connection costs.
 func (c *client) serve(ws *websocket.Conn) {
-	c.mu.Lock()
-	c.ws = ws
-	c.mu.Unlock()
-	roomName := c.room.name
-	start := time.Now()
-	c.hub.log.Info("connected", "conn", c.id, "room", roomName, "remote", c.remote)
-
-	go c.writeLoop()
+	start := c.attach(ws)
 	code, why := c.readLoop()
 	c.close(code, why)
-	<-c.writerDone // bounded: one write (writeTimeout) plus the close frame
+	<-c.closed // bounded: the batch being written (writeTimeout), then the close frame
+	c.logDisconnect(start)
+}
 
+// attach gives the client its socket. Frames queued since the join, or a
+// close asked for by shutdown, can be written from now on.
+func (c *client) attach(ws *websocket.Conn) time.Time {
 	c.mu.Lock()
-	code, why = c.closeCode, c.closeWhy
+	c.ws = ws
+	startWriter := (len(c.queue) > 0 || c.closeCode != 0) && c.claimWriterLocked()
+	c.mu.Unlock()
+	if startWriter {
+		go c.writeLoop()
+	}
+	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.remote)
+	return time.Now()
+}
+
+// logDisconnect says how the connection ended, and flags a slow client.
+func (c *client) logDisconnect(start time.Time) {
+	c.mu.Lock()
+	code, why := c.closeCode, c.closeWhy
 	c.mu.Unlock()
 	if code == closePolicyViolation {
-		c.hub.log.Warn("dropped slow client", "conn", c.id, "room", roomName, "remote", c.remote)
+		c.hub.log.Warn("dropped slow client", "conn", c.id, "room", c.room.name, "remote", c.remote)
 	}
-	c.hub.log.Info("disconnected", "conn", c.id, "room", roomName, "code", code, "reason", why,
+	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "code", code, "reason", why,
 		"duration", time.Since(start).Round(time.Millisecond))
 }
 
@@ -380,55 +435,92 @@ func (c *client) serve(ws *websocket.Conn) {
 func (c *client) readLoop() (code int, why string) {
 	bucket := c.hub.limit.newBucket()
 	for {
-		if !c.closing.Load() {
-			if err := c.ws.SetReadDeadline(time.Now().Add(c.hub.idle)); err != nil {
-				return closeGoingAway, err.Error()
-			}
-			// The writer may have set the closing deadline just before
-			// we pushed it back; set it again so it is not lost.
-			if c.closing.Load() {
-				_ = c.ws.SetReadDeadline(time.Now().Add(closeTimeout))
-			}
+		if err := c.renewReadDeadline(); err != nil {
+			return closeGoingAway, err.Error()
 		}
 		f, err := receive(c.ws, maxFrameBytes)
-		switch {
-		case c.closing.Load():
-			if err != nil {
-				return closeNormal, "closed" // only used if no code was set
-			}
-			continue
-		case errors.Is(err, errTooLarge):
-			if bucket.allow() {
-				c.send(frameTooLargeFrame)
-			} else {
-				c.send(c.hub.limit.frame)
-			}
-			continue
-		case isTimeout(err):
-			return closeGoingAway, "idle timeout"
-		case errors.Is(err, io.EOF):
-			return closeNormal, "client closed"
-		case errors.Is(err, errBadFragment):
-			return closeProtocolError, err.Error()
-		case err != nil:
-			return closeNormal, "read failed: " + err.Error()
-		}
-		c.hub.stats.received.Add(1)
-		if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-			c.hub.log.Debug("frame in", "conn", c.id, "binary", f.binary, "data", string(f.data))
-		}
-
-		switch {
-		case f.binary:
-			c.close(closeUnsupportedData, "binary frame")
-		case !utf8.Valid(f.data):
-			c.close(closeInvalidPayload, "invalid UTF-8")
-		case !bucket.allow():
-			c.send(c.hub.limit.frame)
-		default:
-			c.handle(f.data)
+		if code, why, stop := c.take(f, err, bucket); stop {
+			return code, why
 		}
 	}
+}
+
+// take deals with what receive returned. It reports stop, with the close
+// code and reason, when the connection is over.
+func (c *client) take(f frame, err error, bucket *tokenBucket) (code int, why string, stop bool) {
+	switch {
+	case c.closing.Load():
+		// A code was set already; this one goes unused.
+		return closeNormal, "closed", err != nil
+	case errors.Is(err, errTooLarge):
+		c.reply(bucket, frameTooLargeFrame)
+	case err != nil:
+		code, why = closeReason(err)
+		return code, why, true
+	default:
+		c.dispatch(f, bucket)
+	}
+	return 0, "", false
+}
+
+// renewReadDeadline gives the client another idleTimeout to send a frame,
+// unless a close is under way, when the writer's shorter deadline stands.
+func (c *client) renewReadDeadline() error {
+	if c.closing.Load() {
+		return nil
+	}
+	if err := c.ws.SetReadDeadline(time.Now().Add(c.hub.idle)); err != nil {
+		return err
+	}
+	// The writer may have set the closing deadline just before we pushed
+	// it back; set it again so that it is not lost.
+	if c.closing.Load() {
+		return c.ws.SetReadDeadline(time.Now().Add(closeTimeout))
+	}
+	return nil
+}
+
+// closeReason turns a read error into the close code and reason for it.
+func closeReason(err error) (code int, why string) {
+	switch {
+	case isTimeout(err):
+		return closeGoingAway, "idle timeout"
+	case errors.Is(err, io.EOF):
+		return closeNormal, "client closed"
+	case errors.Is(err, errBadFragment):
+		return closeProtocolError, err.Error()
+	default:
+		return closeNormal, "read failed: " + err.Error()
+	}
+}
+
+// dispatch handles one whole message from the client: binary and broken
+// text end the connection, a frame over the rate is refused, and the rest
+// goes to handle.
+func (c *client) dispatch(f frame, bucket *tokenBucket) {
+	c.hub.stats.received.Add(1)
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.hub.log.Debug("frame in", "conn", c.id, "binary", f.binary, "data", string(f.data))
+	}
+	switch {
+	case f.binary:
+		c.close(closeUnsupportedData, "binary frame")
+	case !utf8.Valid(f.data):
+		c.close(closeInvalidPayload, "invalid UTF-8")
+	case !bucket.allow():
+		c.send(c.hub.limit.frame)
+	default:
+		c.handle(f.data)
+	}
+}
+
+// reply sends frame to the client, or the rate_limited error instead when
+// it is over its rate: errors count against the rate like anything else.
+func (c *client) reply(bucket *tokenBucket, frame []byte) {
+	if !bucket.allow() {
+		frame = c.hub.limit.frame
+	}
+	c.send(frame)
 }
 
 // handle decodes one text frame and routes it to its action's handler, or
@@ -464,62 +556,85 @@ var (
 )
 
 // receive reads one whole message of at most maxBytes from ws; a longer one
-// is read, thrown away and reported as errTooLarge. x/net/websocket's own Receive
-// hands every fragment of a fragmented message over as a message of its
-// own, and gorilla/websocket clients, for one, split anything longer than
-// 4 KiB; so receive reads frame by frame and joins the fragments itself.
+// is read, thrown away and reported as errTooLarge. x/net/websocket's own
+// Receive hands every fragment of a fragmented message over as a message of
+// its own, and gorilla/websocket clients, for one, split anything longer
+// than 4 KiB; so receive reads frame by frame and joins the fragments.
 //
-// It uses three methods that *websocket.Conn promotes from its embedded
-// frame reader and handler: NewFrameReader reads a frame header,
-// HeaderReader gives its raw bytes (the only place the FIN bit is kept), and
-// HandleFrame answers pings and turns a close frame into io.EOF, as Receive
-// does.
+// It uses methods that *websocket.Conn promotes from its embedded frame
+// reader and handler: NewFrameReader reads a frame header, and HandleFrame
+// answers pings and turns a close frame into io.EOF, as Receive does.
 func receive(ws *websocket.Conn, maxBytes int) (frame, error) {
-	var msg frame
-	started, tooLarge := false, false
+	m := assembly{maxBytes: maxBytes}
 	for {
+		// An idle connection waits here, so this function keeps its
+		// locals few (see serve).
 		fr, err := ws.NewFrameReader()
 		if err != nil {
 			return frame{}, err
 		}
-		var header [14]byte // the longest frame header
-		n, _ := fr.HeaderReader().Read(header[:])
-		final, opcode := header[0]&0x80 != 0, header[0]&0x0f
-		payloadLen := fr.Len() - n
-
-		body, err := ws.HandleFrame(fr)
-		if err != nil {
-			return frame{}, err
-		}
-		if body == nil {
-			continue // a ping, answered, or a pong
-		}
-		if started != (opcode == websocket.ContinuationFrame) {
-			return frame{}, errBadFragment
-		}
-		if !started {
-			msg.binary = body.PayloadType() == websocket.BinaryFrame
-			started = true
-		}
-		if tooLarge || payloadLen > maxBytes-len(msg.data) {
-			tooLarge = true
-			if _, err := io.Copy(io.Discard, body); err != nil {
-				return frame{}, err
-			}
-		} else {
-			start := len(msg.data)
-			msg.data = slices.Grow(msg.data, payloadLen)[:start+payloadLen]
-			if _, err := io.ReadFull(body, msg.data[start:]); err != nil {
-				return frame{}, err
-			}
-		}
-		if final {
-			if tooLarge {
-				return frame{}, errTooLarge
-			}
-			return msg, nil
+		if done, err := m.add(ws, fr); err != nil || done {
+			return m.result(err)
 		}
 	}
+}
+
+// wireFrame is x/net/websocket's frame reader, whose type is unexported:
+// one frame of the wire, with its raw header.
+type wireFrame interface {
+	io.Reader
+	PayloadType() byte
+	HeaderReader() io.Reader // the header's bytes, the only place the FIN bit is kept
+	TrailerReader() io.Reader
+	Len() int // header and payload
+}
+
+// assembly is a message being put together from its frames.
+type assembly struct {
+	msg      frame
+	maxBytes int
+	started  bool // a first frame has come; continuations may follow
+	tooLarge bool // over maxBytes: the rest is read and thrown away
+}
+
+// add reads one frame into the message and reports whether it was the last.
+func (m *assembly) add(ws *websocket.Conn, fr wireFrame) (done bool, err error) {
+	var header [14]byte // the longest frame header
+	n, _ := fr.HeaderReader().Read(header[:])
+	final, opcode := header[0]&0x80 != 0, header[0]&0x0f
+	payloadLen := fr.Len() - n
+
+	body, err := ws.HandleFrame(fr)
+	if err != nil || body == nil {
+		return false, err // a ping (answered) or a pong: not part of any message
+	}
+	if m.started != (opcode == websocket.ContinuationFrame) {
+		return false, errBadFragment
+	}
+	if !m.started {
+		m.msg.binary = body.PayloadType() == websocket.BinaryFrame
+		m.started = true
+	}
+	if m.tooLarge || payloadLen > m.maxBytes-len(m.msg.data) {
+		m.tooLarge = true
+		_, err = io.Copy(io.Discard, body)
+		return final, err
+	}
+	start := len(m.msg.data)
+	m.msg.data = slices.Grow(m.msg.data, payloadLen)[:start+payloadLen]
+	_, err = io.ReadFull(body, m.msg.data[start:])
+	return final, err
+}
+
+// result is the whole message, or why there is none.
+func (m *assembly) result(err error) (frame, error) {
+	switch {
+	case err != nil:
+		return frame{}, err
+	case m.tooLarge:
+		return frame{}, errTooLarge
+	}
+	return m.msg, nil
 }
 
 // rateLimit is the per-connection message rate: perSecond text frames a

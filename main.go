@@ -149,34 +149,48 @@ func newMux(h *hub, opts options) *http.ServeMux {
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room.
 // The checks that need a plain HTTP answer (a bad room name is 400, a full
 // server 503) happen before the upgrade; the origin check and the join
-// happen in the handshake, before the 101 is written.
+// happen in the handshake, before the 101 is written. This goroutine then
+// serves the connection until it ends.
 func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 	allowed := make(map[string]bool, len(extraOrigins))
 	for _, o := range extraOrigins {
 		allowed[normalizeOrigin(o)] = true
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		roomName := r.PathValue("room") // already percent-decoded
-		if !roomRE.MatchString(roomName) {
-			http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
-			return
-		}
-		if h.full() {
-			http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
+		roomName, ok := admit(w, r, h)
+		if !ok {
 			return
 		}
 		c := newClient(h, r.RemoteAddr)
 		defer h.leave(c) // also undoes a join whose handshake then failed
-		websocket.Server{
-			Handshake: func(_ *websocket.Config, r *http.Request) error {
-				if !originAllowed(r, allowed) {
-					h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
-					return errForeignOrigin // x/net/websocket answers 403
-				}
-				return h.join(c, roomName)
-			},
-			Handler: c.serve,
-		}.ServeHTTP(w, r)
+		websocket.Server{Handshake: handshake(h, c, roomName, allowed), Handler: c.serve}.ServeHTTP(w, r)
+	}
+}
+
+// admit answers, with a plain-text reason, a request that must not be
+// upgraded, and otherwise returns the room it asks for.
+func admit(w http.ResponseWriter, r *http.Request, h *hub) (roomName string, ok bool) {
+	roomName = r.PathValue("room") // already percent-decoded
+	switch {
+	case !roomRE.MatchString(roomName):
+		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
+	case h.full():
+		http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
+	default:
+		return roomName, true
+	}
+	return "", false
+}
+
+// handshake is the check x/net/websocket runs before it writes the 101: a
+// page from another site is refused (403), anyone else joins the room.
+func handshake(h *hub, c *client, roomName string, allowed map[string]bool) func(*websocket.Config, *http.Request) error {
+	return func(_ *websocket.Config, r *http.Request) error {
+		if !originAllowed(r, allowed) {
+			h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+			return errForeignOrigin
+		}
+		return h.join(c, roomName)
 	}
 }
 

@@ -1,0 +1,435 @@
+package main
+
+// Benchmarks and the load test: what one message costs to fan out, what an
+// idle connection costs to keep, and whether a busy server still loses
+// nothing. Run them with
+//
+//	go test -bench . -benchmem -run '^$'
+//	ROOMCHAT_LOAD=1 go test -run TestLoad -v
+//
+// Clients here are as lean as they can be (hand-written frames, no
+// goroutine per idle connection), so that what is measured is the server.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// BenchmarkBroadcast sends chat messages from one member of a room to the
+// rest, in bursts of 32 (well inside the send queue), and waits for every
+// receiver to read every frame. It reports delivered frames a second and
+// allocations per delivered frame; the clients allocate nothing per frame,
+// so the allocations are the server's.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, members := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			benchmarkBroadcast(b, members)
+		})
+	}
+}
+
+func benchmarkBroadcast(b *testing.B, members int) {
+	s := newTestServer(b, options{})
+	const burst = 32
+	var remaining atomic.Int64
+	done := make(chan struct{}, 1)
+	for range members - 1 {
+		r := dialRaw(b, s.wsURL("bench"))
+		r.SetDeadline(time.Time{})
+		go r.countFrames(func() {
+			if remaining.Add(-1) == 0 {
+				done <- struct{}{}
+			}
+		})
+	}
+	sender := dialRaw(b, s.wsURL("bench"))
+	sender.SetDeadline(time.Time{})
+	frame := maskedFrame(chat(strings.Repeat("m", 100), "bench"))
+	s.waitHealth(b, func(h health) bool { return h.Connections == members })
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for sent := 0; sent < b.N; {
+		n := min(burst, b.N-sent)
+		remaining.Store(int64(n * (members - 1)))
+		for range n {
+			if _, err := sender.Write(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+		<-done
+		sent += n
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+
+	frames := float64(b.N) * float64(members-1)
+	b.ReportMetric(frames/b.Elapsed().Seconds(), "frames/s")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/frames, "allocs/frame")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/frames, "ns/frame")
+}
+
+// BenchmarkXNetWrite is the floor under allocs/frame: what one
+// websocket.Conn.Write of a broadcast-sized frame allocates by itself.
+func BenchmarkXNetWrite(b *testing.B) {
+	frame := []byte(chat(strings.Repeat("m", 100), "bench"))
+	started := make(chan *websocket.Conn)
+	finished := make(chan struct{})
+	srv := newPlainServer(b, websocket.Server{Handler: func(ws *websocket.Conn) {
+		started <- ws
+		<-finished
+	}})
+	r := dialRaw(b, "ws"+strings.TrimPrefix(srv, "http")+"/")
+	r.SetDeadline(time.Time{})
+	go r.countFrames(func() {})
+	ws := <-started
+	defer close(finished)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := ws.Write(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecode is one new_chat_message through decoding and validation.
+func BenchmarkDecode(b *testing.B) {
+	data := []byte(`{"action":"new_chat_message","payload":{"message":"Hello everyone!","name":"Alice"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, errs := decode(data); errs != nil {
+			b.Fatal(errs)
+		}
+	}
+}
+
+// BenchmarkIdleConnections measures what the server holds for each idle
+// connection: 5,000 of them, 100 per room, each joined and then silent. The
+// server runs in a child process (this test binary again), so that its
+// numbers are not mixed with the clients'. It reports heap plus stacks, the
+// stacks alone, and RSS, in KiB per connection: first for connections that
+// never sent a frame, then again after each has sent one ping, which grows
+// its goroutine's stack (see serve in hub.go).
+func BenchmarkIdleConnections(b *testing.B) {
+	const conns = 5000
+	for range b.N {
+		child := startServerProcess(b)
+		base := child.mem(b)
+		clients := make([]*rawConn, conns)
+		for i := range clients {
+			clients[i] = dialRaw(b, fmt.Sprintf("ws://%s/ws/chat/idle%d/", child.addr, i/100))
+		}
+		waitFor(b, func() string { return "the child to count every connection" }, func() bool {
+			return child.mem(b).Connections == conns
+		})
+		report := func(label string, m childMem) {
+			perConn := func(after, before uint64) float64 { return float64(after-before) / conns / 1024 }
+			b.ReportMetric(perConn(m.HeapInuse+m.StackInuse, base.HeapInuse+base.StackInuse), label+"heap+stack-KiB/conn")
+			b.ReportMetric(perConn(m.StackInuse, base.StackInuse), label+"stack-KiB/conn")
+			b.ReportMetric(perConn(m.RSS, base.RSS), label+"RSS-KiB/conn")
+		}
+		report("", child.mem(b))
+
+		ping := maskedFrame(`{"action":"ping"}`)
+		for _, c := range clients {
+			c.SetDeadline(time.Now().Add(recvTimeout))
+			if _, err := c.Write(ping); err != nil {
+				b.Fatal(err)
+			}
+			if op, data := c.readFrame(b); op != websocket.TextFrame || string(data) != pong {
+				b.Fatalf("got %q, want a pong", data)
+			}
+		}
+		report("pinged-", child.mem(b))
+	}
+}
+
+// TestLoad is the bounded load test: 1,000 connections in 100 rooms, each
+// sending 2 messages a second for 10 s. Every receiver checks each sender's
+// messages arrive once each and in order; it reports p50 and p99 delivery
+// latency. It runs only with ROOMCHAT_LOAD=1, so that go test stays quick.
+func TestLoad(t *testing.T) {
+	if os.Getenv("ROOMCHAT_LOAD") == "" {
+		t.Skip("set ROOMCHAT_LOAD=1 to run the load test (about 15 s)")
+	}
+	const (
+		rooms    = 100
+		perRoom  = 10
+		rate     = 2 // messages a second per connection
+		duration = 10 * time.Second
+	)
+	s := newTestServer(t, options{rate: defaultRate})
+	// A member's fields belong to its reader goroutine until readers.Wait,
+	// except got, which the test watches meanwhile.
+	type member struct {
+		id      int
+		conn    *websocket.Conn
+		last    map[int]int // sender id -> last sequence number seen
+		lat     []time.Duration
+		got     atomic.Int64
+		err     error // the reader's
+		sendErr error // the sender's
+	}
+	var members []*member
+	for i := range rooms * perRoom {
+		members = append(members, &member{id: i, conn: s.dial(t, fmt.Sprintf("load%d", i/perRoom)), last: map[int]int{}})
+	}
+	s.waitHealth(t, func(h health) bool { return h.Connections == rooms*perRoom })
+
+	// Messages carry "sender:seq:unixnano" so a receiver can check them.
+	var readers sync.WaitGroup
+	for _, m := range members {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				var text string
+				if err := websocket.Message.Receive(m.conn, &text); err != nil {
+					return // closed at the end
+				}
+				var f struct{ Payload chatPayload }
+				json.Unmarshal([]byte(text), &f)
+				var from, seq int
+				var sentAt int64
+				if _, err := fmt.Sscanf(f.Payload.Message, "%d:%d:%d", &from, &seq, &sentAt); err != nil {
+					m.err = fmt.Errorf("member %d got %q", m.id, text)
+					continue
+				}
+				if from/perRoom != m.id/perRoom || from == m.id {
+					m.err = fmt.Errorf("member %d got a message from %d", m.id, from)
+				}
+				if prev, seen := m.last[from]; (seen && seq != prev+1) || (!seen && seq != 0) {
+					m.err = fmt.Errorf("member %d: from %d, message %d after %d", m.id, from, seq, prev)
+				}
+				m.last[from] = seq
+				m.lat = append(m.lat, time.Since(time.Unix(0, sentAt)))
+				m.got.Add(1)
+			}
+		}()
+	}
+
+	perSender := int(rate * duration.Seconds())
+	var senders sync.WaitGroup
+	for _, m := range members {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			// Start at a random point within the first interval, then
+			// keep to the rate (open loop: no waiting for replies).
+			tick := time.Second / rate
+			time.Sleep(time.Duration(m.id*7919%1000) * tick / 1000)
+			next := time.Now()
+			for seq := range perSender {
+				body := fmt.Sprintf("%d:%d:%d", m.id, seq, time.Now().UnixNano())
+				m.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if err := websocket.Message.Send(m.conn, chat(body, strconv.Itoa(m.id))); err != nil {
+					m.sendErr = err
+					return
+				}
+				next = next.Add(tick)
+				time.Sleep(time.Until(next))
+			}
+		}()
+	}
+	senders.Wait()
+	// Every receiver must get perSender messages from each of the others.
+	want := perSender * (perRoom - 1)
+	waitFor(t, func() string { return "every message to arrive" }, func() bool {
+		for _, m := range members {
+			if m.got.Load() < int64(want) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, m := range members {
+		m.conn.Close()
+	}
+	readers.Wait()
+
+	var all []time.Duration
+	for _, m := range members {
+		if m.err != nil || m.sendErr != nil {
+			t.Error(m.err, m.sendErr)
+		}
+		if len(m.lat) != want {
+			t.Errorf("member %d got %d messages, want %d", m.id, len(m.lat), want)
+		}
+		all = append(all, m.lat...)
+	}
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
+	h := s.health(t)
+	t.Logf("%d connections in %d rooms, %d msg/s each for %v: %d deliveries, p50 %v, p99 %v, max %v; dropped %d",
+		rooms*perRoom, rooms, rate, duration, len(all), pct(0.50), pct(0.99), all[len(all)-1], h.SlowClientsDropped)
+}
+
+// ---- helpers ----
+
+// countFrames reads server frames until the connection ends, calling got
+// for each. It allocates nothing per frame.
+func (c *rawConn) countFrames(got func()) {
+	var hdr [10]byte
+	for {
+		if _, err := io.ReadFull(c.r, hdr[:2]); err != nil {
+			return
+		}
+		n := uint64(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			if _, err := io.ReadFull(c.r, hdr[2:4]); err != nil {
+				return
+			}
+			n = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+		case 127:
+			if _, err := io.ReadFull(c.r, hdr[2:10]); err != nil {
+				return
+			}
+			n = binary.BigEndian.Uint64(hdr[2:10])
+		}
+		if _, err := c.r.Discard(int(n)); err != nil {
+			return
+		}
+		got()
+	}
+}
+
+// maskedFrame builds a client text frame once, so a benchmark can send it
+// again and again without allocating.
+func maskedFrame(text string) []byte {
+	mask := [4]byte{1, 2, 3, 4}
+	hdr := []byte{0x80 | websocket.TextFrame}
+	switch n := len(text); {
+	case n < 126:
+		hdr = append(hdr, 0x80|byte(n))
+	default:
+		hdr = append(hdr, 0x80|126, byte(n>>8), byte(n))
+	}
+	hdr = append(hdr, mask[:]...)
+	for i := range len(text) {
+		hdr = append(hdr, text[i]^mask[i%4])
+	}
+	return hdr
+}
+
+// newPlainServer serves h on loopback for the benchmark and returns its URL.
+func newPlainServer(b *testing.B, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// childServer is roomchat running in a child process.
+type childServer struct {
+	addr string
+	pid  int
+}
+
+// childMem is what the child reports about itself.
+type childMem struct {
+	HeapInuse, StackInuse, RSS uint64
+	Connections                int
+}
+
+// serverProcessEnv makes this test binary run roomchat instead of tests.
+const serverProcessEnv = "ROOMCHAT_CHILD_SERVER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(serverProcessEnv) != "" {
+		runChildServer()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runChildServer serves roomchat on a loopback port, prints the port, and
+// adds GET /mem for the benchmark. It exits when its stdin closes.
+func runChildServer() {
+	h := newHub(newRateLimit(0), slog.New(slog.DiscardHandler))
+	mux := newMux(h, options{})
+	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_, conns := h.counts()
+		writeJSON(w, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(ln.Addr())
+	go http.Serve(ln, mux)
+	io.Copy(io.Discard, os.Stdin)
+}
+
+// startServerProcess starts the child and stops it when the benchmark ends.
+func startServerProcess(b *testing.B) *childServer {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serverProcessEnv+"=1")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("child server: %v", err)
+	}
+	return &childServer{addr: strings.TrimSpace(line), pid: cmd.Process.Pid}
+}
+
+func (c *childServer) mem(b *testing.B) childMem {
+	resp, err := http.Get("http://" + c.addr + "/mem")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m childMem
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// readRSS returns this process's resident set size in bytes (Linux).
+func readRSS() uint64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kib * 1024
+		}
+	}
+	return 0
+}
