@@ -45,8 +45,9 @@ const (
 	maxHeaderBytes    = 16 << 10
 
 	// shutdownTimeout is how long SIGINT or SIGTERM waits for connections
-	// to close with 1001 before cutting the rest off.
-	shutdownTimeout = 5 * time.Second
+	// to close with 1001 before cutting the rest off: well inside the 5 s
+	// that service managers usually allow before they kill a process.
+	shutdownTimeout = 4 * time.Second
 )
 
 // defaultRate is protocol.md's per-connection limit: 20 text frames a second,
