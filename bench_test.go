@@ -371,7 +371,9 @@ func TestMain(m *testing.M) {
 // runChildServer serves roomchat on a loopback port, prints the port, and
 // adds GET /mem for the benchmark. It exits when its stdin closes.
 func runChildServer() {
-	h := newHub(newRateLimit(0), slog.New(slog.DiscardHandler))
+	// It logs as the real server does (text, at info), though to nowhere:
+	// formatting a log line takes stack too.
+	h := newHub(newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mux := newMux(h, options{})
 	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
