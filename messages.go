@@ -156,6 +156,22 @@ var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '")
 // strings message and name, each within its limit.
 func decodeChat(payload json.RawMessage) (any, []fieldError) {
 	loc := []string{"new_chat_message", "payload"}
+	fields, errs := decodeObject(payload, loc)
+	if errs != nil {
+		return nil, errs
+	}
+	var p chatPayload
+	errs = decodeString(errs, fields, loc, "message", maxMessageChars, &p.Message)
+	errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
+	if errs != nil {
+		return nil, errs
+	}
+	return p, nil
+}
+
+// decodeObject validates a required payload that must be a JSON object, and
+// returns its fields by key, for decodeString to check one by one.
+func decodeObject(payload json.RawMessage, loc []string) (map[string]json.RawMessage, []fieldError) {
 	if payload == nil {
 		return nil, oneError(errMissing, loc, "Field required")
 	}
@@ -163,14 +179,7 @@ func decodeChat(payload json.RawMessage) (any, []fieldError) {
 	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
 		return nil, oneError(errModelType, loc, "Input should be a valid dictionary")
 	}
-	var p chatPayload
-	var errs []fieldError
-	errs = decodeString(errs, fields, loc, "message", maxMessageChars, &p.Message)
-	errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
-	if errs != nil {
-		return nil, errs
-	}
-	return p, nil
+	return fields, nil
 }
 
 // decodeString validates one required string field of an object, appending
