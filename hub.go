@@ -2,8 +2,9 @@ package main
 
 // This file owns rooms and connections. The hub keeps a mutex-guarded map of
 // rooms; each room keeps its members; each member (a client) has a bounded
-// send queue drained by its own writer goroutine. The read loop here is where
-// a frame from a socket starts its way to the rest of the room.
+// send queue, drained by a writer goroutine of its own whenever there is
+// something in it. The read loop here is where a frame from a socket starts
+// its way to the rest of the room.
 
 import (
 	"context"
@@ -22,8 +23,9 @@ import (
 
 // Limits and timeouts of one connection.
 const (
-	// maxFrameBytes is the largest text frame a client may send; a larger
-	// one is answered with frame_too_large and skipped.
+	// maxFrameBytes is the largest message a client may send, all its
+	// fragments together; a larger one is answered with frame_too_large
+	// and skipped.
 	maxFrameBytes = 64 << 10
 
 	// sendQueueLen is how many frames may wait for a client that does not
@@ -37,7 +39,7 @@ const (
 	keptQueueCap = 16
 
 	// writeTimeout bounds every frame write, so a dead peer cannot hold its
-	// writer forever.
+	// writer forever. A write gets at least half of it (see writeBatch).
 	writeTimeout = 10 * time.Second
 
 	// idleTimeout closes a connection (1001) that has sent no text frame
@@ -86,7 +88,7 @@ type hub struct {
 // stats are running totals for /healthz; atomics, because every
 // connection's goroutines add to them.
 type stats struct {
-	received  atomic.Int64 // text frames read from clients
+	received  atomic.Int64 // messages read from clients
 	delivered atomic.Int64 // frames written to clients
 	dropped   atomic.Int64 // clients closed for not reading
 }

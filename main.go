@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -45,8 +46,8 @@ const (
 	maxHeaderBytes    = 16 << 10
 
 	// shutdownTimeout is how long SIGINT or SIGTERM waits for connections
-	// to close with 1001 before cutting the rest off: well inside the 5 s
-	// that service managers usually allow before they kill a process.
+	// to close with 1001 before cutting the rest off, so that the process
+	// exits inside the 5 s protocol.md promises.
 	shutdownTimeout = 4 * time.Second
 )
 
@@ -122,11 +123,13 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// Shutdown stops the listener and waits for plain HTTP requests; it
-	// does not see hijacked connections, which the hub closes itself.
+	// does not see hijacked connections, which the hub closes meanwhile.
+	var wg sync.WaitGroup
+	wg.Go(func() { h.shutdown(ctx) })
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn("HTTP shutdown", "err", err)
 	}
-	h.shutdown(ctx)
+	wg.Wait()
 	return nil
 }
 

@@ -126,6 +126,7 @@ func TestErrors(t *testing.T) {
 		{"payload null", `{"action":"new_chat_message","payload":null}`, []string{entry("model_type", loc, dict)}},
 		{"name missing", `{"action":"new_chat_message","payload":{"message":"hi"}}`, []string{entry("missing", field("name"), required)}},
 		{"message missing", `{"action":"new_chat_message","payload":{"name":"A"}}`, []string{entry("missing", field("message"), required)}},
+		{"message key in another case", `{"action":"new_chat_message","payload":{"Message":"hi","name":"A"}}`, []string{entry("missing", field("message"), required)}},
 		{"both missing, message first", `{"action":"new_chat_message","payload":{}}`,
 			[]string{entry("missing", field("message"), required), entry("missing", field("name"), required)}},
 		{"message not a string", `{"action":"new_chat_message","payload":{"message":5,"name":"a"}}`, []string{entry("string_type", field("message"), notString)}},
