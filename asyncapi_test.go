@@ -253,15 +253,8 @@ func TestSchemaCarriesTheRequestHost(t *testing.T) {
 			if tt.host != "" {
 				req.Host = tt.host
 			}
-			resp, err := secure.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
 			var served apiDoc
-			if err := json.NewDecoder(resp.Body).Decode(&served); err != nil {
-				t.Fatal(err)
-			}
+			doJSON(t, secure.Client(), req, &served)
 			server := served.at("servers", "roomchat").(map[string]any)
 			if server["host"] != tt.wantHost || server["protocol"] != tt.wantProtocol {
 				t.Errorf("server is %v://%v, want %s://%s", server["protocol"], server["host"], tt.wantProtocol, tt.wantHost)

@@ -418,16 +418,10 @@ func startServerProcess(b *testing.B) *childServer {
 	return &childServer{addr: strings.TrimSpace(line), pid: cmd.Process.Pid}
 }
 
+// mem asks the child how much memory it holds, after a garbage collection.
 func (c *childServer) mem(b *testing.B) childMem {
-	resp, err := http.Get("http://" + c.addr + "/mem")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var m childMem
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		b.Fatal(err)
-	}
+	getJSON(b, "http://"+c.addr+"/mem", &m)
 	return m
 }
 

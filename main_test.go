@@ -714,16 +714,32 @@ type health struct {
 
 func (s *testServer) health(t testing.TB) health {
 	t.Helper()
-	resp, err := http.Get(s.URL + "/healthz")
+	var h health
+	getJSON(t, s.URL+"/healthz", &h)
+	return h
+}
+
+// getJSON fetches url and decodes its JSON answer into v.
+func getJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doJSON(t, http.DefaultClient, req, v)
+}
+
+// doJSON sends req with client and decodes the JSON answer into v.
+func doJSON(t testing.TB, client *http.Client, req *http.Request, v any) {
+	t.Helper()
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var h health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		t.Fatal(err)
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
-	return h
 }
 
 // waitHealth waits until /healthz satisfies ok.
