@@ -354,8 +354,8 @@ func keepSmall(q [][]byte) [][]byte {
 // writeBatch writes frames in order, each within writeTimeout at most and
 // half of it at least, stopping early if a close is asked for meanwhile.
 func (c *client) writeBatch(frames [][]byte) error {
-	// Setting a deadline costs a timer update, a tenth of a frame's CPU in
-	// a busy room; one still more than half writeTimeout away will do.
+	// Setting a deadline costs a timer update, 4 to 6 % of a frame's CPU
+	// in a busy room; one still more than half writeTimeout away will do.
 	if now := time.Now(); c.writeBy.Sub(now) < writeTimeout/2 {
 		c.writeBy = now.Add(writeTimeout)
 		if err := c.ws.SetWriteDeadline(c.writeBy); err != nil {
@@ -437,7 +437,8 @@ func (c *client) logConnect() {
 
 // onSpareStack runs f on a short-lived goroutine and waits for it, so that
 // the stack f needs is borrowed and given back, not kept by the caller for
-// the rest of its life (see serve). It costs about a microsecond.
+// the rest of its life (see serve). It costs about 0.4 µs
+// (BenchmarkOnSpareStack).
 func onSpareStack(f func()) {
 	done := make(chan struct{})
 	go func() {
@@ -470,8 +471,8 @@ func (c *client) readLoop() (code int, why string) {
 		if err := c.renewReadDeadline(); err != nil {
 			return closeGoingAway, err.Error()
 		}
-		f, err := receive(c.ws, maxFrameBytes)
-		if code, why, stop := c.take(f, err, bucket); stop {
+		m, err := receive(c.ws, maxFrameBytes)
+		if code, why, stop := c.take(m, err, bucket); stop {
 			return code, why
 		}
 	}
@@ -479,7 +480,7 @@ func (c *client) readLoop() (code int, why string) {
 
 // take deals with what receive returned. It reports stop, with the close
 // code and reason, when the connection is over.
-func (c *client) take(f frame, err error, bucket *tokenBucket) (code int, why string, stop bool) {
+func (c *client) take(m rawMessage, err error, bucket *tokenBucket) (code int, why string, stop bool) {
 	switch {
 	case c.closing.Load():
 		// A code was set already; this one goes unused.
@@ -490,7 +491,7 @@ func (c *client) take(f frame, err error, bucket *tokenBucket) (code int, why st
 		code, why = closeReason(err)
 		return code, why, true
 	default:
-		onSpareStack(func() { c.dispatch(f, bucket) })
+		onSpareStack(func() { c.dispatch(m, bucket) })
 	}
 	return 0, "", false
 }
@@ -529,20 +530,20 @@ func closeReason(err error) (code int, why string) {
 // dispatch handles one whole message from the client: binary and broken
 // text end the connection, a frame over the rate is refused, and the rest
 // goes to handle.
-func (c *client) dispatch(f frame, bucket *tokenBucket) {
+func (c *client) dispatch(m rawMessage, bucket *tokenBucket) {
 	c.hub.stats.received.Add(1)
 	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.hub.log.Debug("frame in", "conn", c.id, "binary", f.binary, "data", string(f.data))
+		c.hub.log.Debug("frame in", "conn", c.id, "binary", m.binary, "data", string(m.data))
 	}
 	switch {
-	case f.binary:
+	case m.binary:
 		c.close(closeUnsupportedData, "binary frame")
-	case !utf8.Valid(f.data):
+	case !utf8.Valid(m.data):
 		c.close(closeInvalidPayload, "invalid UTF-8")
 	case !bucket.allow():
 		c.send(c.hub.limit.frame)
 	default:
-		c.handle(f.data)
+		c.handle(m.data)
 	}
 }
 
@@ -572,8 +573,8 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// frame is one whole message as the client sent it.
-type frame struct {
+// rawMessage is one whole message as the client sent it, not yet decoded.
+type rawMessage struct {
 	data   []byte
 	binary bool
 }
@@ -596,14 +597,14 @@ var (
 // It uses methods that *websocket.Conn promotes from its embedded frame
 // reader and handler: NewFrameReader reads a frame header, and HandleFrame
 // answers pings and turns a close frame into io.EOF, as Receive does.
-func receive(ws *websocket.Conn, maxBytes int) (frame, error) {
+func receive(ws *websocket.Conn, maxBytes int) (rawMessage, error) {
 	m := assembly{maxBytes: maxBytes}
 	for {
 		// An idle connection waits here, so this function keeps its
 		// locals few (see serve).
 		fr, err := ws.NewFrameReader()
 		if err != nil {
-			return frame{}, err
+			return rawMessage{}, err
 		}
 		if done, err := m.add(ws, fr); err != nil || done {
 			return m.result(err)
@@ -623,7 +624,7 @@ type wireFrame interface {
 
 // assembly is a message being put together from its frames.
 type assembly struct {
-	msg      frame
+	msg      rawMessage
 	maxBytes int
 	started  bool // a first frame has come; continuations may follow
 	tooLarge bool // over maxBytes: the rest is read and thrown away
@@ -659,12 +660,12 @@ func (m *assembly) add(ws *websocket.Conn, fr wireFrame) (done bool, err error) 
 }
 
 // result is the whole message, or why there is none.
-func (m *assembly) result(err error) (frame, error) {
+func (m *assembly) result(err error) (rawMessage, error) {
 	switch {
 	case err != nil:
-		return frame{}, err
+		return rawMessage{}, err
 	case m.tooLarge:
-		return frame{}, errTooLarge
+		return rawMessage{}, errTooLarge
 	}
 	return m.msg, nil
 }
