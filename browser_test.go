@@ -106,6 +106,14 @@ func TestBrowserChat(t *testing.T) {
 		}
 	})
 
+	t.Run("fits a phone and a desktop", func(t *testing.T) {
+		for _, width := range []int{360, 1280} {
+			bob.resize(t, width, 720)
+			bob.expect(t, noSidewaysScroll)
+		}
+		bob.resize(t, 640, 720)
+	})
+
 	t.Run("Leave returns to the join form", func(t *testing.T) {
 		carol.click(t, "Leave")
 		carol.waitFor(t, `label("Name").checkVisibility() && location.search === ""`)
@@ -147,6 +155,11 @@ func TestBrowserDocs(t *testing.T) {
 	}
 	docs.expect(t, `document.body.innerText.includes("You send") && document.body.innerText.includes("The server sends")`)
 
+	for _, width := range []int{360, 1280} {
+		docs.resize(t, width, 900)
+		docs.expect(t, noSidewaysScroll)
+	}
+
 	docs.click(t, "Connect")
 	docs.waitFor(t, `document.getElementById("try-badge").textContent === "Connected"`)
 	docs.click(t, "Send ping: ping")
@@ -181,6 +194,9 @@ func TestChatPageLimitsMatchServer(t *testing.T) {
 		}
 	}
 }
+
+// noSidewaysScroll holds when the page fits the width of its window.
+const noSidewaysScroll = `document.documentElement.scrollWidth <= window.innerWidth`
 
 // ---- driving Chromium ----
 
