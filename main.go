@@ -281,13 +281,14 @@ func splitList(s string) []string {
 }
 
 // browsableHost turns a listening address into one a browser can open:
-// ":8000" and "0.0.0.0:8000" listen everywhere, and localhost reaches them.
+// ":8000" and "0.0.0.0:8000" listen everywhere, and localhost reaches them;
+// "localhost:8000" listens on 127.0.0.1, and reads better as it was given.
 func browsableHost(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+	if ip := net.ParseIP(host); host == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
