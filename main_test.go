@@ -868,3 +868,18 @@ func (c *rawConn) readFrame(t testing.TB) (opcode byte, payload []byte) {
 	}
 	return hdr[0] & 0x0f, payload
 }
+
+func TestBrowsableHost(t *testing.T) {
+	for addr, want := range map[string]string{
+		"[::]:8000":        "localhost:8000",
+		"0.0.0.0:8000":     "localhost:8000",
+		"127.0.0.1:8000":   "localhost:8000",
+		"[::1]:8000":       "localhost:8000",
+		"192.0.2.7:8000":   "192.0.2.7:8000",
+		"[2001:db8::1]:80": "[2001:db8::1]:80",
+	} {
+		if got := browsableHost(addr); got != want {
+			t.Errorf("browsableHost(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
