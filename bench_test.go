@@ -12,7 +12,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,7 +62,7 @@ func benchmarkBroadcast(b *testing.B, members int) {
 	}
 	sender := dialRaw(b, s.wsURL("bench"))
 	sender.SetDeadline(time.Time{})
-	frame := maskedFrame(chat(strings.Repeat("m", 100), "bench"))
+	frame := clientFrame(true, websocket.TextFrame, chat(strings.Repeat("m", 100), "bench"))
 	s.waitHealth(b, func(h health) bool { return h.Connections == members })
 
 	var before, after runtime.MemStats
@@ -160,7 +159,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		}
 		report("", child.mem(b))
 
-		ping := maskedFrame(`{"action":"ping"}`)
+		ping := clientFrame(true, websocket.TextFrame, `{"action":"ping"}`)
 		for _, c := range clients {
 			c.SetDeadline(time.Now().Add(recvTimeout))
 			if _, err := c.Write(ping); err != nil {
@@ -300,47 +299,16 @@ func TestLoad(t *testing.T) {
 // countFrames reads server frames until the connection ends, calling got
 // for each. It allocates nothing per frame.
 func (c *rawConn) countFrames(got func()) {
-	var hdr [10]byte
 	for {
-		if _, err := io.ReadFull(c.r, hdr[:2]); err != nil {
+		_, n, err := c.nextHeader()
+		if err != nil {
 			return
-		}
-		n := uint64(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(c.r, hdr[2:4]); err != nil {
-				return
-			}
-			n = uint64(binary.BigEndian.Uint16(hdr[2:4]))
-		case 127:
-			if _, err := io.ReadFull(c.r, hdr[2:10]); err != nil {
-				return
-			}
-			n = binary.BigEndian.Uint64(hdr[2:10])
 		}
 		if _, err := c.r.Discard(int(n)); err != nil {
 			return
 		}
 		got()
 	}
-}
-
-// maskedFrame builds a client text frame once, so a benchmark can send it
-// again and again without allocating.
-func maskedFrame(text string) []byte {
-	mask := [4]byte{1, 2, 3, 4}
-	hdr := []byte{0x80 | websocket.TextFrame}
-	switch n := len(text); {
-	case n < 126:
-		hdr = append(hdr, 0x80|byte(n))
-	default:
-		hdr = append(hdr, 0x80|126, byte(n>>8), byte(n))
-	}
-	hdr = append(hdr, mask[:]...)
-	for i := range len(text) {
-		hdr = append(hdr, text[i]^mask[i%4])
-	}
-	return hdr
 }
 
 // newPlainServer serves h on loopback for the benchmark and returns its URL.
@@ -358,7 +326,6 @@ func newPlainServer(b *testing.B, h http.Handler) string {
 // childServer is roomchat running in a child process.
 type childServer struct {
 	addr string
-	pid  int
 }
 
 // childMem is what the child reports about itself.
@@ -415,7 +382,7 @@ func startServerProcess(b *testing.B) *childServer {
 	if err != nil {
 		b.Fatalf("child server: %v", err)
 	}
-	return &childServer{addr: strings.TrimSpace(line), pid: cmd.Process.Pid}
+	return &childServer{addr: strings.TrimSpace(line)}
 }
 
 // mem asks the child how much memory it holds, after a garbage collection.

@@ -793,7 +793,8 @@ func setUpgradeHeaders(h http.Header) {
 // x/net/websocket cannot send, such as fragments.
 type rawConn struct {
 	net.Conn
-	r *bufio.Reader
+	r   *bufio.Reader
+	hdr [10]byte // the header being read, kept here so reading allocates nothing
 }
 
 func dialRaw(t testing.TB, url string) *rawConn {
@@ -814,59 +815,70 @@ func dialRaw(t testing.TB, url string) *rawConn {
 	if err != nil || resp.StatusCode != 101 {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
-	return &rawConn{conn, r}
+	return &rawConn{Conn: conn, r: r}
 }
 
-// writeFrame writes one masked frame, as a client must.
-func (c *rawConn) writeFrame(t testing.TB, fin bool, opcode byte, payload string) {
-	t.Helper()
+// clientFrame builds one masked frame, as a client must send it.
+func clientFrame(fin bool, opcode byte, payload string) []byte {
 	b0 := opcode
 	if fin {
 		b0 |= 0x80
 	}
-	hdr := []byte{b0}
+	frame := []byte{b0}
 	switch n := len(payload); {
 	case n < 126:
-		hdr = append(hdr, 0x80|byte(n))
+		frame = append(frame, 0x80|byte(n))
 	case n < 1<<16:
-		hdr = append(hdr, 0x80|126, byte(n>>8), byte(n))
+		frame = append(frame, 0x80|126, byte(n>>8), byte(n))
 	default:
-		hdr = binary.BigEndian.AppendUint64(append(hdr, 0x80|127), uint64(n))
+		frame = binary.BigEndian.AppendUint64(append(frame, 0x80|127), uint64(n))
 	}
 	mask := [4]byte{1, 2, 3, 4}
-	hdr = append(hdr, mask[:]...)
-	body := []byte(payload)
-	for i := range body {
-		body[i] ^= mask[i%4]
+	frame = append(frame, mask[:]...)
+	for i := range len(payload) {
+		frame = append(frame, payload[i]^mask[i%4])
 	}
-	if _, err := c.Write(append(hdr, body...)); err != nil {
+	return frame
+}
+
+// writeFrame writes one masked frame.
+func (c *rawConn) writeFrame(t testing.TB, fin bool, opcode byte, payload string) {
+	t.Helper()
+	if _, err := c.Write(clientFrame(fin, opcode, payload)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// readFrame reads one unmasked server frame.
+// nextHeader reads the header of the next (unmasked) server frame and
+// returns its opcode and payload length. It allocates nothing.
+func (c *rawConn) nextHeader() (opcode byte, n uint64, err error) {
+	hdr := c.hdr[:]
+	if _, err := io.ReadFull(c.r, hdr[:2]); err != nil {
+		return 0, 0, err
+	}
+	switch n = uint64(hdr[1] & 0x7f); n {
+	case 126:
+		_, err = io.ReadFull(c.r, hdr[2:4])
+		n = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+	case 127:
+		_, err = io.ReadFull(c.r, hdr[2:10])
+		n = binary.BigEndian.Uint64(hdr[2:10])
+	}
+	return hdr[0] & 0x0f, n, err
+}
+
+// readFrame reads one server frame.
 func (c *rawConn) readFrame(t testing.TB) (opcode byte, payload []byte) {
 	t.Helper()
-	var hdr [2]byte
-	if _, err := io.ReadFull(c.r, hdr[:]); err != nil {
+	opcode, n, err := c.nextHeader()
+	if err != nil {
 		t.Fatal(err)
-	}
-	n := uint64(hdr[1] & 0x7f)
-	switch n {
-	case 126:
-		var ext [2]byte
-		io.ReadFull(c.r, ext[:])
-		n = uint64(binary.BigEndian.Uint16(ext[:]))
-	case 127:
-		var ext [8]byte
-		io.ReadFull(c.r, ext[:])
-		n = binary.BigEndian.Uint64(ext[:])
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(c.r, payload); err != nil {
 		t.Fatal(err)
 	}
-	return hdr[0] & 0x0f, payload
+	return opcode, payload
 }
 
 func TestBrowsableHost(t *testing.T) {
