@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -345,9 +346,20 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// heapProfileEnv names a file for the child's heap profile, written each
+// time it is asked for its memory: where every KiB of a connection goes.
+//
+//	ROOMCHAT_HEAP_PROFILE=/tmp/heap.prof go test -run '^$' -bench IdleConnections
+//	go tool pprof -sample_index=inuse_space -top /tmp/heap.prof
+const heapProfileEnv = "ROOMCHAT_HEAP_PROFILE"
+
 // runChildServer serves roomchat on a loopback port, prints the port, and
 // adds GET /mem for the benchmark. It exits when its stdin closes.
 func runChildServer() {
+	profile := os.Getenv(heapProfileEnv)
+	if profile != "" {
+		runtime.MemProfileRate = 1 // every allocation, so that small ones add up exactly
+	}
 	// It logs as the real server does (text, at info), though to nowhere:
 	// formatting a log line takes stack too.
 	h := newHub(newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -357,6 +369,12 @@ func runChildServer() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		_, conns := h.counts()
+		if profile != "" {
+			if err := writeHeapProfile(profile); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		writeJSON(w, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -366,6 +384,19 @@ func runChildServer() {
 	fmt.Println(ln.Addr())
 	go http.Serve(ln, mux)
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// writeHeapProfile writes the heap profile of this process to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startServerProcess starts the child and stops it when the benchmark ends.

@@ -329,7 +329,7 @@ func startBrowser(t *testing.T) *browser {
 // readLoop hands replies to their callers and keeps events for the checks.
 func (b *browser) readLoop() {
 	for {
-		f, err := receive(b.ws, 64<<20)
+		f, err := receive(b.ws, 64<<20, func() {})
 		if err != nil {
 			b.mu.Lock()
 			for id, ch := range b.waiting {

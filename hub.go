@@ -7,12 +7,12 @@ package main
 // its way to the rest of the room.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +29,9 @@ const (
 	maxFrameBytes = 64 << 10
 
 	// sendQueueLen is how many frames may wait for a client that does not
-	// read. Frames are shared []byte slices, so a full queue costs 24 bytes
-	// a slot, and nothing while the client keeps up: the slice only grows
-	// when frames pile up. A client that lets it fill is dropped (1008).
+	// read. Frames are shared, so a full queue costs 24 bytes a slot, and
+	// nothing while the client keeps up: the slice only grows when frames
+	// pile up. A client that lets it fill is dropped (1008).
 	sendQueueLen = 256
 
 	// keptQueueCap is the largest queue array an idle connection keeps for
@@ -76,6 +76,7 @@ type hub struct {
 	log     *slog.Logger
 	limit   rateLimit
 	idle    time.Duration // idleTimeout; a field so a test need not wait a minute
+	write   time.Duration // writeTimeout; a field so a test need not wait 10 s
 	mu      sync.Mutex
 	rooms   map[string]*room
 	conns   int
@@ -104,7 +105,7 @@ type room struct {
 
 // newHub returns an empty hub whose connections obey limit and log to log.
 func newHub(limit rateLimit, log *slog.Logger) *hub {
-	return &hub{log: log, limit: limit, idle: idleTimeout, rooms: make(map[string]*room)}
+	return &hub{log: log, limit: limit, idle: idleTimeout, write: writeTimeout, rooms: make(map[string]*room)}
 }
 
 // join makes c a member of its room, creating the room on first use. It runs
@@ -196,52 +197,54 @@ func (h *hub) forEach(f func(*client)) {
 	}
 }
 
-// broadcast queues frame for every member of the room but the sender. It
-// never waits for a socket: send only appends to a queue, so the read lock
-// is held for one pass over the members and no longer.
-func (r *room) broadcast(from *client, frame []byte) {
+// broadcast queues f for every member of the room but the sender. It never
+// waits for a socket: send only appends to a queue, so the read lock is
+// held for one pass over the members and no longer.
+func (r *room) broadcast(from *client, f frame) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for c := range r.members {
 		if c != from {
-			c.send(frame)
+			c.send(f)
 		}
 	}
 }
 
 // client is one WebSocket connection and its membership of one room. Its
-// read loop runs on the HTTP handler's own goroutine; a writer goroutine,
-// the only one that writes to the socket, runs while there is something to
-// write and exits when the queue is empty, so an idle connection costs one
-// goroutine, not two.
+// read loop runs on the connection's own goroutine; a writer goroutine, the
+// only one that writes frames to the socket, runs while there is something
+// to write and exits when the queue is empty, so an idle connection costs
+// one goroutine, not two.
 type client struct {
 	id     uint64
 	remote string
 	hub    *hub
-	room   *room // set by join, cleared by leave, both on the handler's goroutine
+	conn   net.Conn      // the socket, taken from net/http; the writer writes here
+	in     *bufio.Reader // what x/net reads the socket through
+	room   *room         // set by join, cleared by leave, both on the connection's goroutine
 
 	mu        sync.Mutex
-	ws        *websocket.Conn // nil until serve; no writer starts before
-	queue     [][]byte        // frames waiting for the writer
+	ws        *websocket.Conn // x/net's reading side; nil until serve, and no writer starts before
+	queue     [][]byte        // the wire bytes of the frames waiting for the writer (only send adds to it)
 	spare     [][]byte        // an empty array for the next batch, kept between writers
 	writing   bool            // a writer is running (and, once closed, has run)
 	closeCode int             // non-zero once a close was asked for
 	closeWhy  string          // why, for the log
 	closing   atomic.Bool     // closeCode != 0, readable without the lock
 	aborted   atomic.Bool     // cut off: no close frame is attempted
+	writeBy   time.Time       // the socket's write deadline now
 	closed    chan struct{}   // closed when the writer has sent the close frame
-
-	writeBy time.Time // the write deadline now set; only the writer uses it
 }
 
-// newClient prepares a connection for the hub; it has no socket yet.
-func newClient(h *hub, remote string) *client {
-	return &client{id: h.nextID.Add(1), remote: remote, hub: h, closed: make(chan struct{})}
+// newClient prepares a connection for the hub. Nothing is written to conn
+// until x/net has answered the handshake (attach).
+func newClient(h *hub, t *takenConn, remote string) *client {
+	return &client{id: h.nextID.Add(1), conn: t.conn, in: t.rw.Reader, remote: remote, hub: h, closed: make(chan struct{})}
 }
 
-// send queues frame for this client without waiting. A client whose queue
-// is full is not keeping up; it is closed with 1008 and the caller goes on.
-func (c *client) send(frame []byte) {
+// send queues f for this client without waiting. A client whose queue is
+// full is not keeping up; it is closed with 1008 and the caller goes on.
+func (c *client) send(f frame) {
 	c.mu.Lock()
 	if c.closeCode != 0 {
 		c.mu.Unlock()
@@ -254,14 +257,15 @@ func (c *client) send(frame []byte) {
 		}
 		return
 	}
-	c.queue = append(c.queue, frame)
+	c.queue = append(c.queue, f.wire)
 	c.startWriterLocked()
 	c.mu.Unlock()
 }
 
-// startWriterLocked starts the writer if there is a socket and no writer
-// yet. It runs with c.mu held, so at most one writer ever runs; the new
-// writer waits for the lock before it looks at the queue.
+// startWriterLocked starts the writer if the handshake response is out
+// (serve has the socket) and no writer runs yet. It runs with c.mu held, so
+// at most one writer ever runs; the new writer waits for the lock before it
+// looks at the queue.
 func (c *client) startWriterLocked() {
 	if c.writing || c.ws == nil {
 		return
@@ -293,20 +297,16 @@ func (c *client) close(code int, why string) bool {
 // x/net/websocket's own Close would wait behind that stuck write instead.
 func (c *client) abort() {
 	c.aborted.Store(true)
-	c.mu.Lock()
-	ws := c.ws
-	c.mu.Unlock()
-	if ws != nil {
-		// The connection is being dropped; if this fails, it already is.
-		_ = ws.SetDeadline(time.Now())
-	}
+	// The connection is being dropped; if this fails, it already is.
+	_ = c.conn.SetDeadline(time.Now())
 }
 
 // writeLoop is the writer. It takes the whole queue at once and writes it,
 // until the queue is empty, when it exits, or a close is asked for, when it
 // sends the close frame and exits for good. Taking the queue in batches
-// means one lock and one deadline per batch, not per frame, and the two
-// arrays it swaps are kept for the next writer: no allocation per frame.
+// means one lock, one deadline and one system call per batch, not per
+// frame, and the two arrays it swaps are kept for the next writer: no
+// allocation per frame.
 func (c *client) writeLoop() {
 	c.mu.Lock()
 	batch := c.spare
@@ -320,6 +320,10 @@ func (c *client) writeLoop() {
 			return
 		}
 		batch, c.queue = c.queue, batch[:0]
+		var err error
+		if code == 0 {
+			err = c.renewWriteDeadlineLocked()
+		}
 		c.mu.Unlock()
 
 		if code != 0 {
@@ -327,7 +331,10 @@ func (c *client) writeLoop() {
 			close(c.closed)
 			return // writing stays true: no writer starts again
 		}
-		if err := c.writeBatch(batch); err != nil {
+		if err == nil {
+			err = c.writeBatch(batch)
+		}
+		if err != nil {
 			c.close(closeGoingAway, "write failed: "+err.Error())
 			c.abort() // the socket is broken; the close frame will fail fast
 		}
@@ -345,38 +352,45 @@ func keepSmall(q [][]byte) [][]byte {
 	return q[:0]
 }
 
-// writeBatch writes frames in order, each within writeTimeout at most and
-// half of it at least, stopping early if a close is asked for meanwhile.
-func (c *client) writeBatch(frames [][]byte) error {
-	// Setting a deadline costs a timer update, 4 % of the CPU in
-	// BenchmarkBroadcast's profile; one still more than half writeTimeout
-	// away will do.
-	if now := time.Now(); c.writeBy.Sub(now) < writeTimeout/2 {
-		c.writeBy = now.Add(writeTimeout)
-		if err := c.ws.SetWriteDeadline(c.writeBy); err != nil {
-			return err
-		}
+// renewWriteDeadlineLocked makes sure the socket's write deadline lies
+// between half of writeTimeout and all of it ahead, before a write. Setting
+// a deadline costs a timer update, 4 % of the CPU in BenchmarkBroadcast's
+// profile, so one still more than half writeTimeout away is kept. It runs
+// with c.mu held, because two goroutines write: the writer, and the read
+// loop when x/net answers a ping (allowPong). Once a close is asked for it
+// is not called, so the close's shorter deadline stands.
+func (c *client) renewWriteDeadlineLocked() error {
+	now := time.Now()
+	if c.writeBy.Sub(now) >= c.hub.write/2 {
+		return nil
 	}
-	for _, frame := range frames {
-		if c.closing.Load() {
-			return nil // the close frame comes next; the rest is dropped
-		}
-		if err := c.write(frame); err != nil {
-			return err
-		}
-	}
-	return nil
+	c.writeBy = now.Add(c.hub.write)
+	return c.conn.SetWriteDeadline(c.writeBy)
 }
 
-// write sends one text frame.
-func (c *client) write(frame []byte) error {
-	if _, err := c.ws.Write(frame); err != nil {
+// allowPong runs in the read loop before x/net writes a pong to a client's
+// ping: without it, the pong would meet the deadline of the writer's last
+// batch, long past on a quiet connection, fail, and end the connection.
+func (c *client) allowPong() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeCode == 0 {
+		// A failure shows again, and is dealt with, at the pong's write.
+		_ = c.renewWriteDeadlineLocked()
+	}
+}
+
+// writeBatch writes a batch of frames in one system call (writeFrames).
+func (c *client) writeBatch(batch [][]byte) error {
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		for _, wire := range batch {
+			c.hub.log.Debug("frame out", "conn", c.id, "data", string(frame{wire}.payload()))
+		}
+	}
+	if err := writeFrames(c.conn, batch); err != nil {
 		return err
 	}
-	c.hub.stats.delivered.Add(1)
-	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.hub.log.Debug("frame out", "conn", c.id, "data", string(frame))
-	}
+	c.hub.stats.delivered.Add(int64(len(batch)))
 	return nil
 }
 
@@ -387,29 +401,40 @@ func (c *client) writeClose(code int) {
 		return // cut off: the deadlines have passed and must stay so
 	}
 	deadline := time.Now().Add(closeTimeout)
-	if err := c.ws.SetWriteDeadline(deadline); err == nil {
+	if err := c.conn.SetWriteDeadline(deadline); err == nil {
 		// A peer that is gone cannot be told; the read loop ends either way.
-		_ = c.ws.WriteClose(code)
+		_, _ = c.conn.Write(closeFrame(code).wire)
 	}
-	_ = c.ws.SetReadDeadline(deadline)
+	_ = c.conn.SetReadDeadline(deadline)
 }
 
-// serve runs one connection: it reads until the connection ends, then waits
-// for the writer's close frame. When it returns, x/net/websocket closes the
-// socket.
+// serve runs one connection once its handshake is done: it reads until the
+// connection ends, waits for the writer's close frame, then leaves the room
+// and closes the socket.
 //
-// A goroutine's stack grows to fit the deepest call it makes and keeps that
-// size, and this one lives as long as the connection. So serve and readLoop
-// keep their frames small and do what goes deep (formatting a log line,
-// decoding JSON) through onSpareStack: an idle connection's goroutine then
-// fits in 4 KiB of stack instead of 8, a quarter of what the connection costs.
+// A goroutine's stack grows to fit the deepest call it makes, and the
+// garbage collector halves it only while the goroutine is using less than a
+// quarter of it. This one lives as long as the connection, mostly waiting
+// for the next frame. So it starts after the handshake, which runs on
+// net/http's goroutine; it waits for frames in readLoop itself, near the
+// top of its stack; and it does what goes deep (formatting a log line,
+// decoding JSON) through onSpareStack. An idle connection's goroutine then
+// fits in 2 KiB of stack instead of 8 (BenchmarkIdleConnections).
 func (c *client) serve(ws *websocket.Conn) {
+	forgetRequest(ws)
 	start := c.attach(ws)
 	onSpareStack(c.logConnect)
 	code, why := c.readLoop()
 	c.close(code, why)
 	<-c.closed // bounded: the batch being written (writeTimeout), then the close frame
 	c.logDisconnect(start)
+	c.hub.leave(c)
+	c.closeConn()
+}
+
+// closeConn closes the socket. An error means it is closed already.
+func (c *client) closeConn() {
+	_ = c.conn.Close()
 }
 
 // attach gives the client its socket. Frames queued since the join, or a
@@ -461,11 +486,18 @@ func (c *client) logDisconnect(start time.Time) {
 // shuts.
 func (c *client) readLoop() (code int, why string) {
 	bucket := c.hub.limit.newBucket()
+	beforePong := c.allowPong
 	for {
 		if err := c.renewReadDeadline(); err != nil {
 			return closeGoingAway, err.Error()
 		}
-		m, err := receive(c.ws, maxFrameBytes)
+		// Wait for the next frame here, near the top of the stack, rather
+		// than deep in x/net's frame reader: see serve.
+		_, err := c.in.Peek(1)
+		var m rawMessage
+		if err == nil {
+			m, err = receive(c.ws, maxFrameBytes, beforePong)
+		}
 		if code, why, stop := c.take(m, err, bucket); stop {
 			return code, why
 		}
@@ -541,13 +573,13 @@ func (c *client) dispatch(m rawMessage, bucket *tokenBucket) {
 	}
 }
 
-// reply sends frame to the client, or the rate_limited error instead when
-// it is over its rate: errors count against the rate like anything else.
-func (c *client) reply(bucket *tokenBucket, frame []byte) {
+// reply sends f to the client, or the rate_limited error instead when it
+// is over its rate: errors count against the rate like anything else.
+func (c *client) reply(bucket *tokenBucket, f frame) {
 	if !bucket.allow() {
-		frame = c.hub.limit.frame
+		f = c.hub.limit.frame
 	}
-	c.send(frame)
+	c.send(f)
 }
 
 // handle decodes one text frame and routes it to its action's handler, or
@@ -567,109 +599,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// rawMessage is one whole message as the client sent it, not yet decoded.
-type rawMessage struct {
-	data   []byte
-	binary bool
-}
-
-var (
-	// errTooLarge is a message over the limit; its bytes were read
-	// and thrown away, so the connection can go on.
-	errTooLarge = errors.New("message too large")
-	// errBadFragment is a continuation frame where none can follow, or a
-	// new message before the last one ended: a protocol error (1002).
-	errBadFragment = errors.New("bad fragmentation")
-)
-
-// receive reads one whole message of at most maxBytes from ws; a longer one
-// is read, thrown away and reported as errTooLarge. x/net/websocket's own
-// Receive hands every fragment of a fragmented message over as a message of
-// its own, and gorilla/websocket clients, for one, split anything longer
-// than 4 KiB; so receive reads frame by frame and joins the fragments.
-//
-// It uses methods that *websocket.Conn promotes from its embedded frame
-// reader and handler: NewFrameReader reads a frame header, and HandleFrame
-// answers pings and turns a close frame into io.EOF, as Receive does.
-func receive(ws *websocket.Conn, maxBytes int) (rawMessage, error) {
-	m := assembly{maxBytes: maxBytes}
-	for {
-		// An idle connection waits here, so this function keeps its
-		// locals few (see serve).
-		fr, err := ws.NewFrameReader()
-		if err != nil {
-			return rawMessage{}, err
-		}
-		if done, err := m.add(ws, fr); err != nil || done {
-			return m.result(err)
-		}
-	}
-}
-
-// wireFrame is x/net/websocket's frame reader, whose type is unexported:
-// one frame of the wire, with its raw header.
-type wireFrame interface {
-	io.Reader
-	PayloadType() byte
-	HeaderReader() io.Reader // the header's bytes, the only place the FIN bit is kept
-	TrailerReader() io.Reader
-	Len() int // header and payload
-}
-
-// assembly is a message being put together from its frames.
-type assembly struct {
-	msg      rawMessage
-	maxBytes int
-	started  bool // a first frame has come; continuations may follow
-	tooLarge bool // over maxBytes: the rest is read and thrown away
-}
-
-// add reads one frame into the message and reports whether it was the last.
-func (m *assembly) add(ws *websocket.Conn, fr wireFrame) (done bool, err error) {
-	var header [14]byte // the longest frame header
-	n, _ := fr.HeaderReader().Read(header[:])
-	final, opcode := header[0]&0x80 != 0, header[0]&0x0f
-	payloadLen := fr.Len() - n
-
-	body, err := ws.HandleFrame(fr)
-	if err != nil || body == nil {
-		return false, err // a ping (answered) or a pong: not part of any message
-	}
-	if m.started != (opcode == websocket.ContinuationFrame) {
-		return false, errBadFragment
-	}
-	if !m.started {
-		m.msg.binary = body.PayloadType() == websocket.BinaryFrame
-		m.started = true
-	}
-	if m.tooLarge || payloadLen > m.maxBytes-len(m.msg.data) {
-		m.tooLarge = true
-		_, err = io.Copy(io.Discard, body)
-		return final, err
-	}
-	start := len(m.msg.data)
-	m.msg.data = slices.Grow(m.msg.data, payloadLen)[:start+payloadLen]
-	_, err = io.ReadFull(body, m.msg.data[start:])
-	return final, err
-}
-
-// result is the whole message, or why there is none.
-func (m *assembly) result(err error) (rawMessage, error) {
-	switch {
-	case err != nil:
-		return rawMessage{}, err
-	case m.tooLarge:
-		return rawMessage{}, errTooLarge
-	}
-	return m.msg, nil
-}
-
 // rateLimit is the per-connection message rate: perSecond text frames a
 // second on average, with bursts up to burst. perSecond 0 turns it off.
 type rateLimit struct {
 	perSecond float64
 	burst     float64
-	frame     []byte // the rate_limited error, encoded once
+	frame     frame // the rate_limited error, built once
 }
 
 // newRateLimit returns the limit for perSecond frames a second, with bursts

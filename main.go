@@ -2,7 +2,7 @@
 // http://localhost:8000/chat/ in two tabs, join the same room, and talk.
 //
 // It is the Go edition of the Chanx chat tutorial and speaks its protocol
-// (../shared/protocol.md). This file is the outside of the server: flags,
+// (docs/protocol.md). This file is the outside of the server: flags,
 // routes, the WebSocket handshake with its checks, and a graceful shutdown.
 // hub.go keeps the rooms and connections, messages.go the protocol itself,
 // asyncapi.go the API documentation.
@@ -152,9 +152,11 @@ func newMux(h *hub, opts options) *http.ServeMux {
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room.
 // The checks that need a plain HTTP answer (a bad room name is 400, a full
-// server 503) happen before the upgrade; the origin check and the join
-// happen in the handshake, before the 101 is written. This goroutine then
-// serves the connection until it ends.
+// server 503) happen here, through net/http. Then the connection is taken
+// from net/http (wire.go:takeConn) and x/net makes the handshake, in which
+// the origin check and the join happen before the 101 is written. The
+// connection is then served on a goroutine of its own, started with a small
+// stack, and this handler returns: net/http keeps nothing for it.
 func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 	allowed := make(map[string]bool, len(extraOrigins))
 	for _, o := range extraOrigins {
@@ -165,9 +167,22 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		c := newClient(h, r.RemoteAddr)
-		defer h.leave(c) // also undoes a join whose handshake then failed
-		websocket.Server{Handshake: handshake(h, c, roomName, allowed), Handler: c.serve}.ServeHTTP(w, r)
+		taken, err := takeConn(w)
+		if err != nil {
+			h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
+			http.Error(w, "cannot upgrade this connection", http.StatusInternalServerError)
+			return
+		}
+		c := newClient(h, taken, r.RemoteAddr)
+		upgraded := false
+		websocket.Server{
+			Handshake: handshake(h, c, roomName, allowed),
+			Handler:   func(ws *websocket.Conn) { upgraded = true; go c.serve(ws) },
+		}.ServeHTTP(taken, handshakeRequest(r))
+		if !upgraded { // refused: x/net has answered, and the connection is over
+			h.leave(c) // undoes a join whose handshake then failed
+			c.closeConn()
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,7 +30,7 @@ import (
 // chat is the new_chat_message frame a client sends, and the one the others
 // receive: the server's encoding of the same two fields.
 func chat(message, name string) string {
-	return string(encodeFrame("new_chat_message", chatPayload{Message: message, Name: name}))
+	return string(encodeJSON("new_chat_message", chatPayload{Message: message, Name: name}))
 }
 
 const pong = `{"action":"pong","payload":null}`
@@ -560,7 +562,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("accepted a name of %d characters", n)
 			}
 			// What is broadcast must decode back to the same message.
-			back, errs := decode(encodeFrame(msg.Action, p))
+			back, errs := decode(encodeJSON(msg.Action, p))
 			if errs != nil || back != msg {
 				t.Fatalf("re-encoded %q decodes to %+v, %v", data, back, errs)
 			}
@@ -801,17 +803,32 @@ func dialRaw(t testing.TB, url string) *rawConn {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	setUpgradeHeaders(req.Header)
-	conn, err := net.Dial("tcp", req.URL.Host)
+	var handshake bytes.Buffer
+	if err := req.Write(&handshake); err != nil {
+		t.Fatal(err)
+	}
+	return dialRawBytes(t, url, handshake.Bytes())
+}
+
+// dialRawBytes connects to the host of url, writes the handshake request
+// (and whatever follows it) in one write, and reads the 101 response.
+func dialRawBytes(t testing.TB, url string, handshake []byte) *rawConn {
+	t.Helper()
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(recvTimeout))
-	if err := req.Write(conn); err != nil {
+	if _, err := conn.Write(handshake); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(r, req)
+	resp, err := http.ReadResponse(r, nil)
 	if err != nil || resp.StatusCode != 101 {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}

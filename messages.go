@@ -1,6 +1,6 @@
 package main
 
-// This file is the protocol of ../shared/protocol.md in Go: what a client may
+// This file is the protocol of docs/protocol.md in Go: what a client may
 // send, how it is validated, what goes wrong, and which handler each action
 // reaches. Nothing here touches a socket; the read loop in hub.go hands every
 // text frame to decode, then calls the handler that the actions table names.
@@ -85,7 +85,7 @@ var actions = map[string]action{
 }
 
 // handleChat sends the re-encoded message to everyone else in the room. The
-// frame is encoded here, once, however many members will receive it.
+// frame is built here, once, however many members will receive it.
 func handleChat(c *client, payload any) {
 	c.room.broadcast(c, encodeFrame("new_chat_message", payload))
 }
@@ -106,7 +106,7 @@ var (
 )
 
 // rateLimitedFrame is the error a connection gets for a frame over its rate.
-func rateLimitedFrame(perSecond float64) []byte {
+func rateLimitedFrame(perSecond float64) frame {
 	return errorFrame(fieldError{
 		Type: errRateLimited,
 		Msg:  fmt.Sprintf("Too many messages: at most %g per second", perSecond),
@@ -237,9 +237,15 @@ type outFrame struct {
 	Payload any    `json:"payload"`
 }
 
-// encodeFrame encodes one outgoing frame. HTML escaping is off so that
+// encodeFrame encodes one outgoing message as a WebSocket frame, ready for
+// any number of send queues.
+func encodeFrame(action string, payload any) frame {
+	return textFrame(encodeJSON(action, payload))
+}
+
+// encodeJSON encodes one outgoing message. HTML escaping is off so that
 // "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
-func encodeFrame(action string, payload any) []byte {
+func encodeJSON(action string, payload any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -252,7 +258,7 @@ func encodeFrame(action string, payload any) []byte {
 }
 
 // errorFrame encodes an error reply. A nil Loc goes out as [], never null.
-func errorFrame(errs ...fieldError) []byte {
+func errorFrame(errs ...fieldError) frame {
 	for i := range errs {
 		if errs[i].Loc == nil {
 			errs[i].Loc = []string{}

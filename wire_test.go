@@ -1,0 +1,146 @@
+package main
+
+// Tests of wire.go: frames built by hand, the vectored writes that carry
+// them beside x/net's pongs, and the connection taken from net/http.
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+func TestTextFrameHeader(t *testing.T) {
+	tests := []struct {
+		payloadLen int
+		header     []byte
+	}{
+		{0, []byte{0x81, 0}},
+		{125, []byte{0x81, 125}},
+		{126, []byte{0x81, 126, 0, 126}},
+		{65535, []byte{0x81, 126, 0xff, 0xff}},
+		{65536, []byte{0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.payloadLen), func(t *testing.T) {
+			payload := bytes.Repeat([]byte("x"), tt.payloadLen)
+			f := textFrame(payload)
+			if got := f.wire[:len(tt.header)]; !bytes.Equal(got, tt.header) {
+				t.Errorf("header % x, want % x", got, tt.header)
+			}
+			if len(f.wire) != len(tt.header)+tt.payloadLen || !bytes.Equal(f.payload(), payload) {
+				t.Errorf("frame of %d bytes does not end in the payload", len(f.wire))
+			}
+		})
+	}
+	if got, want := closeFrame(closePolicyViolation).wire, []byte{0x88, 2, 0x03, 0xf0}; !bytes.Equal(got, want) {
+		t.Errorf("close frame % x, want % x", got, want)
+	}
+}
+
+// TestPingsDuringBroadcast floods one member with WebSocket pings (which
+// x/net answers from the read loop) while another floods the room with chat
+// messages (which the writer sends in batches beside it), and parses every
+// frame the pinging member gets: a pong or a chat frame torn by the other
+// would show as a bad frame, a wrong payload or a lost message.
+func TestPingsDuringBroadcast(t *testing.T) {
+	const messages, pings = 2000, 2000
+	s := newTestServer(t, options{})
+	pinger := dialRaw(t, s.wsURL("storm"))
+	sender := dialRaw(t, s.wsURL("storm"))
+	s.waitHealth(t, func(h health) bool { return h.Connections == 2 })
+	pinger.SetDeadline(time.Now().Add(30 * time.Second))
+	sender.SetDeadline(time.Now().Add(30 * time.Second))
+
+	body := strings.Repeat("é", 200)
+	sendErr := make(chan error, 2)
+	// At most half a send queue in flight, so that the pinger, which reads
+	// as fast as this test can parse, is never dropped for being slow.
+	inFlight := make(chan struct{}, sendQueueLen/2)
+	go func() {
+		for i := range messages {
+			inFlight <- struct{}{}
+			if _, err := sender.Write(clientFrame(true, websocket.TextFrame, chat(body, fmt.Sprint(i)))); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	go func() {
+		for i := range pings {
+			// The longest ping allowed: 125 bytes, numbered.
+			if _, err := pinger.Write(clientFrame(true, websocket.PingFrame, fmt.Sprintf("%0125d", i))); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+
+	chats, pongs := 0, 0
+	for chats < messages || pongs < pings {
+		op, data := pinger.readFrame(t)
+		switch op {
+		case websocket.TextFrame:
+			if want := chat(body, fmt.Sprint(chats)); string(data) != want {
+				t.Fatalf("chat frame %d is %.80q, want %.80q", chats, data, want)
+			}
+			chats++
+			<-inFlight
+		case websocket.PongFrame:
+			if want := fmt.Sprintf("%0125d", pongs); string(data) != want {
+				t.Fatalf("pong %d is %q", pongs, data)
+			}
+			pongs++
+		default:
+			t.Fatalf("after %d chats and %d pongs, a frame of type %d: % .40x", chats, pongs, op, data)
+		}
+	}
+	for range 2 {
+		if err := <-sendErr; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestPongAfterWriteDeadline pings a client whose writer set its last write
+// deadline long ago: x/net's pong must still go out, not fail on that
+// deadline and end the connection.
+func TestPongAfterWriteDeadline(t *testing.T) {
+	s := newTestServer(t, options{})
+	s.hub.write = 20 * time.Millisecond
+	from := s.dial(t, "late")
+	to := dialRaw(t, s.wsURL("late"))
+	s.waitHealth(t, func(h health) bool { return h.Connections == 2 })
+	sendText(t, from, chat("hi", "A"))
+	if op, data := to.readFrame(t); op != websocket.TextFrame || string(data) != chat("hi", "A") {
+		t.Fatalf("got %d %q", op, data)
+	}
+	time.Sleep(2 * s.hub.write) // the writer's deadline is now in the past
+	to.writeFrame(t, true, websocket.PingFrame, "still there?")
+	if op, data := to.readFrame(t); op != websocket.PongFrame || string(data) != "still there?" {
+		t.Fatalf("got frame %d %q, want the pong", op, data)
+	}
+	to.writeFrame(t, true, websocket.TextFrame, `{"action":"ping"}`)
+	if op, data := to.readFrame(t); op != websocket.TextFrame || string(data) != pong {
+		t.Fatalf("got frame %d %q, want a pong message", op, data)
+	}
+}
+
+// TestBytesReadAheadAreKept sends the handshake and a ping frame in one
+// write, as a client in a hurry might: net/http reads some of the frame
+// with the request, and taking the connection must not lose those bytes.
+func TestBytesReadAheadAreKept(t *testing.T) {
+	s := newTestServer(t, options{})
+	key := "dGhlIHNhbXBsZSBub25jZQ=="
+	request := "GET /ws/chat/ahead/ HTTP/1.1\r\nHost: " + strings.TrimPrefix(s.URL, "http://") +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n\r\n"
+	raw := dialRawBytes(t, s.URL, append([]byte(request), clientFrame(true, websocket.TextFrame, `{"action":"ping"}`)...))
+	if op, data := raw.readFrame(t); op != websocket.TextFrame || string(data) != pong {
+		t.Fatalf("got frame %d %q, want a pong message", op, data)
+	}
+}
