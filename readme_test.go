@@ -1,15 +1,18 @@
 package main
 
 // The README's tour names the functions a message passes through, as
-// `file.go:name`. This test keeps it honest: every name it cites must be
+// `file.go:name`. These tests keep it honest: every name it cites must be
 // declared in that file, so a rename cannot leave the tour pointing at
-// nothing.
+// nothing; and every file the README and docs/ link to or name must be in
+// the repository, so that a clone, with nothing beside it, is complete.
 
 import (
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,4 +75,77 @@ func declaredNames(t *testing.T, file string) map[string]bool {
 		}
 	}
 	return names
+}
+
+// TestDocsNameOnlyFilesInTheRepository checks every relative link of the
+// Markdown files, and every `code` span that looks like a file path: each
+// must name a file or folder of the repository, and none may climb out of
+// it with ../.
+func TestDocsNameOnlyFilesInTheRepository(t *testing.T) {
+	docs, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs = append(docs, "README.md", "bench/README.md")
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	code := regexp.MustCompile("`([^`\\s]+)`")
+	checked := 0
+	for _, doc := range docs {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := path.Dir(doc)
+		for _, m := range link.FindAllStringSubmatch(string(text), -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			checked++
+			checkRepoPath(t, doc, path.Join(dir, target))
+		}
+		for _, m := range code.FindAllStringSubmatch(string(text), -1) {
+			span := m[1]
+			switch {
+			case strings.HasPrefix(span, "../"):
+				t.Errorf("%s names %s, outside the repository", doc, span)
+			case looksLikeFile(span):
+				checked++
+				// A path in prose is from the root, or from the document's folder.
+				if _, err := os.Stat(path.Join(dir, span)); err != nil {
+					checkRepoPath(t, doc, span)
+				}
+			}
+		}
+	}
+	if checked < 20 {
+		t.Errorf("only %d paths checked; the patterns or the documents changed", checked)
+	}
+}
+
+// looksLikeFile reports whether a code span is a file path, such as
+// static/chat.js or docs/protocol.md, rather than a URL path, a command or
+// a function (file.go:name, which TestReadmeCitesNamesThatExist checks).
+func looksLikeFile(span string) bool {
+	if strings.ContainsAny(span, ":{}*<>$=") || strings.HasPrefix(span, "/") || strings.Contains(span, "...") {
+		return false
+	}
+	switch path.Ext(span) {
+	case ".go", ".md", ".js", ".mjs", ".json", ".html", ".css", ".sh", ".png", ".mod":
+		return true
+	}
+	return strings.HasSuffix(span, "/") && strings.Count(span, "/") == 1 && !strings.Contains(span, ".")
+}
+
+// checkRepoPath fails the test unless p, relative to the repository's root,
+// exists inside it.
+func checkRepoPath(t *testing.T, doc, p string) {
+	t.Helper()
+	if p = path.Clean(p); p == ".." || strings.HasPrefix(p, "../") {
+		t.Errorf("%s links to %s, outside the repository", doc, p)
+		return
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Errorf("%s names %s, which the repository does not have", doc, p)
+	}
 }

@@ -3,7 +3,7 @@
 // Everything the page sends or receives is one JSON object per frame, as
 // protocol.md says. Open the Log panel to watch them go by.
 
-// Limits of protocol.md. chat_test.go checks that they equal the server's.
+// Limits of docs/protocol.md. browser_test.go checks that they equal the server's.
 const ROOM_RULE = /^[A-Za-z0-9._-]{1,99}$/;
 const MAX_MESSAGE_CHARS = 4000;
 const MAX_NAME_CHARS = 100;

@@ -1,0 +1,515 @@
+// Command loadchat drives a roomchat-protocol server (docs/protocol.md in the roomchat repository)
+// and prints one JSON line of results.
+//
+//	loadchat -url ws://127.0.0.1:8001/ws/chat/ -rooms 10 -clients 50 -rate 2 -duration 10s -size 100 [-pid PID]
+//	loadchat -url ... -idle 5000 -rooms 50 -pid PID     # KiB of server RSS per idle connection
+//	loadchat -url ... -check [-pid PID]                  # protocol conformance checks (check.go)
+//	loadchat -freeport                                   # print a free 127.0.0.1 TCP port
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+type tags []string
+
+func (t *tags) String() string     { return strings.Join(*t, ",") }
+func (t *tags) Set(s string) error { *t = append(*t, s); return nil }
+
+var (
+	baseURL  = flag.String("url", "ws://127.0.0.1:8001/ws/chat/", "room URL prefix; the room name and '/' are appended")
+	nRooms   = flag.Int("rooms", 10, "rooms (named r0..rN-1)")
+	nClients = flag.Int("clients", 50, "clients per room")
+	rate     = flag.Float64("rate", 2, "messages/s sent by each client (open loop)")
+	duration = flag.Duration("duration", 10*time.Second, "send window")
+	size     = flag.Int("size", 100, "bytes of payload.message")
+	pid      = flag.Int("pid", 0, "server PID for CPU and RSS readings (optional)")
+	origin   = flag.String("origin", "", "Origin header to send (default none)")
+	idle     = flag.Int("idle", 0, "idle mode: open N idle connections spread over -rooms, report KiB/conn (needs -pid)")
+	idleWait = flag.Duration("idlewait", 3*time.Second, "idle mode: wait before reading RSS")
+	drain    = flag.Duration("drain", 2*time.Second, "longest wait for stragglers after the send window")
+	dialConc = flag.Int("dialconc", 50, "concurrent dials")
+	check    = flag.Bool("check", false, "run protocol conformance checks instead of load")
+	freePort = flag.Bool("freeport", false, "print a free TCP port on 127.0.0.1 and exit")
+	progress = flag.Duration("progress", 0, "print sent/delivered/server CPU to stderr at this interval (0 = off)")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of loadchat itself to this file")
+	extra    tags
+)
+
+var totalSent atomic.Int64
+
+var errDetail sync.Map // name -> *atomic.Int64
+
+func countErr(name string) {
+	v, _ := errDetail.LoadOrStore(name, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+func errSummary() (int64, map[string]int64) {
+	m, total := map[string]int64{}, int64(0)
+	errDetail.Range(func(k, v any) bool {
+		n := v.(*atomic.Int64).Load()
+		m[k.(string)] = n
+		total += n
+		return true
+	})
+	return total, m
+}
+
+type client struct {
+	id, room, idx int // idx: position in its room
+	ws            *websocket.Conn
+	sent          int64
+	pong          chan struct{}
+	seen          [][]uint64 // per sender idx: bitset of seqs received
+	maxSeq        []int64    // per sender idx: highest seq received
+}
+
+type run struct {
+	hist                  hist
+	delivered, dup, reord atomic.Int64
+	frozen, stopping      atomic.Bool
+	firstError            atomic.Value
+}
+
+func roomURL(r int) string {
+	u := *baseURL
+	if !strings.HasSuffix(u, "/") {
+		u += "/"
+	}
+	return u + "r" + strconv.Itoa(r) + "/"
+}
+
+func dialer() *websocket.Dialer {
+	return &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096,
+		WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{}}
+}
+
+func header() http.Header {
+	h := http.Header{}
+	if *origin != "" {
+		h.Set("Origin", *origin)
+	}
+	return h
+}
+
+// dialAll opens the connections with bounded concurrency; failed ones stay nil.
+func dialAll(cs []*client) {
+	d, h := dialer(), header()
+	next := make(chan *client)
+	var wg sync.WaitGroup
+	for range *dialConc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				ws, resp, err := d.Dial(roomURL(c.room), h)
+				if err != nil {
+					code := "dial"
+					if resp != nil {
+						code = fmt.Sprintf("dial_http_%d", resp.StatusCode)
+					}
+					countErr(code)
+					continue
+				}
+				c.ws = ws
+			}
+		}()
+	}
+	for _, c := range cs {
+		next <- c
+	}
+	close(next)
+	wg.Wait()
+}
+
+func (c *client) readLoop(r *run) {
+	var buf bytes.Buffer
+	var f struct {
+		Action  string          `json:"action"`
+		Payload json.RawMessage `json:"payload"`
+	}
+	var p struct{ Message, Name string }
+	for {
+		_, rd, err := c.ws.NextReader()
+		if err != nil {
+			if r.stopping.Load() {
+				return
+			}
+			name := "conn_closed"
+			if ce, ok := err.(*websocket.CloseError); ok {
+				name = fmt.Sprintf("close_%d", ce.Code)
+			}
+			countErr(name)
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(rd); err != nil {
+			continue
+		}
+		now := time.Now().UnixNano()
+		if r.frozen.Load() {
+			continue
+		}
+		if msg, name, ok := fastChat(buf.Bytes()); ok {
+			c.deliver(r, msg, name, now)
+			continue
+		}
+		f.Action, f.Payload = "", nil
+		if json.Unmarshal(buf.Bytes(), &f) != nil {
+			countErr("bad_frame")
+			continue
+		}
+		switch f.Action {
+		case "pong":
+			select {
+			case c.pong <- struct{}{}:
+			default:
+			}
+			continue
+		case "error":
+			countErr("error_frame")
+			r.firstError.CompareAndSwap(nil, buf.String())
+			continue
+		case "new_chat_message":
+		default:
+			countErr("bad_frame")
+			continue
+		}
+		p.Message, p.Name = "", ""
+		if json.Unmarshal(f.Payload, &p) != nil {
+			countErr("bad_frame")
+			continue
+		}
+		c.deliver(r, p.Message, p.Name, now)
+	}
+}
+
+var (
+	chatPrefix = []byte(`{"action":"new_chat_message","payload":{"message":"`)
+	chatMiddle = []byte(`","name":"`)
+	chatSuffix = []byte(`"}}`)
+)
+
+// fastChat parses the canonical compact encoding of a chat frame without
+// reflection; anything else (other key order, spacing, escapes) returns
+// ok=false and goes through encoding/json.
+func fastChat(b []byte) (msg, name string, ok bool) {
+	rest, ok := bytes.CutPrefix(b, chatPrefix)
+	if !ok {
+		return "", "", false
+	}
+	m, rest, ok := bytes.Cut(rest, chatMiddle)
+	if !ok || bytes.IndexByte(m, '\\') >= 0 {
+		return "", "", false
+	}
+	n, ok := bytes.CutSuffix(rest, chatSuffix)
+	if !ok || bytes.IndexByte(n, '\\') >= 0 || bytes.IndexByte(n, '"') >= 0 {
+		return "", "", false
+	}
+	return string(m), string(n), true
+}
+
+// deliver accounts one received chat message "<unixnano>:<sender>:<seq>:...".
+func (c *client) deliver(r *run, msg, name string, now int64) {
+	ts, rest, _ := strings.Cut(msg, ":")
+	sid, rest, _ := strings.Cut(rest, ":")
+	sq, _, _ := strings.Cut(rest, ":")
+	t, e1 := strconv.ParseInt(ts, 10, 64)
+	sender, e2 := strconv.Atoi(sid)
+	seq, e3 := strconv.ParseInt(sq, 10, 64)
+	if e1 != nil || e2 != nil || e3 != nil || seq < 0 || sender < 0 || name != "c"+sid {
+		countErr("bad_frame")
+		return
+	}
+	if sender/(*nClients) != c.room {
+		countErr("foreign_room") // room isolation broken
+		return
+	}
+	si := sender % *nClients
+	if si == c.idx {
+		countErr("echo_to_sender") // exclude-sender broken
+		return
+	}
+	word, bit := int(seq/64), uint64(1)<<(seq%64)
+	for len(c.seen[si]) <= word {
+		c.seen[si] = append(c.seen[si], 0)
+	}
+	if c.seen[si][word]&bit != 0 {
+		r.dup.Add(1)
+		return
+	}
+	c.seen[si][word] |= bit
+	if seq < c.maxSeq[si] {
+		r.reord.Add(1)
+	} else {
+		c.maxSeq[si] = seq
+	}
+	r.delivered.Add(1)
+	r.hist.add(now - t)
+}
+
+func (c *client) sendLoop(start, end time.Time) {
+	interval := time.Duration(float64(time.Second) / *rate)
+	next := start.Add(time.Duration(rand.Int64N(int64(interval) + 1)))
+	name := "c" + strconv.Itoa(c.id)
+	buf := make([]byte, 0, *size+128)
+	for seq := 0; next.Before(end); seq++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		buf = append(buf[:0], `{"action":"new_chat_message","payload":{"message":"`...)
+		n := len(buf)
+		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
+		buf = append(buf, ':')
+		buf = strconv.AppendInt(buf, int64(c.id), 10)
+		buf = append(buf, ':')
+		buf = strconv.AppendInt(buf, int64(seq), 10)
+		buf = append(buf, ':')
+		for len(buf)-n < *size {
+			buf = append(buf, 'x')
+		}
+		buf = append(buf, `","name":"`...)
+		buf = append(buf, name...)
+		buf = append(buf, `"}}`...)
+		c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := c.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+			countErr("write")
+			return
+		}
+		c.sent++
+		totalSent.Add(1)
+		next = next.Add(interval)
+	}
+}
+
+func serverStats(o *obj, cpu0 float64, window, delivered float64) {
+	if *pid == 0 {
+		return
+	}
+	if cpu1, err := procCPU(*pid); err == nil {
+		cpu := cpu1 - cpu0
+		o.set("server_cpu_s", round3(cpu))
+		o.set("server_cpu_util", round3(cpu/window))
+		if delivered > 0 {
+			o.set("server_cpu_us_per_delivery", round3(cpu*1e6/delivered))
+		}
+	}
+	if rss, err := procRSSMB(*pid); err == nil {
+		o.set("server_rss_mb", round3(rss))
+	}
+}
+
+func loadMode(o *obj) {
+	n := *nRooms * *nClients
+	cs := make([]*client, n)
+	for i := range cs {
+		cs[i] = &client{id: i, room: i / *nClients, idx: i % *nClients, pong: make(chan struct{}, 1),
+			seen: make([][]uint64, *nClients), maxSeq: make([]int64, *nClients)}
+	}
+	t0 := time.Now()
+	dialAll(cs)
+	r := &run{}
+	alive := make([]int, *nRooms)
+	var live []*client
+	for _, c := range cs {
+		if c.ws != nil {
+			alive[c.room]++
+			live = append(live, c)
+			go c.readLoop(r)
+		}
+	}
+	// Readiness barrier: a pong proves the server is reading this connection.
+	pingMsg := []byte(`{"action":"ping"}`)
+	for _, c := range live {
+		c.ws.WriteMessage(websocket.TextMessage, pingMsg)
+	}
+	deadline := time.After(10 * time.Second)
+	for _, c := range live {
+		select {
+		case <-c.pong:
+		case <-deadline:
+			countErr("no_pong")
+		}
+	}
+	connectS := time.Since(t0).Seconds()
+	time.Sleep(100 * time.Millisecond)
+
+	cpu0, _ := procCPU(*pid)
+	self0, busy0 := selfCPU(), machineBusy()
+	start := time.Now().Add(20 * time.Millisecond)
+	end := start.Add(*duration)
+	var wg sync.WaitGroup
+	if *progress > 0 {
+		go func() {
+			var lastS, lastD int64
+			lastC, lastSelf := cpu0, self0
+			for t := range time.Tick(*progress) {
+				s, d := totalSent.Load(), r.delivered.Load()
+				cpu, self := lastC, selfCPU()
+				if *pid != 0 {
+					cpu, _ = procCPU(*pid)
+				}
+				iv := progress.Seconds()
+				fmt.Fprintf(os.Stderr, "t=%.1fs sent/s=%.0f delivered/s=%.0f server_cpu=%.2f client_cpu=%.2f errors=%d\n",
+					t.Sub(start).Seconds(), float64(s-lastS)/iv, float64(d-lastD)/iv, (cpu-lastC)/iv, (self-lastSelf)/iv, func() int64 { n, _ := errSummary(); return n }())
+				lastS, lastD, lastC, lastSelf = s, d, cpu, self
+			}
+		}()
+	}
+	for _, c := range live {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.sendLoop(start, end) }()
+	}
+	wg.Wait()
+	var sent, expected int64
+	for _, c := range live {
+		sent += c.sent
+		expected += c.sent * int64(alive[c.room]-1)
+	}
+	stop := time.Now().Add(*drain)
+	for r.delivered.Load() < expected && time.Now().Before(stop) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	window := time.Since(start).Seconds()
+	r.frozen.Store(true)
+	delivered := r.delivered.Load()
+	selfCPUs := selfCPU() - self0
+	busy := machineBusy() - busy0
+	serverCPU, _ := procCPU(*pid)
+	serverCPU -= cpu0
+
+	o.set("mode", "load")
+	o.set("connections", len(live))
+	o.set("rooms", *nRooms)
+	o.set("clients_per_room", *nClients)
+	o.set("rate", *rate)
+	o.set("size", *size)
+	o.set("duration_s", duration.Seconds())
+	o.set("connect_s", round3(connectS))
+	o.set("sent", sent)
+	o.set("expected_deliveries", expected)
+	o.set("delivered", delivered)
+	o.set("lost", expected-delivered)
+	o.set("duplicated", r.dup.Load())
+	o.set("reordered", r.reord.Load())
+	o.set("deliveries_per_s", round3(float64(delivered)/duration.Seconds()))
+	o.set("latency_ms", obj{{"p50", r.hist.quantileMs(.50)}, {"p90", r.hist.quantileMs(.90)},
+		{"p99", r.hist.quantileMs(.99)}, {"max", round3(float64(r.hist.maxNs.Load()) / 1e6)}})
+	o.set("window_s", round3(window))
+	serverStats(o, cpu0, window, float64(delivered))
+	o.set("client_cpu_s", round3(selfCPUs))
+	o.set("client_cpu_util", round3(selfCPUs/window))
+	// Everything else the machine ran meanwhile (other processes): a noise gauge.
+	o.set("other_cpu_util", round3(max(0, busy-selfCPUs-serverCPU)/window))
+	r.stopping.Store(true)
+	total, detail := errSummary()
+	o.set("errors", total)
+	o.set("error_detail", detail)
+	if fe := r.firstError.Load(); fe != nil {
+		o.set("first_error_frame", fe)
+	}
+}
+
+func idleMode(o *obj) {
+	if *pid == 0 {
+		fmt.Fprintln(os.Stderr, "loadchat: -idle needs -pid")
+		os.Exit(2)
+	}
+	before, err := procRSSMB(*pid)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadchat:", err)
+		os.Exit(1)
+	}
+	rooms := max(*nRooms, 1)
+	cs := make([]*client, *idle)
+	for i := range cs {
+		cs[i] = &client{id: i, room: i % rooms}
+	}
+	t0 := time.Now()
+	dialAll(cs)
+	connectS := time.Since(t0).Seconds()
+	ok := 0
+	for _, c := range cs {
+		if c.ws != nil {
+			ok++
+		}
+	}
+	time.Sleep(*idleWait)
+	after, _ := procRSSMB(*pid)
+	o.set("mode", "idle")
+	o.set("connections", ok)
+	o.set("rooms", rooms)
+	o.set("connect_s", round3(connectS))
+	o.set("server_rss_before_mb", round3(before))
+	o.set("server_rss_after_mb", round3(after))
+	if ok > 0 {
+		o.set("kib_per_conn", round3((after-before)*1024/float64(ok)))
+	}
+	total, detail := errSummary()
+	o.set("errors", total)
+	o.set("error_detail", detail)
+}
+
+func main() {
+	flag.Var(&extra, "tag", "key=value copied into the JSON output (repeatable)")
+	flag.Parse()
+	if *freePort {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		return
+	}
+	nofile := raiseNoFile()
+	if *check {
+		os.Exit(runChecks())
+	}
+	need := uint64(*idle)
+	if *idle == 0 {
+		need = uint64(*nRooms * *nClients)
+	}
+	if need+64 > nofile {
+		fmt.Fprintf(os.Stderr, "loadchat: %d connections need more than RLIMIT_NOFILE=%d\n", need, nofile)
+	}
+	if *rate <= 0 && *idle == 0 {
+		fmt.Fprintln(os.Stderr, "loadchat: -rate must be > 0")
+		os.Exit(2)
+	}
+	var o obj
+	for _, t := range extra {
+		k, v, _ := strings.Cut(t, "=")
+		o.set(k, v)
+	}
+	if *cpuProf != "" {
+		if f, err := os.Create(*cpuProf); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if *idle > 0 {
+		idleMode(&o)
+	} else {
+		loadMode(&o)
+	}
+	out, _ := json.Marshal(o)
+	fmt.Println(string(out))
+}

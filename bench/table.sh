@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# table.sh: the README's side-by-side table, in one command.
+#
+# Builds roomchat from this repository, then runs compare.sh RUNS times
+# (default 3) for each server in SERVERS (default: roomchat gorilla nodews),
+# the servers taking turns, so that a slow minute of the machine falls on all
+# of them alike. Every JSON line goes to $BIN/table-*.jsonl; the table of
+# medians, with the machine and versions it ran on, goes to stdout.
+#
+#   bench/table.sh                                  # about 10 minutes
+#   RUNS=5 SCENARIOS="fanout busy" bench/table.sh
+#
+# The JSON lines of earlier runs can be tabled again: go run ./table < FILE
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+export BIN=${BIN:-/tmp/roomchat-bench}
+export SCENARIOS=${SCENARIOS:-fanout busy rooms idle}
+RUNS=${RUNS:-3}
+SERVERS=${SERVERS:-roomchat gorilla nodews}
+mkdir -p "$BIN"
+OUT=$BIN/table-$(date +%Y%m%d-%H%M%S).jsonl
+
+(cd "$ROOT" && go build -o "$BIN/roomchat" .)
+
+command_of() { # the server command compare.sh starts, with {PORT} in it
+	case $1 in
+	roomchat) echo "$BIN/roomchat -addr 127.0.0.1:{PORT} -rate 0" ;;
+	gorilla) echo "$BIN/peergorilla -addr 127.0.0.1:{PORT}" ;;
+	nodews) echo "PORT={PORT} node $BIN/nodews/server.mjs" ;;
+	*) echo "table.sh: unknown server $1 (roomchat, gorilla, nodews)" >&2; exit 2 ;;
+	esac
+}
+
+for run in $(seq "$RUNS"); do
+	for name in $SERVERS; do
+		echo "# run $run of $RUNS: $name" >&2
+		"$BENCH/compare.sh" "$name" "$(command_of "$name")" | tee -a "$OUT" >&2
+	done
+done
+echo "# JSON lines: $OUT" >&2
+(cd "$BENCH" && go run ./table) <"$OUT"

@@ -1,0 +1,216 @@
+package main
+
+// These tests keep docs/protocol.md true. They read its tables, send every
+// example frame in them to a live server and expect exactly the answer the
+// page gives, and compare its limits and close codes with the constants the
+// code enforces (asyncapi_test.go compares the same constants with the
+// AsyncAPI document, so the two documents cannot drift apart).
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const protocolDoc = "docs/protocol.md"
+
+// TestProtocolClientMessages sends each row of "What a client sends" and
+// checks that the frame the row promises reaches whom it says: the sender
+// alone, or every other member and not the sender.
+func TestProtocolClientMessages(t *testing.T) {
+	rows := docTable(t, protocolDoc, "What a client sends")
+	s := newTestServer(t, options{})
+	from, other := s.dial(t, "doc"), s.dial(t, "doc")
+	for _, row := range rows {
+		sent, result := onlyCode(t, row[0]), row[1]
+		t.Run(sent, func(t *testing.T) {
+			want := codeSpans(result)
+			if len(want) != 1 {
+				t.Fatalf("%q should name exactly one frame", result)
+			}
+			sendText(t, from, sent)
+			switch {
+			case strings.Contains(result, "you alone"):
+				expectText(t, from, want[0])
+				expectQuiet(t, other)
+			case strings.Contains(result, "every *other*"):
+				expectText(t, other, want[0])
+				expectQuiet(t, from)
+			default:
+				t.Fatalf("%q says neither 'you alone' nor 'every *other*'", result)
+			}
+		})
+	}
+	if len(rows) < 3 {
+		t.Errorf("only %d rows in %s's table of client messages", len(rows), protocolDoc)
+	}
+}
+
+// TestProtocolErrors checks the error table: its types are the code's, in
+// order, and each example frame gets exactly the error frame the row gives.
+// The two causes that are not one frame (a message over the size limit, a
+// burst over the rate) are made here.
+func TestProtocolErrors(t *testing.T) {
+	rows := docTable(t, protocolDoc, "Errors")
+	var types []string
+	for _, row := range rows {
+		types = append(types, onlyCode(t, row[0]))
+	}
+	if !slices.Equal(types, errorTypes) {
+		t.Errorf("%s lists the error types %v; messages.go has %v", protocolDoc, types, errorTypes)
+	}
+
+	s := newTestServer(t, options{rate: defaultRate})
+	for _, row := range rows {
+		typ, loc, msg := onlyCode(t, row[0]), onlyCode(t, row[1]), onlyCode(t, row[4])
+		t.Run(typ, func(t *testing.T) {
+			c := s.dial(t, "errors")
+			want := `{"action":"error","payload":[{"type":"` + typ + `","loc":` + loc + `,"msg":"` + msg + `"}]}`
+			switch typ {
+			case errFrameTooLarge:
+				sendText(t, c, `{"action":"ping"}`+strings.Repeat(" ", maxFrameBytes+1-len(`{"action":"ping"}`)))
+			case errRateLimited:
+				burst := 2 * defaultRate
+				for range burst + 1 {
+					sendText(t, c, `{"action":"ping"}`)
+				}
+				for range burst {
+					expectText(t, c, pong)
+				}
+			default:
+				sendText(t, c, onlyCode(t, row[3]))
+			}
+			expectText(t, c, want)
+		})
+	}
+}
+
+// TestProtocolLimits compares the Limits table with the constants.
+func TestProtocolLimits(t *testing.T) {
+	rows := docTable(t, protocolDoc, "Limits")
+	limits := map[string]string{}
+	for _, row := range rows {
+		limits[row[0]] = row[1]
+	}
+	minRoom, maxRoom := roomLengths(t)
+	seconds := func(d time.Duration) string { return fmt.Sprintf("%g s", d.Seconds()) }
+	tests := []struct{ limit, want string }{
+		{"message size, all fragments together", thousands(maxFrameBytes) + " bytes"},
+		{"`message`", thousands(maxMessageChars) + " characters"},
+		{"`name`", thousands(maxNameChars) + " characters"},
+		{"room name", fmt.Sprintf("%d to %d characters of `A-Z a-z 0-9 . _ -`", minRoom, maxRoom)},
+		{"rate per connection", fmt.Sprintf("%d messages a second, bursts of %d", defaultRate, 2*defaultRate)},
+		{"frames waiting for one client", fmt.Sprintf("%d; a client that lets its queue fill is closed with %d", sendQueueLen, closePolicyViolation)},
+		{"connections per server", thousands(maxConnections)},
+		{"time without a text message before the server closes with 1001", seconds(idleTimeout)},
+		{"time to write a frame to a client before it is cut off", fmt.Sprintf("%g to %s", (writeTimeout / 2).Seconds(), seconds(writeTimeout))},
+		{"time the closing handshake may take", seconds(closeTimeout)},
+		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
+	}
+	for _, tt := range tests {
+		if got, ok := limits[tt.limit]; !ok {
+			t.Errorf("%s has no limit %q", protocolDoc, tt.limit)
+		} else if got != tt.want {
+			t.Errorf("%s says %s is %q; the code says %q", protocolDoc, tt.limit, got, tt.want)
+		}
+		delete(limits, tt.limit)
+	}
+	for limit := range limits {
+		t.Errorf("%s states the limit %q, which no test checks", protocolDoc, limit)
+	}
+}
+
+// TestProtocolCloseCodes checks that the Closing table lists exactly the
+// close codes the server sends (TestCloseCodes and the tests of shutdown,
+// idle and slow clients check when it sends them).
+func TestProtocolCloseCodes(t *testing.T) {
+	var got []int
+	for _, row := range docTable(t, protocolDoc, "Closing") {
+		code, err := strconv.Atoi(strings.Fields(row[0])[0])
+		if err != nil {
+			t.Fatalf("close code %q: %v", row[0], err)
+		}
+		got = append(got, code)
+	}
+	want := []int{closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData, closeInvalidPayload, closePolicyViolation}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s lists the close codes %v; the server sends %v", protocolDoc, got, want)
+	}
+}
+
+// roomLengths reads the shortest and longest room name from roomPattern.
+func roomLengths(t *testing.T) (minLen, maxLen int) {
+	m := regexp.MustCompile(`\{(\d+),(\d+)\}`).FindStringSubmatch(roomPattern)
+	if m == nil {
+		t.Fatalf("no {min,max} in roomPattern %s", roomPattern)
+	}
+	minLen, _ = strconv.Atoi(m[1])
+	maxLen, _ = strconv.Atoi(m[2])
+	return minLen, maxLen
+}
+
+// thousands writes n with commas, as the documents do: 65,536.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// docTable returns the body rows of the first table under the heading
+// "## section" of a Markdown file, each row split into its cells.
+func docTable(t *testing.T, file, section string) [][]string {
+	t.Helper()
+	text, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(text), "\n## "+section+"\n")
+	if !ok {
+		t.Fatalf("%s has no section %q", file, section)
+	}
+	after, _, _ = strings.Cut(after, "\n## ")
+	var rows [][]string
+	for _, line := range strings.Split(after, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			if len(rows) > 0 {
+				break // the end of the first table
+			}
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), " | ")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, cells)
+	}
+	if len(rows) < 3 {
+		t.Fatalf("%s: no table under %q", file, section)
+	}
+	return rows[2:] // past the header and its underline
+}
+
+// codeSpans returns the `code` spans of a Markdown cell.
+func codeSpans(cell string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile("`([^`]*)`").FindAllStringSubmatch(cell, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// onlyCode returns the first code span of a cell, which must have one.
+func onlyCode(t *testing.T, cell string) string {
+	t.Helper()
+	spans := codeSpans(cell)
+	if len(spans) == 0 {
+		t.Fatalf("no `code` in %q", cell)
+	}
+	return spans[0]
+}
