@@ -338,14 +338,6 @@ type childMem struct {
 // serverProcessEnv makes this test binary run roomchat instead of tests.
 const serverProcessEnv = "ROOMCHAT_CHILD_SERVER"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(serverProcessEnv) != "" {
-		runChildServer()
-		return
-	}
-	os.Exit(m.Run())
-}
-
 // heapProfileEnv names a file for the child's heap profile, written each
 // time it is asked for its memory: where every KiB of a connection goes.
 //

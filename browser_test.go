@@ -137,6 +137,28 @@ func TestBrowserChat(t *testing.T) {
 	})
 }
 
+// TestBrowserAcrossServers opens Alice's tab on one server and Bob's on
+// another, the two sharing a Redis (-redis): they talk as if on one.
+func TestBrowserAcrossServers(t *testing.T) {
+	r := startRedis(t, "")
+	a := newTestServer(t, options{rate: defaultRate, redis: r.url()})
+	b := newTestServer(t, options{rate: defaultRate, redis: r.url()})
+	br := startBrowser(t)
+	alice, bob := br.newTab(t, a.URL+"/chat/"), br.newTab(t, b.URL+"/chat/")
+	alice.joinAs(t, "Alice", "room1")
+	bob.joinAs(t, "Bob", "room1")
+
+	alice.typeInto(t, "Message", "Hello from server A")
+	alice.pressEnter(t)
+	bob.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Hello from server A")`)
+	bob.typeInto(t, "Message", "Hello from server B")
+	bob.pressEnter(t)
+	alice.waitFor(t, `messages().some(m => m.author === "Bob" && m.text === "Hello from server B")`)
+	for _, tab := range []*tab{alice, bob} {
+		tab.expect(t, `messages().length === 2`) // each message once, on each side
+	}
+}
+
 // TestBrowserDocs reads the API docs as a person would, then uses Try it.
 func TestBrowserDocs(t *testing.T) {
 	s := newTestServer(t, options{rate: defaultRate})

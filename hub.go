@@ -75,6 +75,7 @@ var errShuttingDown = errors.New("server is shutting down")
 type hub struct {
 	log     *slog.Logger
 	limit   rateLimit
+	layer   channelLayer  // the rooms of other processes (layer.go)
 	idle    time.Duration // idleTimeout; a field so a test need not wait a minute
 	write   time.Duration // writeTimeout; a field so a test need not wait 10 s
 	mu      sync.Mutex
@@ -98,28 +99,46 @@ type stats struct {
 // many senders fan out at once (read lock) while a join or leave, which is
 // rare, takes the write lock for a single map operation.
 type room struct {
-	name    string
-	mu      sync.RWMutex
-	members map[*client]struct{}
+	name       string
+	layer      channelLayer
+	subscribed <-chan struct{} // closed once the layer brings this room's frames from other processes
+	mu         sync.RWMutex
+	members    map[*client]struct{}
 }
 
-// newHub returns an empty hub whose connections obey limit and log to log.
+// newHub returns an empty hub whose connections obey limit and log to log,
+// with the in-memory layer: rooms in this process only.
 func newHub(limit rateLimit, log *slog.Logger) *hub {
-	return &hub{log: log, limit: limit, idle: idleTimeout, write: writeTimeout, rooms: make(map[string]*room)}
+	return &hub{log: log, limit: limit, layer: memoryLayer{}, idle: idleTimeout, write: writeTimeout, rooms: make(map[string]*room)}
 }
 
 // join makes c a member of its room, creating the room on first use. It runs
 // during the handshake, before the 101 response is written, so c hears every
-// message sent after its client sees the connection open.
+// message sent after its client sees the connection open: a new room waits
+// (subscribeWait at most) until the layer brings it other processes' frames.
 func (h *hub) join(c *client, roomName string) error {
+	r, err := h.add(c, roomName)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-r.subscribed:
+	case <-time.After(subscribeWait):
+		h.log.Warn("joined before the channel layer confirmed the room", "conn", c.id, "room", roomName)
+	}
+	return nil
+}
+
+// add puts c in its room's member map.
+func (h *hub) add(c *client, roomName string) (*room, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closing {
-		return errShuttingDown
+		return nil, errShuttingDown
 	}
 	r := h.rooms[roomName]
 	if r == nil {
-		r = &room{name: roomName, members: make(map[*client]struct{})}
+		r = &room{name: roomName, layer: h.layer, subscribed: h.layer.subscribe(roomName), members: make(map[*client]struct{})}
 		h.rooms[roomName] = r
 	}
 	r.mu.Lock()
@@ -128,7 +147,7 @@ func (h *hub) join(c *client, roomName string) error {
 	c.room = r
 	h.conns++
 	h.live.Add(1)
-	return nil
+	return r, nil
 }
 
 // leave removes c from its room and forgets the room once it is empty. It is
@@ -146,6 +165,7 @@ func (h *hub) leave(c *client) {
 	r.mu.Unlock()
 	if empty {
 		delete(h.rooms, r.name)
+		h.layer.unsubscribe(r.name)
 	}
 	c.room = nil
 	h.conns--
@@ -167,7 +187,9 @@ func (h *hub) full() bool {
 
 // shutdown closes every connection with 1001 and waits for them to go. When
 // ctx ends first, it cuts the rest off: their writes and reads fail at once.
+// Then it closes the channel layer.
 func (h *hub) shutdown(ctx context.Context) {
+	defer h.layer.close()
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()
@@ -197,10 +219,28 @@ func (h *hub) forEach(f func(*client)) {
 	}
 }
 
-// broadcast queues f for every member of the room but the sender. It never
-// waits for a socket: send only appends to a queue, so the read lock is
-// held for one pass over the members and no longer.
+// deliver hands a frame that another process published to the members of
+// its room here. The channel layer calls it.
+func (h *hub) deliver(roomName string, f frame) {
+	h.mu.Lock()
+	r := h.rooms[roomName]
+	h.mu.Unlock()
+	if r != nil { // else the last member left while the frame was on its way
+		r.deliver(nil, f)
+	}
+}
+
+// broadcast sends f to everyone in the room but the sender: the members
+// here, then, through the channel layer, those of other processes.
 func (r *room) broadcast(from *client, f frame) {
+	r.deliver(from, f)
+	r.layer.publish(r.name, f)
+}
+
+// deliver queues f for every member here but from. It never waits for a
+// socket: send only appends to a queue, so the read lock is held for one
+// pass over the members and no longer.
+func (r *room) deliver(from *client, f frame) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for c := range r.members {

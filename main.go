@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -66,12 +67,14 @@ var static embed.FS
 type options struct {
 	origins []string // extra origins allowed to open a WebSocket
 	rate    float64  // text frames a second per connection; 0 is no limit
+	redis   string   // URL of the Redis that shares rooms with other processes; "" for none
 }
 
 func main() {
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
 	rate := flag.Float64("rate", defaultRate, "text frames a second per connection, with bursts of twice that; 0 turns the limit off")
+	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[:password@]host:port, or rediss:// for TLS")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	flag.Parse()
 
@@ -81,7 +84,7 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	opts := options{origins: splitList(*origins), rate: *rate}
+	opts := options{origins: splitList(*origins), rate: *rate, redis: *redis}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)
@@ -97,7 +100,11 @@ func main() {
 // run serves on ln until ctx ends, then shuts down: no new connections,
 // every WebSocket closed with 1001, all within shutdownTimeout.
 func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) error {
-	h := newHub(newRateLimit(opts.rate), log)
+	h, err := buildHub(opts, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{
 		Handler:           newMux(h, opts),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -108,7 +115,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	base := "http://" + browsableHost(ln.Addr().String())
-	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/")
+	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "layer", h.layer.status().Kind)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -131,6 +138,21 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 	}
 	wg.Wait()
 	return nil
+}
+
+// buildHub makes the hub, with the Redis channel layer when opts asks for
+// one: it fails if that Redis cannot be reached.
+func buildHub(opts options, log *slog.Logger) (*hub, error) {
+	h := newHub(newRateLimit(opts.rate), log)
+	if opts.redis == "" {
+		return h, nil
+	}
+	layer, err := dialRedisLayer(opts.redis, log, h.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	h.layer = layer
+	return h, nil
 }
 
 // newMux routes every URL the server answers. It is the whole HTTP surface.
@@ -254,6 +276,7 @@ func healthz(h *hub) http.HandlerFunc {
 			"messages_received":    h.stats.received.Load(),
 			"frames_delivered":     h.stats.delivered.Load(),
 			"slow_clients_dropped": h.stats.dropped.Load(),
+			"layer":                h.layer.status(),
 		})
 	}
 }

@@ -56,29 +56,20 @@ func TestPingsDuringBroadcast(t *testing.T) {
 	sender.SetDeadline(time.Now().Add(30 * time.Second))
 
 	body := strings.Repeat("é", 200)
-	sendErr := make(chan error, 2)
-	// At most half a send queue in flight, so that the pinger, which reads
-	// as fast as this test can parse, is never dropped for being slow.
-	inFlight := make(chan struct{}, sendQueueLen/2)
-	go func() {
-		for i := range messages {
-			inFlight <- struct{}{}
-			if _, err := sender.Write(clientFrame(true, websocket.TextFrame, chat(body, fmt.Sprint(i)))); err != nil {
-				sendErr <- err
-				return
-			}
-		}
-		sendErr <- nil
-	}()
+	read := sendPaced(messages, func(i int) error {
+		_, err := sender.Write(clientFrame(true, websocket.TextFrame, chat(body, fmt.Sprint(i))))
+		return err
+	})
+	pingErr := make(chan error, 1)
 	go func() {
 		for i := range pings {
 			// The longest ping allowed: 125 bytes, numbered.
 			if _, err := pinger.Write(clientFrame(true, websocket.PingFrame, fmt.Sprintf("%0125d", i))); err != nil {
-				sendErr <- err
+				pingErr <- err
 				return
 			}
 		}
-		sendErr <- nil
+		pingErr <- nil
 	}()
 
 	chats, pongs := 0, 0
@@ -90,7 +81,7 @@ func TestPingsDuringBroadcast(t *testing.T) {
 				t.Fatalf("chat frame %d is %.80q, want %.80q", chats, data, want)
 			}
 			chats++
-			<-inFlight
+			read()
 		case websocket.PongFrame:
 			if want := fmt.Sprintf("%0125d", pongs); string(data) != want {
 				t.Fatalf("pong %d is %q", pongs, data)
@@ -100,10 +91,8 @@ func TestPingsDuringBroadcast(t *testing.T) {
 			t.Fatalf("after %d chats and %d pongs, a frame of type %d: % .40x", chats, pongs, op, data)
 		}
 	}
-	for range 2 {
-		if err := <-sendErr; err != nil {
-			t.Fatal(err)
-		}
+	if err := <-pingErr; err != nil {
+		t.Fatal(err)
 	}
 }
 

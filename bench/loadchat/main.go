@@ -39,6 +39,9 @@ var (
 	duration = flag.Duration("duration", 10*time.Second, "send window")
 	size     = flag.Int("size", 100, "bytes of payload.message")
 	pid      = flag.Int("pid", 0, "server PID for CPU and RSS readings (optional)")
+	url2     = flag.String("url2", "", "a second server sharing the same rooms (-redis): every other client of each room dials it")
+	pid2     = flag.Int("pid2", 0, "the second server's PID: its CPU counts as server CPU too")
+	redisPID = flag.Int("redispid", 0, "a Redis PID whose CPU is reported apart (redis_cpu_*)")
 	origin   = flag.String("origin", "", "Origin header to send (default none)")
 	idle     = flag.Int("idle", 0, "idle mode: open N idle connections spread over -rooms, report KiB/conn (needs -pid)")
 	idleWait = flag.Duration("idlewait", 3*time.Second, "idle mode: wait before reading RSS")
@@ -87,8 +90,12 @@ type run struct {
 	firstError            atomic.Value
 }
 
-func roomURL(r int) string {
+func roomURL(c *client) string {
 	u := *baseURL
+	if *url2 != "" && c.idx%2 == 1 {
+		u = *url2
+	}
+	r := c.room
 	if !strings.HasSuffix(u, "/") {
 		u += "/"
 	}
@@ -118,7 +125,7 @@ func dialAll(cs []*client) {
 		go func() {
 			defer wg.Done()
 			for c := range next {
-				ws, resp, err := d.Dial(roomURL(c.room), h)
+				ws, resp, err := d.Dial(roomURL(c), h)
 				if err != nil {
 					code := "dial"
 					if resp != nil {
@@ -298,11 +305,30 @@ func (c *client) sendLoop(start, end time.Time) {
 	}
 }
 
-func serverStats(o *obj, cpu0 float64, window, delivered float64) {
+// serversCPU is the CPU time so far of the server, or of both servers.
+func serversCPU() (float64, error) {
+	cpu, err := procCPU(*pid)
+	if *pid2 != 0 && err == nil {
+		var cpu2 float64
+		cpu2, err = procCPU(*pid2)
+		cpu += cpu2
+	}
+	return cpu, err
+}
+
+func serverStats(o *obj, cpu0, redis0 float64, window, delivered float64) {
+	if *redisPID != 0 {
+		if cpu1, err := procCPU(*redisPID); err == nil {
+			o.set("redis_cpu_s", round3(cpu1-redis0))
+			if delivered > 0 {
+				o.set("redis_cpu_us_per_delivery", round3((cpu1-redis0)*1e6/delivered))
+			}
+		}
+	}
 	if *pid == 0 {
 		return
 	}
-	if cpu1, err := procCPU(*pid); err == nil {
+	if cpu1, err := serversCPU(); err == nil {
 		cpu := cpu1 - cpu0
 		o.set("server_cpu_s", round3(cpu))
 		o.set("server_cpu_util", round3(cpu/window))
@@ -350,7 +376,8 @@ func loadMode(o *obj) {
 	connectS := time.Since(t0).Seconds()
 	time.Sleep(100 * time.Millisecond)
 
-	cpu0, _ := procCPU(*pid)
+	cpu0, _ := serversCPU()
+	redis0, _ := procCPU(*redisPID)
 	self0, busy0 := selfCPU(), machineBusy()
 	start := time.Now().Add(20 * time.Millisecond)
 	end := start.Add(*duration)
@@ -363,7 +390,7 @@ func loadMode(o *obj) {
 				s, d := totalSent.Load(), r.delivered.Load()
 				cpu, self := lastC, selfCPU()
 				if *pid != 0 {
-					cpu, _ = procCPU(*pid)
+					cpu, _ = serversCPU()
 				}
 				iv := progress.Seconds()
 				fmt.Fprintf(os.Stderr, "t=%.1fs sent/s=%.0f delivered/s=%.0f server_cpu=%.2f client_cpu=%.2f errors=%d\n",
@@ -391,8 +418,11 @@ func loadMode(o *obj) {
 	delivered := r.delivered.Load()
 	selfCPUs := selfCPU() - self0
 	busy := machineBusy() - busy0
-	serverCPU, _ := procCPU(*pid)
+	serverCPU, _ := serversCPU()
 	serverCPU -= cpu0
+	if redis1, err := procCPU(*redisPID); err == nil && *redisPID != 0 {
+		serverCPU += redis1 - redis0 // for other_cpu_util: Redis is no noise here
+	}
 
 	o.set("mode", "load")
 	o.set("connections", len(live))
@@ -412,7 +442,7 @@ func loadMode(o *obj) {
 	o.set("latency_ms", obj{{"p50", r.hist.quantileMs(.50)}, {"p90", r.hist.quantileMs(.90)},
 		{"p99", r.hist.quantileMs(.99)}, {"max", round3(float64(r.hist.maxNs.Load()) / 1e6)}})
 	o.set("window_s", round3(window))
-	serverStats(o, cpu0, window, float64(delivered))
+	serverStats(o, cpu0, redis0, window, float64(delivered))
 	o.set("client_cpu_s", round3(selfCPUs))
 	o.set("client_cpu_util", round3(selfCPUs/window))
 	// Everything else the machine ran meanwhile (other processes): a noise gauge.

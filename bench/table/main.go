@@ -31,6 +31,7 @@ type result struct {
 	Name       string  `json:"name"`
 	Scenario   string  `json:"scenario"`
 	CPUPerDel  float64 `json:"server_cpu_us_per_delivery"`
+	RedisCPU   float64 `json:"redis_cpu_us_per_delivery"`
 	DelPerSec  float64 `json:"deliveries_per_s"`
 	Lost       int64   `json:"lost"`
 	Errors     int64   `json:"errors"`
@@ -42,21 +43,24 @@ type result struct {
 }
 
 // measure is one row of a scenario: what it is called and how to read it.
+// An optional row is left out when no run has it.
 type measure struct {
-	label  string
-	value  func(result) float64
-	format string
+	label    string
+	value    func(result) float64
+	format   string
+	optional bool
 }
 
 var (
 	loadMeasures = []measure{
-		{"server CPU per delivery (µs)", func(r result) float64 { return r.CPUPerDel }, "%.2f"},
-		{"p99 delivery latency (ms)", func(r result) float64 { return r.Latency.P99 }, "%.2f"},
-		{"deliveries/s", func(r result) float64 { return r.DelPerSec }, "%.0f"},
-		{"lost frames or errors (worst run)", nil, "%.0f"},
+		{"server CPU per delivery (µs)", func(r result) float64 { return r.CPUPerDel }, "%.2f", false},
+		{"Redis CPU per delivery (µs)", func(r result) float64 { return r.RedisCPU }, "%.2f", true},
+		{"p99 delivery latency (ms)", func(r result) float64 { return r.Latency.P99 }, "%.2f", false},
+		{"deliveries/s", func(r result) float64 { return r.DelPerSec }, "%.0f", false},
+		{"lost frames or errors (worst run)", nil, "%.0f", false},
 	}
 	idleMeasures = []measure{
-		{"server RSS per connection (KiB)", func(r result) float64 { return r.KiBPerConn }, "%.1f"},
+		{"server RSS per connection (KiB)", func(r result) float64 { return r.KiBPerConn }, "%.1f", false},
 	}
 )
 
@@ -66,7 +70,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "table:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("Medians of alternating runs of bench/compare.sh, %s.\n", machine())
+	fmt.Printf("Medians of alternating runs, %s.\n", machine())
 	fmt.Printf("Server on one core, loadchat on the other; runs with other_cpu_util > %g left out where a clean one remains.\n\n", busyRun)
 	fmt.Printf("| scenario | measure | %s |\n", strings.Join(names, " | "))
 	fmt.Printf("|---|---|%s\n", strings.Repeat("---|", len(names)))
@@ -82,8 +86,14 @@ func main() {
 		fmt.Printf("| `%s` | runs | %s |\n", sc, strings.Join(counts, " | "))
 		for _, m := range measures {
 			var cells []string
+			seen := false
 			for _, n := range names {
-				cells = append(cells, cell(clean(runs[key{sc, n}]), m))
+				rs := clean(runs[key{sc, n}])
+				cells = append(cells, cell(rs, m))
+				seen = seen || (m.value != nil && median(rs, m.value) != 0)
+			}
+			if m.optional && !seen {
+				continue
 			}
 			fmt.Printf("| | %s | %s |\n", m.label, strings.Join(cells, " | "))
 		}

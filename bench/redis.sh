@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# redis.sh: what the Redis channel layer costs.
+#
+# The same load twice, in turns, RUNS times (default 3): once on one roomchat
+# with rooms in memory, once on two roomchat processes sharing one
+# redis-server, every room's clients split between the two. Servers and Redis
+# run on CPU 1, loadchat on CPU 0. Server CPU per delivery counts both
+# roomchat processes; Redis's own CPU is reported apart. Prints the JSON lines
+# to stderr and the table of medians to stdout.
+#
+#   bench/redis.sh                          # about 3 minutes
+#   RUNS=5 SCENARIOS="fanout" bench/redis.sh
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$BENCH")
+BIN=${BIN:-/tmp/roomchat-bench}
+RUNS=${RUNS:-3}
+SCENARIOS=${SCENARIOS:-fanout rooms}
+CPU=${SERVER_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+mkdir -p "$BIN"
+OUT=$BIN/redis-$(date +%Y%m%d-%H%M%S).jsonl
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v redis-server >/dev/null || { echo "redis.sh: needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+(cd "$ROOT" && go build -o "$BIN/roomchat" .)
+(cd "$BENCH" && go build -o "$BIN/loadchat" ./loadchat)
+
+# start NAME CMD...: runs CMD on the server CPU, waits for its port, sets PID.
+start() {
+	local port=$1
+	shift
+	taskset -c "$CPU" "$@" >>"$WORK/servers.log" 2>&1 &
+	PID=$!
+	PIDS+=("$PID")
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return
+		kill -0 "$PID" 2>/dev/null || { echo "redis.sh: $1 exited:" >&2; tail -5 "$WORK/servers.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	echo "redis.sh: nothing listens on port $port" >&2
+	exit 1
+}
+
+stop_all() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	PIDS=()
+}
+
+flags_of() {
+	case $1 in
+	fanout) echo "-rooms 1 -clients 100 -rate 5 -duration 8s -size 100" ;;
+	rooms) echo "-rooms 50 -clients 10 -rate 2 -duration 8s -size 100" ;;
+	*) echo "redis.sh: unknown scenario $1 (fanout, rooms)" >&2; exit 2 ;;
+	esac
+}
+
+load() { # name scenario loadchat-flags...
+	local name=$1 scenario=$2
+	shift 2
+	# shellcheck disable=SC2046
+	taskset -c "$LOAD_CPU" "$BIN/loadchat" "$@" $(flags_of "$scenario") \
+		-tag "name=$name" -tag "scenario=$scenario" | tee -a "$OUT" >&2
+}
+
+for run in $(seq "$RUNS"); do
+	for scenario in $SCENARIOS; do
+		echo "# run $run of $RUNS, $scenario: one process, rooms in memory" >&2
+		p=$("$BIN/loadchat" -freeport)
+		start "$p" "$BIN/roomchat" -addr "127.0.0.1:$p" -rate 0
+		load memory "$scenario" -url "ws://127.0.0.1:$p/ws/chat/" -pid "$PID"
+		stop_all
+
+		echo "# run $run of $RUNS, $scenario: two processes sharing a Redis" >&2
+		rp=$("$BIN/loadchat" -freeport)
+		start "$rp" redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" --logfile ""
+		redis=$PID
+		pa=$("$BIN/loadchat" -freeport)
+		start "$pa" "$BIN/roomchat" -addr "127.0.0.1:$pa" -rate 0 -redis "redis://127.0.0.1:$rp"
+		a=$PID
+		pb=$("$BIN/loadchat" -freeport)
+		start "$pb" "$BIN/roomchat" -addr "127.0.0.1:$pb" -rate 0 -redis "redis://127.0.0.1:$rp"
+		load redis "$scenario" -url "ws://127.0.0.1:$pa/ws/chat/" -pid "$a" \
+			-url2 "ws://127.0.0.1:$pb/ws/chat/" -pid2 "$PID" -redispid "$redis"
+		stop_all
+	done
+done
+echo "# JSON lines: $OUT" >&2
+(cd "$BENCH" && go run ./table) <"$OUT"

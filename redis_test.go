@@ -1,0 +1,582 @@
+package main
+
+// The Redis channel layer, tested against a real redis-server (Debian's
+// package) that each test starts on a free loopback port, with persistence
+// off, in a folder of its own, and stops. Two roomchat servers share it, as
+// two processes behind a load balancer would. Without redis-server these
+// tests skip, saying how to install it; with CI=true they fail instead.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// TestRedisTwoInstances puts Alice and Dave on one server, Bob and Carol on
+// the other, and checks who hears whom.
+func TestRedisTwoInstances(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	alice, dave := a.dial(t, "room1"), a.dial(t, "room1")
+	bob, carol := b.dial(t, "room1"), b.dial(t, "room2")
+
+	sendText(t, alice, chat("Hello from A", "Alice"))
+	expectText(t, bob, chat("Hello from A", "Alice"))
+	expectText(t, dave, chat("Hello from A", "Alice"))
+	sendText(t, bob, chat("Hello from B", "Bob"))
+	expectText(t, alice, chat("Hello from B", "Bob"))
+	expectText(t, dave, chat("Hello from B", "Bob"))
+	for _, c := range []*websocket.Conn{alice, bob, carol, dave} {
+		expectQuiet(t, c) // no echo to a sender, nothing across rooms, nothing twice
+	}
+	a.waitHealth(t, func(h health) bool { return h.Layer.Published == 1 && h.Layer.Received == 1 })
+	if h := a.health(t); h.Layer.Kind != "redis" || !h.Layer.Connected || h.Layer.Dropped != 0 {
+		t.Errorf("/healthz layer: %+v", h.Layer)
+	}
+}
+
+// TestRedisOrder sends 1,000 messages from one sender and checks that the
+// member on the other server gets each once, in order.
+func TestRedisOrder(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	from, to := a.dial(t, "order"), b.dial(t, "order")
+	const n = 1000
+	read := sendPaced(n, func(i int) error { return websocket.Message.Send(from, chat(strconv.Itoa(i), "A")) })
+	for i := range n {
+		expectText(t, to, chat(strconv.Itoa(i), "A"))
+		read()
+	}
+	expectQuiet(t, to)
+}
+
+// TestRedisMemberOnceConnected is the join-before-101 promise across
+// servers: a message sent the moment Bob's client sees the socket open
+// reaches him, though his room is new on his server each time, which must
+// subscribe to it before it answers the handshake.
+func TestRedisMemberOnceConnected(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	for i := range 20 {
+		room := fmt.Sprintf("join%d", i)
+		alice := a.dial(t, room)
+		bob := b.dial(t, room)
+		sendText(t, alice, chat("right away", "Alice"))
+		expectText(t, bob, chat("right away", "Alice"))
+		closeClient(t, alice)
+		closeClient(t, bob)
+	}
+}
+
+// TestRedisOutage kills Redis mid-conversation: chat on each server goes
+// on, /healthz says the layer is down and counts what it could not send;
+// Redis comes back on the same port, and so does chat across servers.
+func TestRedisOutage(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	alice, dave := a.dial(t, "room1"), a.dial(t, "room1")
+	bob := b.dial(t, "room1")
+	sendText(t, alice, chat("before", "Alice"))
+	expectText(t, bob, chat("before", "Alice"))
+	expectText(t, dave, chat("before", "Alice"))
+
+	r.stop()
+	for _, s := range []*testServer{a, b} {
+		s.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
+	}
+	sendText(t, alice, chat("during", "Alice"))
+	expectText(t, dave, chat("during", "Alice")) // local chat goes on
+	expectQuiet(t, bob)                          // nothing crosses while Redis is away
+	a.waitHealth(t, func(h health) bool { return h.Layer.Dropped >= 1 })
+
+	r.start()
+	for _, s := range []*testServer{a, b} {
+		s.waitHealth(t, func(h health) bool { return h.Layer.Connected })
+	}
+	// Both servers have subscribed room1 again.
+	waitFor(t, func() string { return "both servers to subscribe room1 again" }, func() bool {
+		n, _ := r.do(t, "PUBSUB", "NUMSUB", channelPrefix+"room1").([]any)
+		return len(n) == 2 && n[1] == int64(2)
+	})
+	sendText(t, alice, chat("after", "Alice"))
+	expectText(t, bob, chat("after", "Alice"))
+	expectText(t, dave, chat("after", "Alice"))
+	sendText(t, bob, chat("and back", "Bob"))
+	expectText(t, alice, chat("and back", "Bob"))
+}
+
+// TestRedisChannelsGoAwayWithTheirRooms checks that Redis holds a channel
+// only while a room has members somewhere.
+func TestRedisChannelsGoAwayWithTheirRooms(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	var clients []*websocket.Conn
+	for i := range 6 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		clients = append(clients, s.dial(t, fmt.Sprintf("room%d", i%3)))
+	}
+	channels := func() []string {
+		var names []string
+		list, _ := r.do(t, "PUBSUB", "CHANNELS", channelPrefix+"*").([]any)
+		for _, name := range list {
+			names = append(names, string(name.([]byte)))
+		}
+		slices.Sort(names)
+		return names
+	}
+	want := []string{channelPrefix + "room0", channelPrefix + "room1", channelPrefix + "room2"}
+	if got := channels(); !slices.Equal(got, want) {
+		t.Fatalf("PUBSUB CHANNELS is %v, want %v", got, want)
+	}
+	for _, c := range clients {
+		closeClient(t, c)
+	}
+	waitFor(t, func() string { return fmt.Sprintf("PUBSUB CHANNELS to be empty, not %v", channels()) },
+		func() bool { return len(channels()) == 0 })
+}
+
+// TestRedisStartupErrors checks that a server told to use a Redis it cannot
+// use does not start, and says why in words that name no password.
+func TestRedisStartupErrors(t *testing.T) {
+	const password = "s3cret-Pa55"
+	r := startRedis(t, password)
+	closed := freePort(t)
+	tests := []struct {
+		name, url, want string
+	}{
+		{"not a Redis URL", "http://127.0.0.1:6379", `the scheme is "http"`},
+		{"no host", "redis://", "no host"},
+		{"nothing listening", fmt.Sprintf("redis://127.0.0.1:%d", closed), "connection refused"},
+		{"no password", r.addrURL(""), "NOAUTH"},
+		{"wrong password", r.addrURL("wrong-" + password), "WRONGPASS"},
+		{"bad URL with a password", "redis://:" + password + "@127.0.0.1:bad", "invalid port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := buildHub(options{redis: tt.url}, slog.New(slog.DiscardHandler))
+			if err == nil {
+				t.Fatal("the server would start")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("error %q shows the password", err)
+			}
+			if d := time.Since(start); d > 2*redisDialTimeout {
+				t.Errorf("took %v to fail", d)
+			}
+		})
+	}
+	t.Run("the right password", func(t *testing.T) {
+		h, err := buildHub(options{redis: r.addrURL(password)}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.shutdown(context.Background())
+	})
+}
+
+// TestRedisStartupErrorExits runs the real command with a Redis it cannot
+// reach: it must exit non-zero at once, with one line that says why.
+func TestRedisStartupErrorExits(t *testing.T) {
+	out, code := runMain(t, "-addr", "127.0.0.1:0", "-redis", fmt.Sprintf("redis://127.0.0.1:%d", freePort(t)))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "-redis: redis at 127.0.0.1:") ||
+		!strings.Contains(lines[0], "connection refused") {
+		t.Errorf("exit code %d, output:\n%s", code, out)
+	}
+}
+
+// TestRedisPasswordStaysSecret runs a server with a password through an
+// outage and back, and reads its log and /healthz for the password.
+func TestRedisPasswordStaysSecret(t *testing.T) {
+	const password = "s3cret-Pa55"
+	r := startRedis(t, password)
+	var logs syncBuffer
+	h, err := buildHub(options{redis: r.addrURL(password)}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveHub(t, h, options{})
+	c := s.dial(t, "secret")
+	r.stop()
+	s.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
+	r.start()
+	s.waitHealth(t, func(h health) bool { return h.Layer.Connected })
+	sendText(t, c, chat("hi", "A"))
+	var body bytes.Buffer
+	getJSON(t, s.URL+"/healthz", &map[string]any{})
+	fmt.Fprint(&body, s.health(t))
+	for what, text := range map[string]string{"log": logs.String(), "/healthz": body.String()} {
+		if strings.Contains(text, password) {
+			t.Errorf("the %s shows the password:\n%s", what, text)
+		}
+	}
+	if !strings.Contains(logs.String(), "redis layer down") || !strings.Contains(logs.String(), "redis layer back") {
+		t.Errorf("the log does not tell the outage:\n%s", logs.String())
+	}
+}
+
+// TestRedisPublishQueueFull hangs Redis (SIGSTOP) while a member floods
+// the room: the publisher waits for replies that do not come, its queue
+// fills, and what does not fit is dropped for the other servers, counted,
+// and logged once; the members here get every message all the same.
+func TestRedisPublishQueueFull(t *testing.T) {
+	r := startRedis(t, "")
+	var logs syncBuffer
+	h, err := buildHub(options{redis: r.url()}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveHub(t, h, options{})
+	from, to := s.dial(t, "flood"), s.dial(t, "flood")
+	r.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { r.signal(syscall.SIGCONT) })
+
+	n := publishQueueLen + 2*publishBatch + 100
+	read := sendPaced(n, func(i int) error { return websocket.Message.Send(from, chat(strconv.Itoa(i), "A")) })
+	for i := range n {
+		expectText(t, to, chat(strconv.Itoa(i), "A"))
+		read()
+	}
+	if d := s.health(t).Layer.Dropped; d < 100 {
+		t.Errorf("dropped %d frames, want at least 100", d)
+	}
+	if got := strings.Count(logs.String(), "redis publish queue full"); got != 1 {
+		t.Errorf("logged a full queue %d times, want once:\n%s", got, logs.String())
+	}
+}
+
+// TestRedisShutdown stops a server (as SIGTERM would) with Redis up, gone,
+// or hanging (stopped with SIGSTOP, so that it neither answers nor closes):
+// every client gets 1001 and run returns within the 5 s the protocol gives.
+func TestRedisShutdown(t *testing.T) {
+	for _, state := range []string{"up", "gone", "hanging"} {
+		t.Run(state, func(t *testing.T) {
+			r := startRedis(t, "")
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- run(ctx, ln, options{redis: r.url()}, slog.New(slog.DiscardHandler)) }()
+			url := "ws://" + ln.Addr().String() + "/ws/chat/"
+			clients := []*websocket.Conn{dialURL(t, url+"one/", ""), dialURL(t, url+"one/", ""), dialURL(t, url+"two/", "")}
+			for _, c := range clients {
+				expectQuiet(t, c)
+			}
+			switch state {
+			case "gone":
+				r.stop()
+			case "hanging":
+				r.signal(syscall.SIGSTOP)
+				t.Cleanup(func() { r.signal(syscall.SIGCONT) })
+				sendText(t, clients[0], chat("into the void", "A")) // a PUBLISH that will not be answered
+				expectText(t, clients[1], chat("into the void", "A"))
+			}
+			start := time.Now()
+			stop()
+			for _, c := range clients {
+				expectClose(t, c, closeGoingAway)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("run returned %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("run still going %v after shutdown began", time.Since(start))
+			}
+		})
+	}
+}
+
+// TestRedisLayerLeavesNothingBehind checks that closing the layer ends
+// every goroutine it started, after an outage and a reconnect too.
+func TestRedisLayerLeavesNothingBehind(t *testing.T) {
+	r := startRedis(t, "")
+	before := runtime.NumGoroutine()
+	h, err := buildHub(options{redis: r.url()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.layer.subscribe("room")
+	r.stop()
+	waitFor(t, func() string { return "the layer to notice" }, func() bool { return !h.layer.status().Connected })
+	r.start()
+	waitFor(t, func() string { return "the layer to come back" }, func() bool { return h.layer.status().Connected })
+	h.shutdown(context.Background())
+	waitFor(t, func() string { return fmt.Sprintf("%d goroutines, %d before", runtime.NumGoroutine(), before) },
+		func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestReadReply reads each kind of RESP reply.
+func TestReadReply(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     any
+		err      string
+	}{
+		{"simple string", "+PONG\r\n", "PONG", ""},
+		{"integer", ":42\r\n", int64(42), ""},
+		{"bulk string", "$5\r\nhe\r\no\r\n", []byte("he\r\no"), ""},
+		{"empty bulk string", "$0\r\n\r\n", []byte{}, ""},
+		{"null bulk string", "$-1\r\n", nil, ""},
+		{"array", "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n:1\r\n", []any{[]byte("message"), []byte("ch"), int64(1)}, ""},
+		{"null array", "*-1\r\n", nil, ""},
+		{"error", "-WRONGPASS invalid username-password pair\r\n", nil, "redis: WRONGPASS invalid username-password pair"},
+		{"unknown type", "?x\r\n", nil, "unknown type"},
+		{"no CR", "+OK\n", nil, "not ended by CRLF"},
+		{"bulk too long", "$2000000\r\n", nil, "length"},
+		{"bulk shorter than it says", "$5\r\nab\r\n", nil, "EOF"},
+		{"bulk without its CRLF", "$2\r\nabcd", nil, "not ended by CRLF"},
+		{"negative length", "$-2\r\n", nil, "length"},
+		{"bad integer", ":4x\r\n", nil, "integer"},
+		{"nested too deep", "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", nil, "nested too deep"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v, %v; want an error saying %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", tt.want) {
+				t.Fatalf("got %#v, %v; want %#v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzReadReply feeds the RESP parser anything: it must return a value or
+// an error of a known kind, never panic or hang, and a value it returns,
+// encoded again, must read back as the same value.
+func FuzzReadReply(f *testing.F) {
+	for _, seed := range []string{
+		"+OK\r\n", "-ERR x\r\n", ":-1\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*-1\r\n",
+		"*3\r\n$7\r\nmessage\r\n$14\r\nroomchat:room:a\r\n$5\r\nid {}\r\n",
+		"*2\r\n$4\r\npong\r\n$0\r\n\r\n", "*1\r\n*1\r\n*1\r\n:1\r\n", "$99999999999\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReader(bytes.NewReader(data))
+		v, err := readReply(r)
+		if err != nil {
+			var re redisError
+			if !errors.As(err, &re) && !errors.Is(err, errProtocol) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("unexpected kind of error %v for %q", err, data)
+			}
+			return
+		}
+		again, err := readReply(bufio.NewReader(bytes.NewReader(encodeReply(v))))
+		if err != nil || fmt.Sprintf("%#v", again) != fmt.Sprintf("%#v", v) {
+			t.Fatalf("read %q as %#v, which reads back as %#v, %v", data, v, again, err)
+		}
+	})
+}
+
+// encodeReply writes a value back as RESP, for the fuzzer's round trip.
+func encodeReply(v any) []byte {
+	switch v := v.(type) {
+	case string:
+		return []byte("+" + v + "\r\n")
+	case int64:
+		return []byte(":" + strconv.FormatInt(v, 10) + "\r\n")
+	case []byte:
+		return append(append([]byte("$"+strconv.Itoa(len(v))+"\r\n"), v...), "\r\n"...)
+	case []any:
+		out := []byte("*" + strconv.Itoa(len(v)) + "\r\n")
+		for _, e := range v {
+			out = append(out, encodeReply(e)...)
+		}
+		return out
+	}
+	return []byte("$-1\r\n") // null
+}
+
+// ---- helpers ----
+
+// redisServer is a redis-server of a test's own.
+type redisServer struct {
+	t        testing.TB
+	bin      string
+	port     int
+	dir      string
+	password string
+	cmd      *exec.Cmd
+}
+
+// startRedis starts redis-server on a free loopback port, with persistence
+// off and its files in a temporary folder, and stops it when the test ends.
+// A password, if not empty, is required of clients.
+func startRedis(t testing.TB, password string) *redisServer {
+	t.Helper()
+	bin := os.Getenv("ROOMCHAT_REDIS_SERVER")
+	if bin == "" {
+		bin, _ = exec.LookPath("redis-server")
+	}
+	if bin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is missing; .ci/run installs it (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not found: sudo apt-get install redis-server, or set ROOMCHAT_REDIS_SERVER")
+	}
+	r := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir(), password: password}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// start runs the server and returns once it says it is ready.
+func (r *redisServer) start() {
+	r.t.Helper()
+	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--logfile", ""}
+	if r.password != "" {
+		args = append(args, "--requirepass", r.password)
+	}
+	cmd := exec.Command(r.bin, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	ready := make(chan error, 1)
+	go func() {
+		var log strings.Builder
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			log.WriteString(lines.Text() + "\n")
+			if strings.Contains(lines.Text(), "Ready to accept connections") {
+				ready <- nil
+				io.Copy(io.Discard, out) // keep the pipe open until it exits
+				return
+			}
+		}
+		ready <- fmt.Errorf("redis-server stopped before it was ready:\n%s", log.String())
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			r.t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		r.t.Fatal("redis-server not ready after 10 s")
+	}
+	r.cmd = cmd
+}
+
+// stop kills the server, as a crash would, and waits for it to exit.
+func (r *redisServer) stop() {
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGCONT) // in case it was stopped
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	r.cmd = nil
+}
+
+// signal sends sig to the server.
+func (r *redisServer) signal(sig syscall.Signal) {
+	if r.cmd != nil {
+		r.cmd.Process.Signal(sig)
+	}
+}
+
+// url is the server's address for -redis, with its password if it has one.
+func (r *redisServer) url() string { return r.addrURL(r.password) }
+
+// addrURL is the server's address with a given password.
+func (r *redisServer) addrURL(password string) string {
+	if password == "" {
+		return fmt.Sprintf("redis://127.0.0.1:%d", r.port)
+	}
+	return fmt.Sprintf("redis://:%s@127.0.0.1:%d", password, r.port)
+}
+
+// do runs one command on a connection of its own and returns the reply.
+func (r *redisServer) do(t testing.TB, args ...string) any {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), recvTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(recvTimeout))
+	c := &redisConn{Conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
+	if err := c.hello("", r.password); err != nil {
+		t.Fatal(err)
+	}
+	var cmd [][]byte
+	for _, a := range args {
+		cmd = append(cmd, []byte(a))
+	}
+	writeCommand(c.w, cmd...)
+	if err := c.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := readReply(c.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// syncBuffer is a log destination that goroutines may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePort returns a loopback port that nothing listens on.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,136 @@
+package main
+
+// This file speaks RESP, the Redis wire protocol, as far as the Redis
+// channel layer (redis.go) needs it: commands out as arrays of bulk
+// strings, and replies in, of the five RESP2 types. It is small enough that
+// a client library would be most of the code it brings.
+//
+// A command is "*<n>\r\n" then, for each argument, "$<len>\r\n<bytes>\r\n".
+// A reply starts with a type byte: + simple string, - error, : integer,
+// $ bulk string ($-1 is null), * array (*-1 is null); each line ends in
+// \r\n.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Limits on what a reply may claim, so that a broken or hostile server
+// cannot make the parser allocate without end.
+const (
+	maxBulkBytes     = 1 << 20 // a published frame is at most maxFrameBytes, plus a little
+	maxArrayElements = 1024    // pub/sub replies have three; PUBSUB CHANNELS, one a channel
+	maxReplyDepth    = 4       // arrays inside arrays
+)
+
+// redisError is an error reply: what Redis said, word for word, such as
+// "WRONGPASS invalid username-password pair or user is disabled."
+type redisError string
+
+func (e redisError) Error() string { return "redis: " + string(e) }
+
+// errProtocol is a reply that is not RESP.
+var errProtocol = errors.New("redis: malformed reply")
+
+// writeCommand appends one command to w; nothing is sent until w is
+// flushed, so that many commands can go out in one write (pipelining). A
+// failed write shows at the Flush: bufio.Writer keeps its first error.
+func writeCommand(w *bufio.Writer, args ...[]byte) {
+	w.WriteByte('*')
+	w.WriteString(strconv.Itoa(len(args)))
+	w.WriteString("\r\n")
+	for _, a := range args {
+		w.WriteByte('$')
+		w.WriteString(strconv.Itoa(len(a)))
+		w.WriteString("\r\n")
+		w.Write(a)
+		w.WriteString("\r\n")
+	}
+}
+
+// readReply reads one reply. Its value is a string (simple string), an
+// int64 (integer), a []byte (bulk string), a []any (array) or nil (null).
+// An error reply comes back as a redisError, with no value; a reply that is
+// not RESP as an error wrapping errProtocol.
+func readReply(r *bufio.Reader) (any, error) {
+	return readValue(r, 0)
+}
+
+func readValue(r *bufio.Reader, depth int) (any, error) {
+	line, err := readLine(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(line) == 0 {
+		return nil, fmt.Errorf("%w: empty line", errProtocol)
+	}
+	kind, rest := line[0], string(line[1:])
+	switch kind {
+	case '+':
+		return rest, nil
+	case '-':
+		return nil, redisError(rest)
+	case ':':
+		n, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer %q", errProtocol, rest)
+		}
+		return n, nil
+	case '$':
+		n, err := length(rest, maxBulkBytes)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, err
+		}
+		if b[n] != '\r' || b[n+1] != '\n' {
+			return nil, fmt.Errorf("%w: bulk string not ended by CRLF", errProtocol)
+		}
+		return b[:n], nil
+	case '*':
+		n, err := length(rest, maxArrayElements)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		if depth >= maxReplyDepth {
+			return nil, fmt.Errorf("%w: arrays nested too deep", errProtocol)
+		}
+		elems := make([]any, n)
+		for i := range elems {
+			if elems[i], err = readValue(r, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		return elems, nil
+	}
+	return nil, fmt.Errorf("%w: unknown type %q", errProtocol, kind)
+}
+
+// readLine reads one line without its CRLF.
+func readLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, fmt.Errorf("%w: line too long", errProtocol)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("%w: line not ended by CRLF", errProtocol)
+	}
+	return line[:len(line)-2], nil
+}
+
+// length parses the length of a bulk string or an array: -1 (null) up to max.
+func length(s string, max int) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < -1 || n > max {
+		return 0, fmt.Errorf("%w: length %q", errProtocol, s)
+	}
+	return n, nil
+}
