@@ -89,30 +89,6 @@ func benchmarkBroadcast(b *testing.B, members int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/frames, "ns/frame")
 }
 
-// BenchmarkXNetWrite is the floor under allocs/frame: what one
-// websocket.Conn.Write of a broadcast-sized frame allocates by itself.
-func BenchmarkXNetWrite(b *testing.B) {
-	frame := []byte(chat(strings.Repeat("m", 100), "bench"))
-	started := make(chan *websocket.Conn)
-	finished := make(chan struct{})
-	srv := newPlainServer(b, websocket.Server{Handler: func(ws *websocket.Conn) {
-		started <- ws
-		<-finished
-	}})
-	r := dialRaw(b, "ws"+strings.TrimPrefix(srv, "http")+"/")
-	r.SetDeadline(time.Time{})
-	go r.countFrames(func() {})
-	ws := <-started
-	defer close(finished)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if _, err := ws.Write(frame); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkDecode is one new_chat_message through decoding and validation.
 func BenchmarkDecode(b *testing.B) {
 	data := []byte(`{"action":"new_chat_message","payload":{"message":"Hello everyone!","name":"Alice"}}`)
@@ -310,18 +286,6 @@ func (c *rawConn) countFrames(got func()) {
 		}
 		got()
 	}
-}
-
-// newPlainServer serves h on loopback for the benchmark and returns its URL.
-func newPlainServer(b *testing.B, h http.Handler) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
 }
 
 // childServer is roomchat running in a child process.

@@ -10,11 +10,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	cryptorand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -83,6 +92,46 @@ func TestRedisMemberOnceConnected(t *testing.T) {
 		closeClient(t, alice)
 		closeClient(t, bob)
 	}
+}
+
+// TestRedisOverTLS runs the roomchat command with a rediss:// URL, trusting
+// the test's own certificate authority through SSL_CERT_FILE, beside a
+// server that reaches the same Redis over plain TCP: the two talk.
+func TestRedisOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeTestCertificate(t, dir)
+	tlsPort := freePort(t)
+	r := startRedis(t, "", "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", dir+"/cert.pem",
+		"--tls-key-file", dir+"/key.pem", "--tls-ca-cert-file", dir+"/cert.pem", "--tls-auth-clients", "no")
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+dir+"/cert.pem",
+		mainArgsEnv+"="+strings.Join([]string{"-addr", addr, "-redis", fmt.Sprintf("rediss://localhost:%d", tlsPort)}, "\n"))
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	child := &testServer{Server: &httptest.Server{URL: "http://" + addr}}
+	waitFor(t, func() string { return "the command to serve over TLS to Redis; its log:\n" + logs.String() }, func() bool {
+		resp, err := http.Get(child.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	})
+	if h := child.health(t); h.Layer.Kind != "redis" || !h.Layer.Connected {
+		t.Fatalf("layer %+v", h.Layer)
+	}
+
+	plain := newTestServer(t, options{redis: fmt.Sprintf("redis://127.0.0.1:%d", r.port)})
+	alice, bob := child.dial(t, "tls"), plain.dial(t, "tls")
+	sendText(t, alice, chat("over TLS", "Alice"))
+	expectText(t, bob, chat("over TLS", "Alice"))
+	sendText(t, bob, chat("and back", "Bob"))
+	expectText(t, alice, chat("and back", "Bob"))
 }
 
 // TestRedisOutage kills Redis mid-conversation: chat on each server goes
@@ -429,13 +478,15 @@ type redisServer struct {
 	port     int
 	dir      string
 	password string
+	extra    []string // more arguments for redis-server
 	cmd      *exec.Cmd
 }
 
 // startRedis starts redis-server on a free loopback port, with persistence
 // off and its files in a temporary folder, and stops it when the test ends.
-// A password, if not empty, is required of clients.
-func startRedis(t testing.TB, password string) *redisServer {
+// A password, if not empty, is required of clients; extra arguments go to
+// redis-server as they are.
+func startRedis(t testing.TB, password string, extra ...string) *redisServer {
 	t.Helper()
 	bin := os.Getenv("ROOMCHAT_REDIS_SERVER")
 	if bin == "" {
@@ -447,7 +498,7 @@ func startRedis(t testing.TB, password string) *redisServer {
 		}
 		t.Skip("redis-server not found: sudo apt-get install redis-server, or set ROOMCHAT_REDIS_SERVER")
 	}
-	r := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir(), password: password}
+	r := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir(), password: password, extra: extra}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
@@ -461,7 +512,7 @@ func (r *redisServer) start() {
 	if r.password != "" {
 		args = append(args, "--requirepass", r.password)
 	}
-	cmd := exec.Command(r.bin, args...)
+	cmd := exec.Command(r.bin, append(args, r.extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		r.t.Fatal(err)
@@ -550,6 +601,44 @@ func (r *redisServer) do(t testing.TB, args ...string) any {
 		t.Fatal(err)
 	}
 	return reply
+}
+
+// writeTestCertificate writes a self-signed certificate for localhost and
+// its key, cert.pem and key.pem, into dir.
+func writeTestCertificate(t testing.TB, dir string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "roomchat test"},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	cert, err := x509.CreateCertificate(cryptorand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{
+		"cert.pem": {Type: "CERTIFICATE", Bytes: cert},
+		"key.pem":  {Type: "EC PRIVATE KEY", Bytes: der},
+	} {
+		if err := os.WriteFile(dir+"/"+name, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // syncBuffer is a log destination that goroutines may share.
