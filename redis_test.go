@@ -127,11 +127,7 @@ func TestRedisOverTLS(t *testing.T) {
 	}
 
 	plain := newTestServer(t, options{redis: fmt.Sprintf("redis://127.0.0.1:%d", r.port)})
-	alice, bob := child.dial(t, "tls"), plain.dial(t, "tls")
-	sendText(t, alice, chat("over TLS", "Alice"))
-	expectText(t, bob, chat("over TLS", "Alice"))
-	sendText(t, bob, chat("and back", "Bob"))
-	expectText(t, alice, chat("and back", "Bob"))
+	talk(t, child.dial(t, "tls"), plain.dial(t, "tls"))
 }
 
 // TestRedisOutage kills Redis mid-conversation: chat on each server goes
@@ -164,11 +160,9 @@ func TestRedisOutage(t *testing.T) {
 		n, _ := r.do(t, "PUBSUB", "NUMSUB", channelPrefix+"room1").([]any)
 		return len(n) == 2 && n[1] == int64(2)
 	})
-	sendText(t, alice, chat("after", "Alice"))
-	expectText(t, bob, chat("after", "Alice"))
-	expectText(t, dave, chat("after", "Alice"))
-	sendText(t, bob, chat("and back", "Bob"))
-	expectText(t, alice, chat("and back", "Bob"))
+	talk(t, alice, bob)
+	expectText(t, dave, chat("Alice here", "Alice"))
+	expectText(t, dave, chat("Bob here", "Bob"))
 }
 
 // TestRedisChannelsGoAwayWithTheirRooms checks that Redis holds a channel
@@ -470,6 +464,15 @@ func encodeReply(v any) []byte {
 }
 
 // ---- helpers ----
+
+// talk checks that alice and bob hear each other: one message each way.
+func talk(t *testing.T, alice, bob *websocket.Conn) {
+	t.Helper()
+	sendText(t, alice, chat("Alice here", "Alice"))
+	expectText(t, bob, chat("Alice here", "Alice"))
+	sendText(t, bob, chat("Bob here", "Bob"))
+	expectText(t, alice, chat("Bob here", "Bob"))
+}
 
 // redisServer is a redis-server of a test's own.
 type redisServer struct {
