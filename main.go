@@ -4,8 +4,9 @@
 // It is the Go edition of the Chanx chat tutorial and speaks its protocol
 // (docs/protocol.md). This file is the outside of the server: flags,
 // routes, the WebSocket handshake with its checks, and a graceful shutdown.
-// hub.go keeps the rooms and connections, messages.go the protocol itself,
-// asyncapi.go the API documentation.
+// hub.go keeps the rooms and connections, wire.go what roomchat does on the
+// wire itself, messages.go the protocol, layer.go and redis.go the rooms of
+// other processes, asyncapi.go the API documentation.
 package main
 
 import (
