@@ -6,7 +6,7 @@ package main
 // and publishes there every frame its members broadcast; Redis hands each
 // published frame to every subscribed process, and each one delivers it to
 // its own members (hub.go:deliver). The hub knows only the channelLayer
-// interface; without -redis it has the in-memory one (hub.go:memoryLayer).
+// interface; without -redis it has the in-memory one (layer.go:memoryLayer).
 //
 // Two connections to Redis: one publishes, the other is in subscribe mode,
 // where Redis allows nothing but (UN)SUBSCRIBE and PING. Both are one
@@ -17,7 +17,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,9 +46,10 @@ const (
 	// unnoticed.
 	redisPingEvery = 5 * time.Second
 
-	// The wait between reconnect attempts doubles from the first to the
-	// second, plus or minus half, so that a fleet of processes does not
-	// knock on a restarted Redis all at once.
+	// The wait between reconnect attempts starts at redisBackoffMin and
+	// doubles up to redisBackoffMax, each wait drawn from half to one and a
+	// half times that, so that a fleet of processes does not knock on a
+	// restarted Redis all at once.
 	redisBackoffMin = 100 * time.Millisecond
 	redisBackoffMax = 5 * time.Second
 
@@ -125,9 +125,7 @@ func dialRedisLayer(rawURL string, log *slog.Logger, deliver func(string, frame)
 	if err := l.parseURL(rawURL); err != nil {
 		return nil, err
 	}
-	l.id = make([]byte, 8)
-	rand.Read(l.id)
-	l.id = []byte(hex.EncodeToString(l.id))
+	l.id = []byte(rand.Text())
 
 	s, err := l.dial()
 	if err != nil {
