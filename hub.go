@@ -56,7 +56,7 @@ const (
 	maxConnections = 10_000
 )
 
-// WebSocket close codes (RFC 6455, section 7.4.1) that protocol.md uses.
+// WebSocket close codes (RFC 6455, section 7.4.1) that docs/protocol.md uses.
 const (
 	closeNormal          = 1000
 	closeGoingAway       = 1001
@@ -648,7 +648,7 @@ type rateLimit struct {
 }
 
 // newRateLimit returns the limit for perSecond frames a second, with bursts
-// of twice that, as protocol.md sets it (20 a second, bursts of 40).
+// of twice that, as docs/protocol.md sets it (20 a second, bursts of 40).
 func newRateLimit(perSecond float64) rateLimit {
 	return rateLimit{perSecond: perSecond, burst: 2 * perSecond, frame: rateLimitedFrame(perSecond)}
 }

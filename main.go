@@ -49,11 +49,11 @@ const (
 
 	// shutdownTimeout is how long SIGINT or SIGTERM waits for connections
 	// to close with 1001 before cutting the rest off, so that the process
-	// exits inside the 5 s protocol.md promises.
+	// exits inside the 5 s docs/protocol.md promises.
 	shutdownTimeout = 4 * time.Second
 )
 
-// defaultRate is protocol.md's per-connection limit: 20 text frames a second,
+// defaultRate is docs/protocol.md's per-connection limit: 20 text frames a second,
 // with bursts of 40.
 const defaultRate = 20
 

@@ -96,7 +96,7 @@ func TestPing(t *testing.T) {
 	expectQuiet(t, b) // a pong goes to the sender only
 }
 
-// TestErrors sends every bad input of protocol.md's error table and checks
+// TestErrors sends every bad input of docs/protocol.md's error table and checks
 // the exact error frame that comes back, and that the connection stays open.
 func TestErrors(t *testing.T) {
 	loc := `["new_chat_message","payload"]`

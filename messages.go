@@ -46,7 +46,7 @@ const (
 	errRateLimited      = "rate_limited"
 )
 
-// errorTypes is every error type above, in protocol.md's order.
+// errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
 	errStringType, errStringTooLong, errNoneRequired, errFrameTooLarge, errRateLimited,
@@ -114,7 +114,7 @@ func rateLimitedFrame(perSecond float64) frame {
 }
 
 // decode validates one text frame. It returns either a message whose action
-// has a handler, or a non-empty list of errors in the order protocol.md
+// has a handler, or a non-empty list of errors in the order docs/protocol.md
 // gives: the frame, then the action, then the payload's fields as the schema
 // declares them.
 func decode(data []byte) (message, []fieldError) {

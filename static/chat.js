@@ -1,7 +1,7 @@
 // The chat page: join a room, then talk over one WebSocket.
 //
 // Everything the page sends or receives is one JSON object per frame, as
-// protocol.md says. Open the Log panel to watch them go by.
+// docs/protocol.md says. Open the Log panel to watch them go by.
 
 // Limits of docs/protocol.md. browser_test.go checks that they equal the server's.
 const ROOM_RULE = /^[A-Za-z0-9._-]{1,99}$/;
@@ -149,7 +149,7 @@ function connect() {
   };
 }
 
-// What a close code means to a person (the codes are in protocol.md).
+// What a close code means to a person (the codes are in docs/protocol.md).
 function closeExplanation(code) {
   switch (code) {
     case 1001: return "The server went away or the connection was idle too long.";
