@@ -63,7 +63,7 @@ func benchmarkBroadcast(b *testing.B, members int) {
 	}
 	sender := dialRaw(b, s.wsURL("bench"))
 	sender.SetDeadline(time.Time{})
-	frame := clientFrame(true, websocket.TextFrame, chat(strings.Repeat("m", 100), "bench"))
+	msg := clientFrame(true, websocket.TextFrame, chat(strings.Repeat("m", 100), "bench"))
 	s.waitHealth(b, func(h health) bool { return h.Connections == members })
 
 	var before, after runtime.MemStats
@@ -73,7 +73,7 @@ func benchmarkBroadcast(b *testing.B, members int) {
 		n := min(burst, b.N-sent)
 		remaining.Store(int64(n * (members - 1)))
 		for range n {
-			if _, err := sender.Write(frame); err != nil {
+			if _, err := sender.Write(msg); err != nil {
 				b.Fatal(err)
 			}
 		}

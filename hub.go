@@ -424,7 +424,7 @@ func (c *client) allowPong() {
 func (c *client) writeBatch(batch [][]byte) error {
 	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
 		for _, wire := range batch {
-			c.hub.log.Debug("frame out", "conn", c.id, "data", string(frame{wire}.payload()))
+			c.hub.log.Debug("frame out", "conn", c.id, "data", string(payloadOf(wire)))
 		}
 	}
 	if err := writeFrames(c.conn, batch); err != nil {

@@ -33,8 +33,8 @@ import (
 const (
 	// readBufferSize is how much x/net reads from the socket at once. A
 	// chat frame is a few hundred bytes; a longer message is read straight
-	// into its destination, past the buffer, so a small buffer costs
-	// nothing but memory saved.
+	// into its destination, past the buffer, so a small buffer saves memory
+	// on every idle connection and costs a busy one nothing.
 	readBufferSize = 512
 
 	// writeBufferSize holds what x/net itself writes: the handshake
@@ -91,14 +91,17 @@ func newFrame(opcode byte, payload []byte) frame {
 }
 
 // payload is the frame without its header: the JSON, for a text frame.
-func (f frame) payload() []byte {
-	switch f.wire[1] {
+func (f frame) payload() []byte { return payloadOf(f.wire) }
+
+// payloadOf skips the header of a frame's wire bytes, as a queue holds them.
+func payloadOf(wire []byte) []byte {
+	switch wire[1] {
 	case 126:
-		return f.wire[4:]
+		return wire[4:]
 	case 127:
-		return f.wire[10:]
+		return wire[10:]
 	}
-	return f.wire[2:]
+	return wire[2:]
 }
 
 // writeFrames writes a batch of frames (their wire bytes, in order) with
