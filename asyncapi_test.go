@@ -164,7 +164,7 @@ func TestAsyncAPILimitsEqualTheConstants(t *testing.T) {
 		{"message maxLength", doc.get(chat, "message", "maxLength"), float64(maxMessageChars)},
 		{"name maxLength", doc.get(chat, "name", "maxLength"), float64(maxNameChars)},
 		{"room x-pattern", doc.get(room, "x-pattern"), roomPattern},
-		{"x-max-frame-bytes", doc.at("channels", "chatRoom", "x-max-frame-bytes"), float64(maxFrameBytes)},
+		{"x-max-frame-bytes", doc.at("channels", "chatRoom", "x-max-frame-bytes"), float64(maxMessageBytes)},
 		{"error types", doc.at("components", "schemas", "errorEntry", "properties", "type", "enum"), toAny(errorTypes)},
 	}
 	for _, tt := range tests {

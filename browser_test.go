@@ -343,6 +343,7 @@ func startBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("DevTools: %v", err)
 	}
+	ws.MaxPayloadBytes = 64 << 20 // screenshots
 	b = &browser{ws: ws, waiting: map[int]chan cdpMessage{}}
 	go b.readLoop()
 	return b
@@ -351,7 +352,10 @@ func startBrowser(t *testing.T) *browser {
 // readLoop hands replies to their callers and keeps events for the checks.
 func (b *browser) readLoop() {
 	for {
-		f, err := receive(b.ws, 64<<20, func() {})
+		// Chromium sends each DevTools message in one frame, so x/net's
+		// Receive, which hands frames over one at a time, is enough.
+		var data []byte
+		err := websocket.Message.Receive(b.ws, &data)
 		if err != nil {
 			b.mu.Lock()
 			for id, ch := range b.waiting {
@@ -362,7 +366,7 @@ func (b *browser) readLoop() {
 			return
 		}
 		var m cdpMessage
-		if json.Unmarshal(f.data, &m) != nil {
+		if json.Unmarshal(data, &m) != nil {
 			continue
 		}
 		b.mu.Lock()

@@ -4,9 +4,8 @@
 // It is the Go edition of the Chanx chat tutorial and speaks its protocol
 // (docs/protocol.md). This file is the outside of the server: flags,
 // routes, the WebSocket handshake with its checks, and a graceful shutdown.
-// hub.go keeps the rooms and connections, wire.go what roomchat does on the
-// wire itself, messages.go the protocol, layer.go and redis.go the rooms of
-// other processes, asyncapi.go the API documentation.
+// The README's "Reading order" says which file holds what, and in which
+// order to read them.
 package main
 
 import (
@@ -27,8 +26,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/websocket"
 )
 
 // roomPattern is the room rule of the Channels group layer: 1 to 99
@@ -39,7 +36,7 @@ var roomRE = regexp.MustCompile(roomPattern)
 
 // Limits of the HTTP server itself, so that a slow or idle client cannot
 // hold a connection open for free. WebSocket connections leave net/http's
-// hands after the handshake and set their own deadlines (hub.go).
+// hands after the handshake and set their own deadlines (client.go).
 const (
 	readHeaderTimeout = 5 * time.Second
 	httpReadTimeout   = 10 * time.Second
@@ -53,10 +50,6 @@ const (
 	shutdownTimeout = 4 * time.Second
 )
 
-// defaultRate is docs/protocol.md's per-connection limit: 20 text frames a second,
-// with bursts of 40.
-const defaultRate = 20
-
 // static holds the chat page, the docs page and the AsyncAPI document, so the
 // binary is the whole app.
 //
@@ -67,14 +60,14 @@ var static embed.FS
 // build a server without flags.
 type options struct {
 	origins []string // extra origins allowed to open a WebSocket
-	rate    float64  // text frames a second per connection; 0 is no limit
+	rate    float64  // messages a second per connection; 0 is no limit
 	redis   string   // URL of the Redis that shares rooms with other processes; "" for none
 }
 
 func main() {
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
-	rate := flag.Float64("rate", defaultRate, "text frames a second per connection, with bursts of twice that; 0 turns the limit off")
+	rate := flag.Float64("rate", defaultRate, "messages a second per connection, with bursts of twice that; 0 turns off this and the byte and frame limits")
 	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[:password@]host:port, or rediss:// for TLS")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	flag.Parse()
@@ -148,7 +141,7 @@ func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	if opts.redis == "" {
 		return h, nil
 	}
-	layer, err := dialRedisLayer(opts.redis, log, h.deliver)
+	layer, err := dialRedisLayer(opts.redis, log, h.fromLayer)
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
@@ -173,13 +166,13 @@ func newMux(h *hub, opts options) *http.ServeMux {
 	return mux
 }
 
-// chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room.
-// The checks that need a plain HTTP answer (a bad room name is 400, a full
-// server 503) happen here, through net/http. Then the connection is taken
-// from net/http (wire.go:takeConn) and x/net makes the handshake, in which
-// the origin check and the join happen before the 101 is written. The
-// connection is then served on a goroutine of its own, started with a small
-// stack, and this handler returns: net/http keeps nothing for it.
+// chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
+// three steps. admit refuses, with a plain HTTP answer, what must not be
+// upgraded (a bad room name is 400, a full server 503). upgrade answers the
+// handshake on a connection taken from net/http (upgrade.go); before it
+// writes the 101, the origin is checked and the client joins its room. Then
+// the connection is served on a goroutine of its own, and this handler
+// returns: net/http keeps nothing for it.
 func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 	allowed := make(map[string]bool, len(extraOrigins))
 	for _, o := range extraOrigins {
@@ -190,22 +183,22 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		taken, err := takeConn(w)
+		c := newClient(h, r.RemoteAddr)
+		conn, in, err := upgrade(w, r, func(r *http.Request) error {
+			if !originAllowed(r, allowed) {
+				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+				return errForeignOrigin
+			}
+			return h.join(c, roomName)
+		})
 		if err != nil {
-			h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
-			http.Error(w, "cannot upgrade this connection", http.StatusInternalServerError)
+			if !errors.Is(err, errRefused) {
+				h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
+			}
+			h.leave(c) // undoes a join whose handshake then failed
 			return
 		}
-		c := newClient(h, taken, r.RemoteAddr)
-		upgraded := false
-		websocket.Server{
-			Handshake: handshake(h, c, roomName, allowed),
-			Handler:   func(ws *websocket.Conn) { upgraded = true; go c.serve(ws) },
-		}.ServeHTTP(taken, handshakeRequest(r))
-		if !upgraded { // refused: x/net has answered, and the connection is over
-			h.leave(c) // undoes a join whose handshake then failed
-			c.closeConn()
-		}
+		go c.serve(conn, in)
 	}
 }
 
@@ -222,18 +215,6 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub) (roomName string, ok 
 		return roomName, true
 	}
 	return "", false
-}
-
-// handshake is the check x/net/websocket runs before it writes the 101: a
-// page from another site is refused (403), anyone else joins the room.
-func handshake(h *hub, c *client, roomName string, allowed map[string]bool) func(*websocket.Config, *http.Request) error {
-	return func(_ *websocket.Config, r *http.Request) error {
-		if !originAllowed(r, allowed) {
-			h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
-			return errForeignOrigin
-		}
-		return h.join(c, roomName)
-	}
 }
 
 // errForeignOrigin refuses a handshake from a page on another site.

@@ -2,8 +2,9 @@ package main
 
 // This file is the protocol of docs/protocol.md in Go: what a client may
 // send, how it is validated, what goes wrong, and which handler each action
-// reaches. Nothing here touches a socket; the read loop in hub.go hands every
-// text frame to decode, then calls the handler that the actions table names.
+// reaches. Nothing here touches a socket; the read loop (client.go) hands
+// every text message to decode, then calls the handler that the actions
+// table names.
 
 import (
 	"bytes"
@@ -31,7 +32,7 @@ type chatPayload struct {
 	Name    string `json:"name"`
 }
 
-// The error types, named as pydantic names them (the last two are
+// The error types, named as pydantic names them (the last one is
 // roomchat's own). static/asyncapi.json lists the same set.
 const (
 	errJSONInvalid      = "json_invalid"
@@ -42,14 +43,13 @@ const (
 	errStringType       = "string_type"
 	errStringTooLong    = "string_too_long"
 	errNoneRequired     = "none_required"
-	errFrameTooLarge    = "frame_too_large"
 	errRateLimited      = "rate_limited"
 )
 
 // errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
-	errStringType, errStringTooLong, errNoneRequired, errFrameTooLarge, errRateLimited,
+	errStringType, errStringTooLong, errNoneRequired, errRateLimited,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow
@@ -90,27 +90,19 @@ func handleChat(c *client, payload any) {
 	c.room.broadcast(c, encodeFrame("new_chat_message", payload))
 }
 
-// handlePing answers the sender only; the page pings every 25 s, which also
-// keeps its connection from hitting the idle timeout.
+// handlePing answers the sender only. The chat page pings every 25 s, to
+// see that the server still answers.
 func handlePing(c *client, _ any) {
 	c.send(pongFrame)
 }
 
-// Frames that never change are encoded once, at start-up.
-var (
-	pongFrame          = encodeFrame("pong", nil)
-	frameTooLargeFrame = errorFrame(fieldError{
-		Type: errFrameTooLarge,
-		Msg:  fmt.Sprintf("Frame should have at most %d bytes", maxFrameBytes),
-	})
-)
+// pongFrame never changes, so it is encoded once, at start-up.
+var pongFrame = encodeFrame("pong", nil)
 
-// rateLimitedFrame is the error a connection gets for a frame over its rate.
-func rateLimitedFrame(perSecond float64) frame {
-	return errorFrame(fieldError{
-		Type: errRateLimited,
-		Msg:  fmt.Sprintf("Too many messages: at most %g per second", perSecond),
-	})
+// rateLimitedFrame is the error a connection gets for a message over its
+// rate (ratelimit.go); each limit builds its own once.
+func rateLimitedFrame(msg string) frame {
+	return errorFrame(fieldError{Type: errRateLimited, Msg: msg})
 }
 
 // decode validates one text frame. It returns either a message whose action

@@ -53,8 +53,7 @@ func TestProtocolClientMessages(t *testing.T) {
 
 // TestProtocolErrors checks the error table: its types are the code's, in
 // order, and each example frame gets exactly the error frame the row gives.
-// The two causes that are not one frame (a message over the size limit, a
-// burst over the rate) are made here.
+// The cause that is not one frame (a burst over the rate) is made here.
 func TestProtocolErrors(t *testing.T) {
 	rows := docTable(t, protocolDoc, "Errors")
 	var types []string
@@ -72,8 +71,6 @@ func TestProtocolErrors(t *testing.T) {
 			c := s.dial(t, "errors")
 			want := `{"action":"error","payload":[{"type":"` + typ + `","loc":` + loc + `,"msg":"` + msg + `"}]}`
 			switch typ {
-			case errFrameTooLarge:
-				sendText(t, c, `{"action":"ping"}`+strings.Repeat(" ", maxFrameBytes+1-len(`{"action":"ping"}`)))
 			case errRateLimited:
 				burst := 2 * defaultRate
 				for range burst + 1 {
@@ -100,15 +97,15 @@ func TestProtocolLimits(t *testing.T) {
 	minRoom, maxRoom := roomLengths(t)
 	seconds := func(d time.Duration) string { return fmt.Sprintf("%g s", d.Seconds()) }
 	tests := []struct{ limit, want string }{
-		{"message size, all fragments together", thousands(maxFrameBytes) + " bytes"},
+		{"message size, all fragments together", thousands(maxMessageBytes) + " bytes"},
 		{"`message`", thousands(maxMessageChars) + " characters"},
 		{"`name`", thousands(maxNameChars) + " characters"},
 		{"room name", fmt.Sprintf("%d to %d characters of `A-Z a-z 0-9 . _ -`", minRoom, maxRoom)},
 		{"rate per connection", fmt.Sprintf("%d messages a second, bursts of %d", defaultRate, 2*defaultRate)},
 		{"frames waiting for one client", fmt.Sprintf("%d; a client that lets its queue fill is closed with %d", sendQueueLen, closePolicyViolation)},
 		{"connections per server", thousands(maxConnections)},
-		{"time without a text message before the server closes with 1001", seconds(idleTimeout)},
-		{"time to write a frame to a client before it is cut off", fmt.Sprintf("%g to %s", (writeTimeout / 2).Seconds(), seconds(writeTimeout))},
+		{"time without a text message before the server closes with 1001", seconds(defaultIdleTimeout)},
+		{"time to write a frame to a client before it is cut off", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
 		{"time the closing handshake may take", seconds(closeTimeout)},
 		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
 	}

@@ -1,0 +1,466 @@
+package main
+
+// This file is one connection's life: its read loop, where every frame from
+// the socket starts; its send queue; its writer, the only goroutine that
+// writes to the socket; and how it closes.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// Limits and timeouts of one connection.
+const (
+	// maxMessageBytes is the largest message a client may send, all its
+	// fragments together; a frame that would pass it is refused at its
+	// header with 1009.
+	maxMessageBytes = 64 << 10
+
+	// sendQueueLen is how many frames may wait for a client that does not
+	// read. Frames are shared, so a full queue costs 24 bytes a slot, and
+	// nothing while the client keeps up: the slice only grows when frames
+	// pile up. A client that lets it fill is dropped as slow (1008).
+	sendQueueLen = 256
+
+	// keptQueueCap is the largest queue array an idle connection keeps for
+	// reuse (24 bytes a slot).
+	keptQueueCap = 16
+
+	// sendBufferBytes bounds the kernel's send buffer for each socket
+	// (the kernel doubles it for its own bookkeeping), so that a client
+	// that does not read parks little memory there and its writes stall
+	// soon: then the write deadline finds it slow.
+	sendBufferBytes = 64 << 10
+
+	// defaultWriteTimeout bounds every write, so that a client that does
+	// not read, or a dead peer, cannot hold its writer: one that takes
+	// longer is closed as slow (1008). A write gets at least half of it
+	// (see renewWriteDeadline).
+	defaultWriteTimeout = 10 * time.Second
+
+	// defaultPingInterval is how often the server pings every client, as
+	// Daphne does; a client's WebSocket library answers with a pong.
+	defaultPingInterval = 20 * time.Second
+
+	// defaultIdleTimeout closes a connection (1001) that has sent no frame
+	// of any kind, pongs included, for this long: a ping's interval and
+	// then 30 s for its answer, as Daphne allows. A client that answers
+	// pings stays connected however quiet it is.
+	defaultIdleTimeout = defaultPingInterval + 30*time.Second
+
+	// closeTimeout is how long the closing handshake may take: writing our
+	// close frame, then waiting for the peer's.
+	closeTimeout = time.Second
+)
+
+// client is one WebSocket connection and its membership of one room.
+//
+// A connection goes through these states, each entered once, in order:
+//
+//	state        entered when                              by goroutine   recorded in
+//	handshaking  newClient, before the 101 is written      net/http's     conn == nil
+//	joined       hub.join puts it in its room              net/http's     room != nil
+//	serving      attach gives it its socket                its own        conn != nil
+//	closing      close is first called, with a code        any            closeCode != 0, closing
+//	close sent   the writer writes the close frame         the writer     closed is closed
+//	gone         serve leaves the room, closes the socket  its own        room == nil
+//
+// Frames queued while joined wait for serving; a close asked for before
+// serving is sent as soon as it begins. A writer goroutine runs only while
+// there is something to write, so an idle connection costs one goroutine.
+type client struct {
+	// Set before the client is shared, then only read.
+	id     uint64
+	remote string // the client's address, for the log
+	hub    *hub
+
+	// room is set by hub.join, during the handshake, and cleared by
+	// hub.leave after the read loop ends; both hold hub.mu.
+	room *room
+
+	// Owned by the read loop (the connection's own goroutine).
+	in *bufio.Reader // the socket's reader: frames come only through it
+
+	mu        sync.Mutex // guards the fields up to the atomics
+	conn      net.Conn   // nil until attach; no writer starts before
+	queue     [][]byte   // the wire bytes of the frames waiting for the writer
+	spare     [][]byte   // an empty array for the next batch, kept between writers
+	writing   bool       // a writer is running (and, once closed, has run)
+	pongAt    int        // 1 + the queue index of the pong waiting there; 0: none
+	closeCode int        // non-zero once a close was asked for
+	closeWhy  string     // why, for the log
+
+	closing atomic.Bool   // closeCode != 0, for the read loop without the lock
+	aborted atomic.Bool   // cut off: no close frame is attempted
+	closed  chan struct{} // closed by the writer once the close frame is out
+
+	// Owned by the writer.
+	writeBy time.Time // the socket's write deadline now
+}
+
+// newClient prepares a connection for the hub, before its handshake is
+// answered.
+func newClient(h *hub, remote string) *client {
+	return &client{id: h.nextID.Add(1), remote: remote, hub: h, closed: make(chan struct{})}
+}
+
+// serve runs one connection once its handshake is done, on a goroutine of
+// its own: it reads until the connection ends, waits for the writer's close
+// frame, then leaves the room and closes the socket.
+func (c *client) serve(conn net.Conn, in *bufio.Reader) {
+	start := c.attach(conn, in)
+	onSpareStack(c.logConnect)
+	code, why := c.readLoop()
+	c.close(code, why)
+	<-c.closed // bounded: the batch being written (writeTimeout), then the close frame
+	c.logDisconnect(start)
+	c.hub.leave(c)
+	// An error here means the socket is closed already.
+	_ = conn.Close()
+}
+
+// attach gives the client its socket: frames queued since the join, or a
+// close asked for by shutdown, can be written from now on.
+func (c *client) attach(conn net.Conn, in *bufio.Reader) time.Time {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		// A failure leaves the kernel's default; the write deadline still
+		// finds a client that does not read, only later.
+		_ = tc.SetWriteBuffer(sendBufferBytes)
+	}
+	c.in = in
+	c.mu.Lock()
+	c.conn = conn
+	if c.aborted.Load() {
+		_ = conn.SetDeadline(time.Now())
+	}
+	if len(c.queue) > 0 || c.closeCode != 0 {
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+	return time.Now()
+}
+
+// readLoop reads frames until the connection ends and returns the close
+// code and reason it should end with. Every frame is checked at its header
+// (frameread.go) and metered before its payload is read; control frames are
+// answered here, and the fragments of a message joined. Once a close is
+// under way it reads on, ignoring what arrives, until the peer's close
+// frame or the closing deadline, so that the peer sees our close frame
+// before the socket shuts.
+func (c *client) readLoop() (code int, why string) {
+	meter := c.hub.limit.newMeter()
+	var msg []byte     // the message being put together from its fragments
+	inMessage := false // a first fragment has come; continuations may follow
+	for {
+		if err := c.renewReadDeadline(); err != nil {
+			return closeGoingAway, err.Error()
+		}
+		if err := waitForFrame(c.in); err != nil {
+			return closeCodeOf(err)
+		}
+		h, err := readHeader(c.in, maxMessageBytes-len(msg))
+		if err != nil {
+			return closeCodeOf(err)
+		}
+		if !meter.frame() {
+			return closePolicyViolation, "too many frames"
+		}
+		if h.control() {
+			if code, why, stop := c.control(h); stop {
+				return code, why
+			}
+			continue
+		}
+		switch {
+		case h.opcode == opContinue && !inMessage:
+			return closeCodeOf(errNothingToJoin)
+		case h.opcode != opContinue && inMessage:
+			return closeCodeOf(errUnfinished)
+		case h.opcode == opBinary:
+			return closeUnsupportedData, "binary message" // refused unread
+		}
+		inMessage = true
+		if msg, err = readPayload(c.in, h, msg); err != nil {
+			return closeCodeOf(err)
+		}
+		if !h.final {
+			continue
+		}
+		if !c.closing.Load() {
+			data := msg
+			onSpareStack(func() { c.dispatch(data, meter) })
+		}
+		msg, inMessage = nil, false
+	}
+}
+
+// control reads and answers a ping, a pong or a close frame. It reports
+// stop, with the close code and reason, when the connection is over.
+func (c *client) control(h frameHeader) (code int, why string, stop bool) {
+	payload, err := readPayload(c.in, h, nil)
+	if err != nil {
+		code, why = closeCodeOf(err)
+		return code, why, true
+	}
+	switch h.opcode {
+	case opPing:
+		c.sendPong(newFrame(opPong, payload))
+	case opClose:
+		if err := checkClose(payload); err != nil {
+			code, why = closeCodeOf(err)
+			return code, why, true
+		}
+		return closeNormal, "client closed", true
+	}
+	// A pong needs no answer: like every frame, it renewed the deadline.
+	return 0, "", false
+}
+
+// renewReadDeadline gives the client another idleTimeout to send a frame,
+// unless a close is under way, when the writer's shorter deadline stands.
+func (c *client) renewReadDeadline() error {
+	if c.closing.Load() {
+		return nil
+	}
+	if err := c.conn.SetReadDeadline(time.Now().Add(c.hub.idleTimeout)); err != nil {
+		return err
+	}
+	// The writer may have set the closing deadline just before we pushed
+	// it back; set it again so that it is not lost.
+	if c.closing.Load() {
+		return c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
+	}
+	return nil
+}
+
+// dispatch handles one whole text message: broken text ends the
+// connection, a message over the rate is refused unread, and the rest goes
+// to handle.
+func (c *client) dispatch(data []byte, meter *meter) {
+	c.hub.stats.received.Add(1)
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.hub.log.Debug("frame in", "conn", c.id, "data", string(data))
+	}
+	if !utf8.Valid(data) {
+		c.close(closeInvalidPayload, "invalid UTF-8")
+		return
+	}
+	if refusal := meter.message(c.hub.limit, len(data)); refusal != nil {
+		c.send(*refusal)
+		return
+	}
+	c.handle(data)
+}
+
+// handle decodes one text message and routes it to its action's handler,
+// or tells the sender what was wrong with it.
+func (c *client) handle(data []byte) {
+	msg, errs := decode(data)
+	if errs != nil {
+		c.send(errorFrame(errs...))
+		return
+	}
+	actions[msg.Action].handle(c, msg.Payload)
+}
+
+// send queues f for this client without waiting. A client whose queue is
+// full is not keeping up; it is closed as slow and the caller goes on.
+func (c *client) send(f frame) { c.enqueue(f, false) }
+
+// sendPong queues the answer to a ping. If a pong still waits in the queue,
+// the new one takes its place: RFC 6455 (section 5.5.3) lets a server
+// answer only the latest of several pings, so a client that pings faster
+// than it reads cannot fill its queue with pongs.
+func (c *client) sendPong(f frame) { c.enqueue(f, true) }
+
+// enqueue is send and sendPong.
+func (c *client) enqueue(f frame, pong bool) {
+	c.mu.Lock()
+	switch {
+	case c.closeCode != 0:
+	case pong && c.pongAt > 0:
+		c.queue[c.pongAt-1] = f.wire
+	case len(c.queue) >= sendQueueLen:
+		c.mu.Unlock()
+		c.dropSlow("send queue full")
+		return
+	default:
+		c.queue = append(c.queue, f.wire)
+		if pong {
+			c.pongAt = len(c.queue)
+		}
+		c.startWriterLocked()
+	}
+	c.mu.Unlock()
+}
+
+// dropSlow closes a client that does not read what it is sent (1008), and
+// counts it.
+func (c *client) dropSlow(why string) {
+	if c.close(closePolicyViolation, why) {
+		c.hub.stats.dropped.Add(1)
+	}
+}
+
+// startWriterLocked starts the writer if the client has its socket and no
+// writer runs yet. It runs with c.mu held, so at most one writer ever runs;
+// the new writer waits for the lock before it looks at the queue.
+func (c *client) startWriterLocked() {
+	if c.writing || c.conn == nil {
+		return
+	}
+	c.writing = true
+	go c.writeLoop()
+}
+
+// writeLoop is the writer. It takes the whole queue at once and writes it,
+// until the queue is empty, when it exits, or a close is asked for, when it
+// sends the close frame and exits for good. Taking the queue in batches
+// means one lock, one deadline and one system call per batch, not per
+// frame, and the two arrays it swaps are kept for the next writer: no
+// allocation per frame.
+func (c *client) writeLoop() {
+	c.mu.Lock()
+	batch := c.spare
+	c.spare = nil
+	for {
+		code, why := c.closeCode, c.closeWhy
+		if code == 0 && len(c.queue) == 0 {
+			c.queue, c.spare = keepSmall(c.queue), keepSmall(batch)
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch, c.queue = c.queue, batch[:0]
+		c.pongAt = 0
+		c.mu.Unlock()
+
+		if code != 0 {
+			c.writeClose(code, why)
+			close(c.closed)
+			return // writing stays true: no writer starts again
+		}
+		err := c.renewWriteDeadline()
+		if err == nil {
+			err = c.writeBatch(batch)
+		}
+		switch {
+		case isTimeout(err):
+			c.dropSlow("too slow to read")
+			c.abort() // the close frame could not be written either
+		case err != nil:
+			c.close(closeGoingAway, "write failed: "+err.Error())
+			c.abort()
+		}
+		clear(batch) // the writer must not keep frames alive
+		c.mu.Lock()
+	}
+}
+
+// keepSmall empties a queue array for reuse, unless a burst made it big:
+// an idle connection should not hold on to that.
+func keepSmall(q [][]byte) [][]byte {
+	if cap(q) > keptQueueCap {
+		return nil
+	}
+	return q[:0]
+}
+
+// renewWriteDeadline makes sure the socket's write deadline lies between
+// half of writeTimeout and all of it ahead, before a write. Setting a
+// deadline updates a runtime timer, which costs more than the rest of a
+// small batch, so one still more than half writeTimeout away is kept. Once
+// a close is asked for it is not called, so the close's deadline stands.
+func (c *client) renewWriteDeadline() error {
+	now := time.Now()
+	if c.writeBy.Sub(now) >= c.hub.writeTimeout/2 {
+		return nil
+	}
+	c.writeBy = now.Add(c.hub.writeTimeout)
+	return c.conn.SetWriteDeadline(c.writeBy)
+}
+
+// writeBatch writes a batch of frames in one system call (writeFrames).
+func (c *client) writeBatch(batch [][]byte) error {
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		for _, wire := range batch {
+			c.hub.log.Debug("frame out", "conn", c.id, "opcode", wire[0]&opcodeBits, "data", string(payloadOf(wire)))
+		}
+	}
+	if err := writeFrames(c.conn, batch); err != nil {
+		return err
+	}
+	c.hub.stats.delivered.Add(int64(len(batch)))
+	return nil
+}
+
+// close asks the writer to end the connection with code: queued frames are
+// dropped, the close frame goes out after the batch being written now, and
+// the read loop then ends. Only the first call counts; it reports whether
+// this call was that one.
+func (c *client) close(code int, why string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeCode != 0 {
+		return false
+	}
+	c.closeCode, c.closeWhy = code, why
+	c.closing.Store(true)
+	c.queue, c.pongAt = nil, 0
+	c.startWriterLocked()
+	return true
+}
+
+// writeClose sends the close frame, then gives the peer closeTimeout to
+// answer with its own before the read loop gives up on it.
+func (c *client) writeClose(code int, why string) {
+	if c.aborted.Load() {
+		return // cut off: the deadlines have passed and must stay so
+	}
+	deadline := time.Now().Add(closeTimeout)
+	if err := c.conn.SetWriteDeadline(deadline); err == nil {
+		// A peer that is gone cannot be told; the read loop ends either way.
+		_, _ = c.conn.Write(closeFrame(code, why).wire)
+	}
+	_ = c.conn.SetReadDeadline(deadline)
+}
+
+// abort cuts the connection off without a goodbye: both deadlines pass now,
+// so a write stuck on a dead peer and the read loop fail at once.
+// x/net/websocket's own Close would wait behind that stuck write instead.
+func (c *client) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.aborted.Store(true)
+	if c.conn != nil { // else attach sets the deadlines
+		// The connection is being dropped; if this fails, it already is.
+		_ = c.conn.SetDeadline(time.Now())
+	}
+}
+
+// logConnect says who connected to which room.
+func (c *client) logConnect() {
+	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.remote)
+}
+
+// logDisconnect says how the connection ended, and flags a slow client.
+func (c *client) logDisconnect(start time.Time) {
+	c.mu.Lock()
+	code, why := c.closeCode, c.closeWhy
+	c.mu.Unlock()
+	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.remote,
+		"code", code, "reason", why, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// isTimeout reports whether err is a passed deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

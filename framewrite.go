@@ -1,0 +1,93 @@
+package main
+
+// This file builds the frames the server sends and writes them. A message
+// for a room of a hundred is framed once (textFrame) and the same bytes go
+// into every member's queue; a writer sends its member's whole queue with
+// one system call (writeFrames).
+
+import (
+	"encoding/binary"
+	"net"
+)
+
+// WebSocket frame header bits and opcodes (RFC 6455, section 5.2).
+const (
+	finalBit     = 0x80
+	rsvBits      = 0x70
+	opcodeBits   = 0x0f
+	maskBit      = 0x80
+	lengthBits   = 0x7f
+	opContinue   = 0x0
+	opText       = 0x1
+	opBinary     = 0x2
+	opClose      = 0x8
+	opPing       = 0x9
+	opPong       = 0xa
+	maxHeadLen   = 10  // a server's header: 2 bytes, then up to 8 of extended length
+	maxShortLen  = 125 // a length that fits in the second byte; also the most a control frame holds
+	len16, len64 = 126, 127
+)
+
+// frame is one complete server-to-client WebSocket message: header and
+// payload, ready to be written as it is. A frame is built once and shared by
+// every queue it goes into, so it is never changed after it is built. It is a
+// struct, not a []byte, so that JSON cannot be queued by mistake in its place:
+// the only ways to make one are textFrame and the control frame makers below.
+type frame struct {
+	wire []byte
+}
+
+// textFrame frames payload as one unfragmented, unmasked text message, as a
+// server sends it.
+func textFrame(payload []byte) frame {
+	return newFrame(opText, payload)
+}
+
+// closeFrame is the close message with code and a short reason.
+func closeFrame(code int, reason string) frame {
+	payload := binary.BigEndian.AppendUint16(nil, uint16(code))
+	payload = append(payload, reason[:min(len(reason), maxShortLen-2)]...)
+	return newFrame(opClose, payload)
+}
+
+// newFrame builds a final frame with the given opcode around payload: the
+// payload length goes in 7 bits, or 16, or 64.
+func newFrame(opcode byte, payload []byte) frame {
+	n := len(payload)
+	b := make([]byte, 0, maxHeadLen+n)
+	b = append(b, finalBit|opcode)
+	switch {
+	case n <= maxShortLen:
+		b = append(b, byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, len16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, len64), uint64(n))
+	}
+	return frame{wire: append(b, payload...)}
+}
+
+// payload is the frame without its header: the JSON, for a text frame.
+func (f frame) payload() []byte { return payloadOf(f.wire) }
+
+// payloadOf skips the header of a frame's wire bytes, as a queue holds them.
+func payloadOf(wire []byte) []byte {
+	switch wire[1] {
+	case len16:
+		return wire[4:]
+	case len64:
+		return wire[10:]
+	}
+	return wire[2:]
+}
+
+// writeFrames writes a batch of frames (their wire bytes, in order) with
+// one vectored write, writev(2): one system call for the batch rather than
+// one per frame, and no copy of any frame. The writer is the only goroutine
+// that writes to a connection once its handshake is answered, so frames
+// never interleave.
+func writeFrames(conn net.Conn, frames [][]byte) error {
+	bufs := net.Buffers(frames)
+	_, err := bufs.WriteTo(conn)
+	return err
+}
