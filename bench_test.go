@@ -101,7 +101,7 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkOnSpareStack is the price of running a message's handling on a
-// borrowed stack (see serve in hub.go).
+// borrowed stack (smallstack.go says why).
 func BenchmarkOnSpareStack(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -115,7 +115,7 @@ func BenchmarkOnSpareStack(b *testing.B) {
 // numbers are not mixed with the clients'. It reports heap plus stacks, the
 // stacks alone, and RSS, in KiB per connection: first for connections that
 // never sent a frame, then again after each has sent one ping, which grows
-// its goroutine's stack (see serve in hub.go).
+// its goroutine's stack (smallstack.go says why).
 func BenchmarkIdleConnections(b *testing.B) {
 	const conns = 5000
 	for range b.N {
@@ -319,7 +319,8 @@ func runChildServer() {
 	// It logs as the real server does (text, at info), though to nowhere:
 	// formatting a log line takes stack too.
 	h := newHub(newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	mux := newMux(h, options{})
+	mux := http.NewServeMux()
+	mux.Handle("/", newMux(h, options{}, nil))
 	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
 		runtime.GC()
 		var ms runtime.MemStats

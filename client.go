@@ -7,9 +7,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,9 +77,9 @@ const (
 // there is something to write, so an idle connection costs one goroutine.
 type client struct {
 	// Set before the client is shared, then only read.
-	id     uint64
-	remote string // the client's address, for the log
-	hub    *hub
+	id   uint64
+	addr netip.Addr // the client's address (clientAddr), for the limits and the log
+	hub  *hub
 
 	// room is set by hub.join, during the handshake, and cleared by
 	// hub.leave after the read loop ends; both hold hub.mu.
@@ -107,8 +107,8 @@ type client struct {
 
 // newClient prepares a connection for the hub, before its handshake is
 // answered.
-func newClient(h *hub, remote string) *client {
-	return &client{id: h.nextID.Add(1), remote: remote, hub: h, closed: make(chan struct{})}
+func newClient(h *hub, addr netip.Addr) *client {
+	return &client{id: h.nextID.Add(1), addr: addr, hub: h, closed: make(chan struct{})}
 }
 
 // serve runs one connection once its handshake is done, on a goroutine of
@@ -129,7 +129,7 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 // attach gives the client its socket: frames queued since the join, or a
 // close asked for by shutdown, can be written from now on.
 func (c *client) attach(conn net.Conn, in *bufio.Reader) time.Time {
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
 		// A failure leaves the kernel's default; the write deadline still
 		// finds a client that does not read, only later.
 		_ = tc.SetWriteBuffer(sendBufferBytes)
@@ -242,7 +242,7 @@ func (c *client) renewReadDeadline() error {
 
 // dispatch handles one whole text message: broken text ends the
 // connection, a message over the rate is refused unread, and the rest goes
-// to handle.
+// to the protocol (messages.go:handle).
 func (c *client) dispatch(data []byte, meter *meter) {
 	c.hub.stats.received.Add(1)
 	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -256,18 +256,7 @@ func (c *client) dispatch(data []byte, meter *meter) {
 		c.send(*refusal)
 		return
 	}
-	c.handle(data)
-}
-
-// handle decodes one text message and routes it to its action's handler,
-// or tells the sender what was wrong with it.
-func (c *client) handle(data []byte) {
-	msg, errs := decode(data)
-	if errs != nil {
-		c.send(errorFrame(errs...))
-		return
-	}
-	actions[msg.Action].handle(c, msg.Payload)
+	handle(c, data)
 }
 
 // send queues f for this client without waiting. A client whose queue is
@@ -447,7 +436,7 @@ func (c *client) abort() {
 
 // logConnect says who connected to which room.
 func (c *client) logConnect() {
-	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.remote)
+	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.addr)
 }
 
 // logDisconnect says how the connection ended, and flags a slow client.
@@ -455,12 +444,6 @@ func (c *client) logDisconnect(start time.Time) {
 	c.mu.Lock()
 	code, why := c.closeCode, c.closeWhy
 	c.mu.Unlock()
-	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.remote,
+	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.addr,
 		"code", code, "reason", why, "duration", time.Since(start).Round(time.Millisecond))
-}
-
-// isTimeout reports whether err is a passed deadline.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

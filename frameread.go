@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"unicode/utf8"
 )
@@ -182,4 +183,10 @@ func closeCodeOf(err error) (code int, why string) {
 		return closeNormal, "connection dropped"
 	}
 	return closeNormal, "read failed: " + err.Error()
+}
+
+// isTimeout reports whether err is a passed deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +20,22 @@ import (
 // more is answered 503.
 const maxConnections = 10_000
 
-// errShuttingDown refuses a handshake that races with shutdown.
-var errShuttingDown = errors.New("server is shutting down")
+// Why a join is refused.
+var (
+	errShuttingDown    = errors.New("server is shutting down")
+	errServerFull      = errors.New("server full")
+	errTooManyFromAddr = errors.New("too many connections from one address")
+)
 
 // hub is the set of rooms. Its mutex guards only the map and the counts:
 // a broadcast locks the one room it speaks in, never the hub, so rooms do
 // not slow each other down.
 type hub struct {
-	log   *slog.Logger
-	limit rateLimit
-	layer channelLayer // the rooms of other processes (layer.go)
+	log       *slog.Logger
+	limit     rateLimit
+	layer     channelLayer   // the rooms of other processes (layer.go)
+	perClient int            // WebSockets one client address may hold; 0 is no limit
+	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
 
 	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
@@ -37,10 +44,12 @@ type hub struct {
 	mu      sync.Mutex
 	rooms   map[string]*room
 	conns   int
+	perAddr map[netip.Addr]int // WebSockets per client address
 	closing bool
 
 	live   sync.WaitGroup // one count per joined client, for shutdown
 	stop   chan struct{}  // closed by shutdown: the pinger ends
+	pinger sync.Once      // starts the pinger with the first join
 	nextID atomic.Uint64
 	stats  stats
 }
@@ -65,16 +74,13 @@ type room struct {
 }
 
 // newHub returns an empty hub whose connections obey limit and log to log,
-// with the in-memory layer: rooms in this process only. Its pinger runs
-// until shutdown.
+// with the in-memory layer: rooms in this process only.
 func newHub(limit rateLimit, log *slog.Logger) *hub {
-	h := &hub{
+	return &hub{
 		log: log, limit: limit, layer: memoryLayer{},
 		idleTimeout: defaultIdleTimeout, writeTimeout: defaultWriteTimeout, pingInterval: defaultPingInterval,
-		rooms: make(map[string]*room), stop: make(chan struct{}),
+		rooms: make(map[string]*room), perAddr: make(map[netip.Addr]int), stop: make(chan struct{}),
 	}
-	go h.pingLoop()
-	return h
 }
 
 // join makes c a member of its room, creating the room on first use. It runs
@@ -98,8 +104,8 @@ func (h *hub) join(c *client, roomName string) error {
 func (h *hub) add(c *client, roomName string) (*room, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
-		return nil, errShuttingDown
+	if err := h.hasRoomForLocked(c.addr); err != nil {
+		return nil, err
 	}
 	r := h.rooms[roomName]
 	if r == nil {
@@ -111,7 +117,9 @@ func (h *hub) add(c *client, roomName string) (*room, error) {
 	r.mu.Unlock()
 	c.room = r
 	h.conns++
+	h.perAddr[c.addr]++
 	h.live.Add(1)
+	h.pinger.Do(func() { go h.pingLoop() })
 	return r, nil
 }
 
@@ -134,6 +142,9 @@ func (h *hub) leave(c *client) {
 	}
 	c.room = nil
 	h.conns--
+	if h.perAddr[c.addr]--; h.perAddr[c.addr] <= 0 {
+		delete(h.perAddr, c.addr)
+	}
 	h.live.Done()
 }
 
@@ -144,10 +155,24 @@ func (h *hub) counts() (rooms, conns int) {
 	return len(h.rooms), h.conns
 }
 
-// full reports whether the server has as many connections as it will take.
-func (h *hub) full() bool {
-	_, conns := h.counts()
-	return conns >= maxConnections
+// hasRoomFor reports why a new WebSocket from addr would be refused, or nil.
+func (h *hub) hasRoomFor(addr netip.Addr) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hasRoomForLocked(addr)
+}
+
+// hasRoomForLocked is hasRoomFor, with h.mu held.
+func (h *hub) hasRoomForLocked(addr netip.Addr) error {
+	switch {
+	case h.closing:
+		return errShuttingDown
+	case h.conns >= maxConnections:
+		return errServerFull
+	case h.perClient > 0 && h.perAddr[addr] >= h.perClient:
+		return errTooManyFromAddr
+	}
+	return nil
 }
 
 // shutdown closes every connection with 1001 and waits for them to go. When
@@ -176,8 +201,8 @@ func (h *hub) shutdown(ctx context.Context) {
 // pingLoop pings every client each pingInterval, as Daphne does: a client
 // that answers (any frame will do) renews its idle deadline, so a quiet
 // listener stays connected and a dead peer is found within idleTimeout.
-// One loop for the server, not a timer per connection: idle connections
-// stay small.
+// One loop for the server, started by the first join, not a timer per
+// connection: idle connections stay small.
 func (h *hub) pingLoop() {
 	tick := time.NewTicker(h.pingInterval)
 	defer tick.Stop()

@@ -12,7 +12,7 @@ package main
 // here and unsubscribe when it loses its last, both with the hub's lock
 // held, so they must not wait; it calls publish for every frame a member
 // here broadcasts. The layer hands frames from other processes to
-// hub.deliver.
+// hub.fromLayer.
 type channelLayer interface {
 	// subscribe returns a channel that is closed once frames for room
 	// from other processes will reach this one.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -59,16 +60,26 @@ var static embed.FS
 // options are the settings that flags control, gathered so that tests can
 // build a server without flags.
 type options struct {
-	origins []string // extra origins allowed to open a WebSocket
-	rate    float64  // messages a second per connection; 0 is no limit
-	redis   string   // URL of the Redis that shares rooms with other processes; "" for none
+	addr      string         // where the server listens, for the Host check (security.go)
+	origins   []string       // extra origins allowed to open a WebSocket
+	hosts     []string       // extra Host names a loopback server answers to
+	rate      float64        // messages a second per connection; 0 is no limit
+	redis     string         // URL of the Redis that shares rooms with other processes; "" for none
+	maxConns  int            // TCP connections in all; 0 is no limit
+	perClient int            // TCP connections, and WebSockets, per client address; 0 is no limit
+	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
 }
 
 func main() {
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
 	rate := flag.Float64("rate", defaultRate, "messages a second per connection, with bursts of twice that; 0 turns off this and the byte and frame limits")
-	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[:password@]host:port, or rediss:// for TLS")
+	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[:password@]host:port, or rediss:// for TLS; "+
+		"better given as $"+redisURLEnv+", which other users cannot read in the process list")
+	hosts := flag.String("hosts", "", "comma-separated extra `names` a server listening on loopback answers to (DNS rebinding defence)")
+	maxConns := flag.Int("max-conns", fdLimit()-fdReserve, "TCP `connections` in all, plain HTTP included; the default leaves some of the descriptor limit free")
+	perClient := flag.Int("max-per-client", defaultMaxPerClient, "TCP connections, and WebSockets, one client address may hold; 0 for no limit")
+	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	flag.Parse()
 
@@ -78,7 +89,18 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	opts := options{origins: splitList(*origins), rate: *rate, redis: *redis}
+	if *redis == "" {
+		*redis = os.Getenv(redisURLEnv)
+	}
+	proxies, err := parsePrefixes(splitList(*trustProxy))
+	if err != nil {
+		log.Error("-trust-proxy", "err", err)
+		os.Exit(2)
+	}
+	opts := options{
+		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis,
+		maxConns: *maxConns, perClient: *perClient, proxies: proxies,
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)
@@ -92,15 +114,19 @@ func main() {
 }
 
 // run serves on ln until ctx ends, then shuts down: no new connections,
-// every WebSocket closed with 1001, all within shutdownTimeout.
+// every WebSocket closed with 1001, all within shutdownTimeout. Every
+// connection ln accepts is counted against opts' limits (connlimit.go).
 func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) error {
 	h, err := buildHub(opts, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	ln = limit.listen(ln)
 	srv := &http.Server{
-		Handler:           newMux(h, opts),
+		Handler:           newMux(h, opts, limit),
+		ConnState:         limit.track,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       httpReadTimeout,
 		WriteTimeout:      httpWriteTimeout,
@@ -138,6 +164,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 // one: it fails if that Redis cannot be reached.
 func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	h := newHub(newRateLimit(opts.rate), log)
+	h.perClient, h.proxies = opts.perClient, opts.proxies
 	if opts.redis == "" {
 		return h, nil
 	}
@@ -149,21 +176,23 @@ func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	return h, nil
 }
 
-// newMux routes every URL the server answers. It is the whole HTTP surface.
-func newMux(h *hub, opts options) *http.ServeMux {
+// newMux routes every URL the server answers. It is the whole HTTP surface,
+// behind the Host check and the security headers (security.go). limit, the
+// TCP connection counts for /healthz, may be nil.
+func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	chat := chatHandler(h, opts.origins)
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", http.RedirectHandler("/chat/", http.StatusFound))
 	mux.HandleFunc("GET /chat/{$}", servePage("static/chat.html"))
-	mux.Handle("GET /static/", http.FileServerFS(static))
+	mux.Handle("GET /static/", noListing(http.FileServerFS(static)))
 	// The slash-less path is served, not redirected: a browser's
 	// WebSocket handshake does not follow redirects.
 	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
 	mux.HandleFunc("GET /ws/chat/{room}", chat)
-	mux.HandleFunc("GET /healthz", healthz(h))
+	mux.HandleFunc("GET /healthz", healthz(h, limit))
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
-	return mux
+	return protect(mux, opts.addr, opts.hosts)
 }
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
@@ -183,7 +212,7 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		c := newClient(h, r.RemoteAddr)
+		c := newClient(h, clientAddr(r, h.proxies))
 		conn, in, err := upgrade(w, r, func(r *http.Request) error {
 			if !originAllowed(r, allowed) {
 				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
@@ -206,10 +235,12 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 // upgraded, and otherwise returns the room it asks for.
 func admit(w http.ResponseWriter, r *http.Request, h *hub) (roomName string, ok bool) {
 	roomName = r.PathValue("room") // already percent-decoded
-	switch {
+	switch err := h.hasRoomFor(clientAddr(r, h.proxies)); {
 	case !roomRE.MatchString(roomName):
 		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
-	case h.full():
+	case errors.Is(err, errTooManyFromAddr):
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+	case err != nil:
 		http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
 	default:
 		return roomName, true
@@ -248,10 +279,16 @@ func normalizeOrigin(o string) string {
 
 // healthz reports that the server is up, with its counts and running totals:
 // enough for a load balancer, and for a test to see a connection go.
-func healthz(h *hub) http.HandlerFunc {
+func healthz(h *hub, limit *connLimit) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		rooms, conns := h.counts()
+		tcp, refused := 0, int64(0)
+		if limit != nil {
+			tcp, refused = limit.counts()
+		}
 		writeJSON(w, map[string]any{
+			"tcp_connections":      tcp,
+			"refused_connections":  refused,
 			"status":               "ok",
 			"rooms":                rooms,
 			"connections":          conns,
@@ -287,6 +324,23 @@ func writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	if _, err := w.Write(body); err != nil {
 		slog.Debug("response not sent", "err", err)
 	}
+}
+
+// parsePrefixes reads CIDRs such as 10.0.0.0/8, or bare addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, err
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // splitList turns "a, b,,c" into [a b c].

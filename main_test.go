@@ -105,7 +105,9 @@ func TestErrors(t *testing.T) {
 		return `{"type":"` + typ + `","loc":` + loc + `,"msg":"` + msg + `"}`
 	}
 	const (
-		dict       = "Input should be a valid dictionary"
+		envelope   = "Input should be a valid dictionary or instance of Envelope"
+		dict       = "Input should be a valid dictionary or instance of ChatMessagePayload"
+		tags       = "' found using 'action' does not match any of the expected tags: 'new_chat_message', 'ping'"
 		required   = "Field required"
 		noTag      = "Unable to extract tag using discriminator 'action'"
 		notString  = "Input should be a valid string"
@@ -118,11 +120,16 @@ func TestErrors(t *testing.T) {
 		{"not JSON", `hello`, []string{entry("json_invalid", `[]`, "Invalid JSON: invalid character 'h' looking for beginning of value at line 1 column 1")}},
 		{"truncated JSON", "{\n\"action\":", []string{entry("json_invalid", `[]`, "Invalid JSON: unexpected end of JSON input at line 2 column 9")}},
 		{"empty frame", ``, []string{entry("json_invalid", `[]`, "Invalid JSON: unexpected end of JSON input at line 1 column 1")}},
-		{"JSON array", `[1,2]`, []string{entry("model_type", `[]`, dict)}},
-		{"JSON string", `"ping"`, []string{entry("model_type", `[]`, dict)}},
-		{"JSON null", `null`, []string{entry("model_type", `[]`, dict)}},
+		{"JSON array", `[1,2]`, []string{entry("model_type", `[]`, envelope)}},
+		{"JSON string", `"ping"`, []string{entry("model_type", `[]`, envelope)}},
+		{"JSON null", `null`, []string{entry("model_type", `[]`, envelope)}},
 		{"no action", `{"payload":{}}`, []string{entry("union_tag_not_found", `[]`, noTag)}},
-		{"action not a string", `{"action":5}`, []string{entry("union_tag_not_found", `[]`, noTag)}},
+		{"action a number", `{"action":5}`, []string{entry("union_tag_invalid", `[]`, "Input tag '5"+tags)}},
+		{"action a float", `{"action":1e3}`, []string{entry("union_tag_invalid", `[]`, "Input tag '1000.0"+tags)}},
+		{"action a small float", `{"action":-0.00001}`, []string{entry("union_tag_invalid", `[]`, "Input tag '-1e-05"+tags)}},
+		{"action null", `{"action":null}`, []string{entry("union_tag_invalid", `[]`, "Input tag 'None"+tags)}},
+		{"action false", `{"action":false}`, []string{entry("union_tag_invalid", `[]`, "Input tag 'False"+tags)}},
+		{"action a list", `{"action":["ping"]}`, []string{entry("union_tag_not_found", `[]`, noTag)}},
 		{"action key in another case", `{"Action":"ping"}`, []string{entry("union_tag_not_found", `[]`, noTag)}},
 		{"unknown action", `{"action":"shout"}`, []string{entry("union_tag_invalid", `[]`,
 			"Input tag 'shout' found using 'action' does not match any of the expected tags: 'new_chat_message', 'ping'")}},
@@ -413,7 +420,11 @@ func TestMemberOnceConnected(t *testing.T) {
 // connections and goroutines all return to where they started.
 func TestNothingLeftBehind(t *testing.T) {
 	s := newTestServer(t, options{})
-	before := runtime.NumGoroutine() // before any client, even /healthz's
+	// The pinger, which the first join starts, lives as long as the server.
+	closeClient(t, s.dial(t, "first"))
+	s.waitHealth(t, func(h health) bool { return h.Connections == 0 })
+	http.DefaultClient.CloseIdleConnections()
+	before := runtime.NumGoroutine() // with no client, not even /healthz's
 
 	var clients []*websocket.Conn
 	for i := range 30 {
@@ -638,7 +649,8 @@ func runMain(t testing.TB, args ...string) (output string, code int) {
 // testServer is roomchat on a loopback port, with its hub at hand.
 type testServer struct {
 	*httptest.Server
-	hub *hub
+	hub   *hub
+	limit *connLimit
 }
 
 // newTestServer starts a server for one test and stops it when the test ends.
@@ -652,9 +664,15 @@ func newTestServer(t testing.TB, opts options) *testServer {
 	return serveHub(t, h, opts)
 }
 
-// serveHub serves h for one test, and shuts it down when the test ends.
+// serveHub serves h for one test, as run does (its connections counted
+// against opts' limits), and shuts it down when the test ends.
 func serveHub(t testing.TB, h *hub, opts options) *testServer {
-	s := &testServer{Server: httptest.NewServer(newMux(h, opts)), hub: h}
+	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	srv := httptest.NewUnstartedServer(newMux(h, opts, limit))
+	srv.Listener = limit.listen(srv.Listener)
+	srv.Config.ConnState = limit.track // httptest chains its own hook after it
+	srv.Start()
+	s := &testServer{Server: srv, hub: h, limit: limit}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
@@ -793,6 +811,7 @@ type layerHealth struct {
 	Published int64  `json:"published"`
 	Received  int64  `json:"received"`
 	Dropped   int64  `json:"dropped"`
+	Rejected  int64  `json:"rejected"`
 }
 
 func (s *testServer) health(t testing.TB) health {

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -84,6 +86,36 @@ var actions = map[string]action{
 	"ping":             {decode: decodeNoPayload("ping"), handle: handlePing},
 }
 
+// handle decodes one text message from c and routes it to its action's handler,
+// or tells the sender what was wrong with it.
+func handle(c *client, data []byte) {
+	msg, errs := decode(data)
+	if errs != nil {
+		c.send(errorFrame(errs...))
+		return
+	}
+	actions[msg.Action].handle(c, msg.Payload)
+}
+
+// relayed are the actions whose frames other processes publish for this
+// one's members (through the channel layer): their broadcasts.
+var relayed = map[string]bool{"new_chat_message": true}
+
+// relayable checks a frame that came from another process before any
+// member sees it: it must be a message the protocol defines, valid as a
+// client's would have to be, of an action that is broadcast. What goes out
+// is re-encoded from the validated fields, as a broadcast here is.
+func relayable(payload []byte) (frame, bool) {
+	if len(payload) > maxMessageBytes || !utf8.Valid(payload) {
+		return frame{}, false
+	}
+	msg, errs := decode(payload)
+	if errs != nil || !relayed[msg.Action] {
+		return frame{}, false
+	}
+	return encodeFrame(msg.Action, msg.Payload), true
+}
+
 // handleChat sends the re-encoded message to everyone else in the room. The
 // frame is built here, once, however many members will receive it.
 func handleChat(c *client, payload any) {
@@ -118,19 +150,19 @@ func decode(data []byte) (message, []fieldError) {
 		if errors.As(err, &syntax) {
 			return message{}, oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
 		}
-		return message{}, oneError(errModelType, nil, "Input should be a valid dictionary")
+		return message{}, oneError(errModelType, nil, notADict(envelopeModel))
 	}
 	if top == nil { // the frame was the literal null
-		return message{}, oneError(errModelType, nil, "Input should be a valid dictionary")
+		return message{}, oneError(errModelType, nil, notADict(envelopeModel))
 	}
 
-	var name string
 	raw, ok := top["action"]
-	if !ok || !isJSONString(raw) || json.Unmarshal(raw, &name) != nil {
+	if !ok || isJSONObject(raw) || isJSONArray(raw) {
 		return message{}, oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'")
 	}
+	name := pythonStr(raw)
 	act, ok := actions[name]
-	if !ok {
+	if !ok || !isJSONString(raw) {
 		return message{}, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
 			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
 	}
@@ -141,6 +173,70 @@ func decode(data []byte) (message, []fieldError) {
 	return message{Action: name, Payload: payload}, nil
 }
 
+// envelopeModel is the name pydantic gives a frame's model in a model_type
+// error for a frame that is not an object, as later Chanx versions answer
+// (Chanx 2.0.1 closes with 1011 instead).
+const envelopeModel = "Envelope"
+
+// notADict is pydantic's message for a value that should be model's object.
+func notADict(model string) string {
+	return "Input should be a valid dictionary or instance of " + model
+}
+
+// pythonStr writes a JSON value the way Python's str() writes what
+// Python's json module decodes it to, as pydantic quotes a tag: a string
+// as it is, null as None, true as True, 5 as 5 and 1e3 as 1000.0.
+func pythonStr(raw json.RawMessage) string {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return string(raw)
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case nil:
+		return "None"
+	case bool:
+		return map[bool]string{true: "True", false: "False"}[v]
+	case json.Number:
+		if i, err := strconv.ParseInt(v.String(), 10, 64); err == nil {
+			return strconv.FormatInt(i, 10) // -0 is 0, as a Python int
+		}
+		if !strings.ContainsAny(v.String(), ".eE") {
+			return strings.TrimPrefix(v.String(), "+") // an int too large for int64
+		}
+		return pythonFloat(v.String())
+	}
+	return string(raw)
+}
+
+// pythonFloat is Python's repr of a float: the shortest digits that read
+// back the same, in fixed notation with at least one decimal between 1e-4
+// and 1e16, in exponent notation outside.
+func pythonFloat(num string) string {
+	f, err := strconv.ParseFloat(num, 64)
+	switch {
+	case err != nil && math.IsInf(f, 0): // 1e400: Python reads inf
+		return map[bool]string{true: "inf", false: "-inf"}[f > 0]
+	case err != nil:
+		return num
+	}
+	exp := 0
+	if f != 0 {
+		exp = int(math.Floor(math.Log10(math.Abs(f))))
+	}
+	if exp < -4 || exp >= 16 {
+		return strconv.FormatFloat(f, 'e', -1, 64)
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
 // expectedTags lists the known actions the way pydantic quotes them.
 var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '") + "'"
 
@@ -148,7 +244,7 @@ var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '")
 // strings message and name, each within its limit.
 func decodeChat(payload json.RawMessage) (any, []fieldError) {
 	loc := []string{"new_chat_message", "payload"}
-	fields, errs := decodeObject(payload, loc)
+	fields, errs := decodeObject(payload, loc, "ChatMessagePayload")
 	if errs != nil {
 		return nil, errs
 	}
@@ -162,14 +258,15 @@ func decodeChat(payload json.RawMessage) (any, []fieldError) {
 }
 
 // decodeObject validates a required payload that must be a JSON object, and
-// returns its fields by key, for decodeString to check one by one.
-func decodeObject(payload json.RawMessage, loc []string) (map[string]json.RawMessage, []fieldError) {
+// returns its fields by key, for decodeString to check one by one. model is
+// the payload's name in Chanx, which pydantic's message names.
+func decodeObject(payload json.RawMessage, loc []string, model string) (map[string]json.RawMessage, []fieldError) {
 	if payload == nil {
 		return nil, oneError(errMissing, loc, "Field required")
 	}
 	var fields map[string]json.RawMessage
 	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
-		return nil, oneError(errModelType, loc, "Input should be a valid dictionary")
+		return nil, oneError(errModelType, loc, notADict(model))
 	}
 	return fields, nil
 }
@@ -206,10 +303,12 @@ func oneError(typ string, loc []string, msg string) []fieldError {
 	return []fieldError{{Type: typ, Loc: loc, Msg: msg}}
 }
 
-// isJSONString and isJSONObject look at the first byte of a value that
-// encoding/json has already checked; json.RawMessage holds no leading space.
+// isJSONString, isJSONObject and isJSONArray look at the first byte of a
+// value that encoding/json has already checked; json.RawMessage holds no
+// leading space.
 func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
 func isJSONObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
+func isJSONArray(raw json.RawMessage) bool  { return len(raw) > 0 && raw[0] == '[' }
 
 // describeSyntaxError words a JSON syntax error with a line and column, as
 // pydantic's "Invalid JSON: expected value at line 1 column 1" does.

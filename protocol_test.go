@@ -102,10 +102,13 @@ func TestProtocolLimits(t *testing.T) {
 		{"`name`", thousands(maxNameChars) + " characters"},
 		{"room name", fmt.Sprintf("%d to %d characters of `A-Z a-z 0-9 . _ -`", minRoom, maxRoom)},
 		{"rate per connection", fmt.Sprintf("%d messages a second, bursts of %d", defaultRate, 2*defaultRate)},
+		{"bytes per connection", fmt.Sprintf("%s a second, bursts of %s", thousands(bytesPerSecond), thousands(2*bytesPerSecond))},
+		{"frames per connection, of every kind", fmt.Sprintf("%d a second, bursts of %d; past that, closed with %d", framesPerMessage*defaultRate, 2*framesPerMessage*defaultRate, closePolicyViolation)},
 		{"frames waiting for one client", fmt.Sprintf("%d; a client that lets its queue fill is closed with %d", sendQueueLen, closePolicyViolation)},
 		{"connections per server", thousands(maxConnections)},
-		{"time without a text message before the server closes with 1001", seconds(defaultIdleTimeout)},
-		{"time to write a frame to a client before it is cut off", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
+		{"time between the server's pings", seconds(defaultPingInterval)},
+		{"time without any frame before the server closes with 1001", seconds(defaultIdleTimeout)},
+		{"time to write a frame to a client before it is closed with 1008", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
 		{"time the closing handshake may take", seconds(closeTimeout)},
 		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
 	}
@@ -134,7 +137,7 @@ func TestProtocolCloseCodes(t *testing.T) {
 		}
 		got = append(got, code)
 	}
-	want := []int{closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData, closeInvalidPayload, closePolicyViolation}
+	want := []int{closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData, closeInvalidPayload, closePolicyViolation, closeTooBig}
 	if !slices.Equal(got, want) {
 		t.Errorf("%s lists the close codes %v; the server sends %v", protocolDoc, got, want)
 	}

@@ -1,9 +1,9 @@
 package main
 
 // The README's tour names the functions a message passes through, as
-// `file.go:name`. These tests keep it honest: every name it cites must be
-// declared in that file, so a rename cannot leave the tour pointing at
-// nothing; and every file the README and docs/ link to or name must be in
+// `file.go:name` or `file.go:Type.method`. These tests keep it honest: every
+// name it cites must be declared exactly once in that file, so a rename
+// cannot leave the tour pointing at nothing, nor a name at two things; and every file the README and docs/ link to or name must be in
 // the repository, so that a clone, with nothing beside it, is complete.
 
 import (
@@ -19,37 +19,48 @@ import (
 )
 
 func TestReadmeCitesNamesThatExist(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	docs, err := filepath.Glob("docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cites := regexp.MustCompile("`([a-z_]+\\.(?:go|js)):([A-Za-z_][A-Za-z0-9_]*)`").FindAllStringSubmatch(string(readme), -1)
-	if len(cites) < 20 {
-		t.Fatalf("found only %d `file:name` citations in README.md; the tour or this pattern changed", len(cites))
-	}
-	declared := map[string]map[string]bool{}
-	for _, c := range cites {
-		file, name := c[1], c[2]
-		if declared[file] == nil {
-			declared[file] = declaredNames(t, file)
+	cite := regexp.MustCompile("`([a-z_]+\\.(?:go|js)):([A-Za-z_][A-Za-z0-9_]*(?:\\.[A-Za-z_][A-Za-z0-9_]*)?)`")
+	declared := map[string]map[string]int{}
+	for _, doc := range append(docs, "README.md") {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !declared[file][name] {
-			t.Errorf("README.md cites %s:%s, which %s does not declare", file, name, file)
+		cites := cite.FindAllStringSubmatch(string(text), -1)
+		if doc == "README.md" && len(cites) < 40 {
+			t.Fatalf("found only %d `file:name` citations in README.md; the tour or this pattern changed", len(cites))
+		}
+		for _, c := range cites {
+			file, name := c[1], c[2]
+			if declared[file] == nil {
+				declared[file] = declaredNames(t, file)
+			}
+			switch n := declared[file][name]; {
+			case n == 0:
+				t.Errorf("%s cites %s:%s, which %s does not declare", doc, file, name, file)
+			case n > 1:
+				t.Errorf("%s cites %s:%s, which names %d declarations there; cite it as Type.method", doc, file, name, n)
+			}
 		}
 	}
 }
 
-// declaredNames lists the top-level names of a Go file (functions, methods,
-// types, variables, constants) or the functions of a script in static/.
-func declaredNames(t *testing.T, file string) map[string]bool {
-	names := map[string]bool{}
+// declaredNames counts the top-level declarations of a Go file by name
+// (functions, types, variables, constants; a method under its own name and
+// as Type.method), or the functions of a script in static/.
+func declaredNames(t *testing.T, file string) map[string]int {
+	names := map[string]int{}
 	if strings.HasSuffix(file, ".js") {
 		src, err := static.ReadFile("static/" + file)
 		if err != nil {
 			t.Fatalf("README.md cites %s: %v", file, err)
 		}
 		for _, m := range regexp.MustCompile(`(?m)^(?:async )?function (\w+)\(`).FindAllStringSubmatch(string(src), -1) {
-			names[m[1]] = true
+			names[m[1]]++
 		}
 		return names
 	}
@@ -60,21 +71,36 @@ func declaredNames(t *testing.T, file string) map[string]bool {
 	for _, decl := range f.Decls {
 		switch d := decl.(type) {
 		case *ast.FuncDecl:
-			names[d.Name.Name] = true
+			names[d.Name.Name]++
+			if d.Recv != nil {
+				names[receiverType(d.Recv.List[0].Type)+"."+d.Name.Name]++
+			}
 		case *ast.GenDecl:
 			for _, spec := range d.Specs {
 				switch s := spec.(type) {
 				case *ast.TypeSpec:
-					names[s.Name.Name] = true
+					names[s.Name.Name]++
 				case *ast.ValueSpec:
 					for _, n := range s.Names {
-						names[n.Name] = true
+						names[n.Name]++
 					}
 				}
 			}
 		}
 	}
 	return names
+}
+
+// receiverType is the name of a method's receiver type: client for
+// (c *client).
+func receiverType(expr ast.Expr) string {
+	if star, ok := expr.(*ast.StarExpr); ok {
+		expr = star.X
+	}
+	if id, ok := expr.(*ast.Ident); ok {
+		return id.Name
+	}
+	return ""
 }
 
 // TestDocsNameOnlyFilesInTheRepository checks every relative link of the

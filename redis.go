@@ -5,16 +5,15 @@ package main
 // process subscribes to the Redis channel of every room it has members in,
 // and publishes there every frame its members broadcast; Redis hands each
 // published frame to every subscribed process, and each one delivers it to
-// its own members (hub.go:deliver). The hub knows only the channelLayer
-// interface; without -redis it has the in-memory one (layer.go:memoryLayer).
+// its own members (hub.fromLayer). The hub knows only the channelLayer
+// interface; without -redis it has the in-memory one (layer.go).
 //
-// Two connections to Redis: one publishes, the other is in subscribe mode,
-// where Redis allows nothing but (UN)SUBSCRIBE and PING. Both are one
-// session: when either fails, both are closed and dialed again.
+// This file keeps the layer's books: which rooms are subscribed, what waits
+// to be published, whether Redis is up, and reconnecting when it is not.
+// One connected session with Redis, its two connections and their loops,
+// is redissession.go.
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -23,7 +22,6 @@ import (
 	mathrand "math/rand/v2"
 	"net"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +51,11 @@ const (
 	redisBackoffMin = 100 * time.Millisecond
 	redisBackoffMax = 5 * time.Second
 
+	// redisStableAfter is how long a session must live before an outage
+	// counts as over: a Redis that accepts sessions and drops them at once
+	// keeps the backoff growing, and the log to one line for the outage.
+	redisStableAfter = 30 * time.Second
+
 	// publishQueueLen is how many frames may wait for the publisher. A
 	// broadcast never waits for Redis: a frame that finds the queue full
 	// is dropped for the other processes (this process's own members
@@ -70,6 +73,10 @@ const (
 
 	// channelPrefix names a room's Redis channel: roomchat:room:lobby.
 	channelPrefix = "roomchat:room:"
+
+	// redisURLEnv is the environment variable that may hold the -redis URL:
+	// unlike a flag, other users cannot read it in the process list.
+	redisURLEnv = "ROOMCHAT_REDIS_URL"
 )
 
 // redisLayer is the channel layer over Redis pub/sub.
@@ -78,7 +85,7 @@ type redisLayer struct {
 	tls                  *tls.Config // nil for redis://
 	id                   []byte      // marks what this process publishes, so it skips its own
 	log                  *slog.Logger
-	deliver              func(room string, f frame) // hands a frame from another process to the hub
+	toHub                func(room string, f frame) // hands a frame from another process to the hub (hub.fromLayer)
 
 	outbox chan outgoing // for the publisher
 	wake   chan struct{} // tells the subscriber writer there are commands
@@ -94,7 +101,9 @@ type redisLayer struct {
 	session *redisSession
 
 	published, received, dropped atomic.Int64
-	dropping                     atomic.Bool // in a burst of drops, logged once
+	rejected                     atomic.Int64 // frames from Redis that were not the protocol's
+	dropping                     atomic.Bool  // in a burst of drops, logged once
+	rejecting                    atomic.Bool  // in a burst of rejections, logged once
 }
 
 // outgoing is one frame for the publisher.
@@ -112,10 +121,10 @@ type subCommand struct {
 // layer, running. It fails, saying why, when the URL is wrong or Redis
 // cannot be reached or refuses the password: a cluster that is meant to
 // share rooms must not start as separate chats.
-func dialRedisLayer(rawURL string, log *slog.Logger, deliver func(string, frame)) (*redisLayer, error) {
+func dialRedisLayer(rawURL string, log *slog.Logger, toHub func(string, frame)) (*redisLayer, error) {
 	l := &redisLayer{
 		log:     log,
-		deliver: deliver,
+		toHub:   toHub,
 		outbox:  make(chan outgoing, publishQueueLen),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -144,7 +153,9 @@ func dialRedisLayer(rawURL string, log *slog.Logger, deliver func(string, frame)
 func (l *redisLayer) parseURL(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("redis URL: %v", redactURLError(err))
+		// url.Parse's errors quote parts of the URL, which may be parts
+		// of the password: none of it is repeated.
+		return errors.New("redis URL: it is not a valid URL (not shown: it may hold a password); percent-encode # / ? @ : in the password")
 	}
 	switch u.Scheme {
 	case "redis":
@@ -165,16 +176,6 @@ func (l *redisLayer) parseURL(rawURL string) error {
 		l.password, _ = u.User.Password()
 	}
 	return nil
-}
-
-// redactURLError drops the URL from a url.Parse error: it may hold the
-// password.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // channelLayer methods: what the hub calls.
@@ -232,6 +233,7 @@ type redisStatus struct {
 	Published int64 `json:"published"` // frames sent to other processes
 	Received  int64 `json:"received"`  // frames from other processes
 	Dropped   int64 `json:"dropped"`   // frames that could not be sent to them
+	Rejected  int64 `json:"rejected"`  // frames from Redis that were not the protocol's, never delivered
 }
 
 // status is the layer's part of /healthz.
@@ -241,6 +243,7 @@ func (l *redisLayer) status() layerStatus {
 		Published: l.published.Load(),
 		Received:  l.received.Load(),
 		Dropped:   l.dropped.Load(),
+		Rejected:  l.rejected.Load(),
 	}}
 }
 
@@ -336,11 +339,15 @@ func (l *redisLayer) end(s *redisSession) {
 }
 
 // run keeps the layer connected until close: it serves a session, and
-// when that fails, dials again with capped, jittered backoff. It logs one
-// line when Redis goes away and one when it is back, not one per try.
+// when that fails, dials again with capped, jittered backoff. An outage is
+// one line in the log when Redis goes away and one when it is back, not
+// one per try: a session that ends before redisStableAfter does not end the
+// outage, nor reset the backoff.
 func (l *redisLayer) run(s *redisSession) {
 	defer l.done.Done()
+	backoff, outage := redisBackoffMin, false
 	for {
+		started := time.Now()
 		err := s.serve()
 		l.end(s)
 		select {
@@ -348,256 +355,53 @@ func (l *redisLayer) run(s *redisSession) {
 			return
 		default:
 		}
-		l.log.Warn("redis layer down: rooms are local until it is back", "redis", l.addr, "err", err)
+		if time.Since(started) >= redisStableAfter {
+			backoff, outage = redisBackoffMin, false
+		}
 		down := time.Now()
-		if s = l.redial(); s == nil || !l.start(s) {
+		if !outage {
+			l.log.Warn("redis layer down: rooms are local until it is back", "redis", l.addr, "err", err)
+		} else {
+			l.log.Debug("redis session ended early", "redis", l.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
+		}
+		if s, backoff = l.redial(backoff); s == nil || !l.start(s) {
 			return // closed while down
 		}
-		l.log.Info("redis layer back", "redis", l.addr, "down_for", time.Since(down).Round(time.Millisecond))
+		if !outage {
+			l.log.Info("redis layer back", "redis", l.addr, "down_for", time.Since(down).Round(time.Millisecond))
+		}
+		outage = true // until this session proves stable
 	}
 }
 
-// redial dials until it succeeds, or returns nil when the layer is closed.
-func (l *redisLayer) redial() *redisSession {
-	backoff := redisBackoffMin
+// redial dials until it succeeds, starting from the wait backoff, and
+// returns the session and the wait to start from next time; nil when the
+// layer is closed.
+func (l *redisLayer) redial(backoff time.Duration) (*redisSession, time.Duration) {
 	for {
 		wait := backoff/2 + mathrand.N(backoff)
+		backoff = min(2*backoff, redisBackoffMax)
 		select {
 		case <-l.stop:
-			return nil
+			return nil, backoff
 		case <-time.After(wait):
 		}
 		s, err := l.dial()
 		if err == nil {
-			return s
+			return s, backoff
 		}
 		l.log.Debug("redis still away", "redis", l.addr, "err", err)
-		backoff = min(2*backoff, redisBackoffMax)
 	}
 }
 
-// redisSession is the pair of connections one run of the layer uses.
-type redisSession struct {
-	l        *redisLayer
-	pub, sub *redisConn
-	closing  chan struct{} // closed by close
-	once     sync.Once
-}
-
-// dial opens both connections, each authenticated and answering PING.
-func (l *redisLayer) dial() (*redisSession, error) {
-	pub, err := l.dialConn()
-	if err != nil {
-		return nil, err
+// reject counts a frame from Redis that is not the protocol's, and logs
+// the first of a burst: whoever can PUBLISH on the shared Redis must not be
+// able to send members what no roomchat would.
+func (l *redisLayer) reject(room string) {
+	if l.rejected.Add(1); l.rejecting.CompareAndSwap(false, true) {
+		l.log.Warn("frames on a room's Redis channel that roomchat did not write were dropped", "room", room, "rejected_total", l.rejected.Load())
+		time.AfterFunc(time.Minute, func() { l.rejecting.Store(false) })
 	}
-	sub, err := l.dialConn()
-	if err != nil {
-		pub.Close()
-		return nil, err
-	}
-	return &redisSession{l: l, pub: pub, sub: sub, closing: make(chan struct{})}, nil
-}
-
-// redisConn is one connection to Redis with its buffers.
-type redisConn struct {
-	net.Conn
-	r *bufio.Reader
-	w *bufio.Writer
-}
-
-// dialConn connects, authenticates and pings within redisDialTimeout. Its
-// errors name the address, never the password.
-func (l *redisLayer) dialConn() (*redisConn, error) {
-	d := &net.Dialer{Timeout: redisDialTimeout}
-	var conn net.Conn
-	var err error
-	if l.tls != nil {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: l.tls}).Dial("tcp", l.addr)
-	} else {
-		conn, err = d.Dial("tcp", l.addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
-	}
-	c := &redisConn{Conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
-	if err := c.hello(l.user, l.password); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
-	}
-	return c, nil
-}
-
-// hello sends AUTH (when there is a password) and PING, and checks the
-// answers.
-func (c *redisConn) hello(user, password string) error {
-	c.SetDeadline(time.Now().Add(redisDialTimeout))
-	defer c.SetDeadline(time.Time{})
-	if password != "" {
-		if user != "" {
-			writeCommand(c.w, []byte("AUTH"), []byte(user), []byte(password))
-		} else {
-			writeCommand(c.w, []byte("AUTH"), []byte(password))
-		}
-	}
-	writeCommand(c.w, []byte("PING"))
-	if err := c.w.Flush(); err != nil {
-		return err
-	}
-	if password != "" {
-		if _, err := readReply(c.r); err != nil {
-			return err
-		}
-	}
-	reply, err := readReply(c.r)
-	if err != nil {
-		return err
-	}
-	if reply != "PONG" {
-		return fmt.Errorf("%w: PING answered with %v", errProtocol, reply)
-	}
-	return nil
-}
-
-// serve runs the session's three loops until one of them fails or the
-// layer is closed, and returns the first error.
-func (s *redisSession) serve() error {
-	errs := make(chan error, 3)
-	for _, loop := range []func() error{s.publishLoop, s.subscribeLoop, s.receiveLoop} {
-		go func() { errs <- loop() }()
-	}
-	err := <-errs
-	s.close() // the other two end on their closed connections
-	<-errs
-	<-errs
-	return err
-}
-
-// close ends the session; its loops return.
-func (s *redisSession) close() {
-	s.once.Do(func() {
-		close(s.closing)
-		s.pub.Close()
-		s.sub.Close()
-	})
-}
-
-// errSessionClosed ends a loop of a session that was closed.
-var errSessionClosed = errors.New("closed")
-
-// publishLoop sends queued frames with PUBLISH, as many as are waiting in
-// one write (a pipeline), then reads as many replies.
-func (s *redisSession) publishLoop() error {
-	l, c := s.l, s.pub
-	batch := make([]outgoing, 0, publishBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case m := <-l.outbox:
-			batch = append(batch, m)
-		case <-s.closing:
-			return errSessionClosed
-		}
-	more:
-		for len(batch) < publishBatch {
-			select {
-			case m := <-l.outbox:
-				batch = append(batch, m)
-			default:
-				break more
-			}
-		}
-		c.SetDeadline(time.Now().Add(redisIOTimeout))
-		for _, m := range batch {
-			writeCommand(c.w, []byte("PUBLISH"), []byte(channelPrefix+m.room), m.msg)
-		}
-		err := c.w.Flush()
-		for i := 0; err == nil && i < len(batch); i++ {
-			_, err = readReply(c.r)
-		}
-		if err != nil {
-			l.dropped.Add(int64(len(batch)))
-			return fmt.Errorf("publish: %w", err)
-		}
-		l.published.Add(int64(len(batch)))
-		if len(l.outbox) == 0 && l.dropping.CompareAndSwap(true, false) {
-			l.log.Info("redis publish queue drained", "dropped_total", l.dropped.Load())
-		}
-	}
-}
-
-// subscribeLoop writes the SUBSCRIBE and UNSUBSCRIBE commands the hub
-// asked for, in order, and a PING when nothing has happened for a while.
-func (s *redisSession) subscribeLoop() error {
-	l, c := s.l, s.sub
-	ping := time.NewTicker(redisPingEvery)
-	defer ping.Stop()
-	for {
-		select {
-		case <-l.wake:
-		case <-ping.C:
-			writeCommand(c.w, []byte("PING"))
-		case <-s.closing:
-			return errSessionClosed
-		}
-		l.mu.Lock()
-		cmds := l.cmds
-		l.cmds = nil
-		l.mu.Unlock()
-		for _, cmd := range cmds {
-			writeCommand(c.w, []byte(cmd.verb), []byte(channelPrefix+cmd.room))
-		}
-		c.SetWriteDeadline(time.Now().Add(redisIOTimeout))
-		if err := c.w.Flush(); err != nil {
-			return fmt.Errorf("subscribe: %w", err)
-		}
-	}
-}
-
-// receiveLoop reads what the subscriber connection gets: confirmations of
-// SUBSCRIBE, answers to PING, and the frames other processes published,
-// which it hands to the hub. Its own frames, which Redis sends back too,
-// it skips.
-func (s *redisSession) receiveLoop() error {
-	l, c := s.l, s.sub
-	for {
-		c.SetReadDeadline(time.Now().Add(3 * redisPingEvery))
-		reply, err := readReply(c.r)
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		kind, channel, data, err := pushOf(reply)
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		room, ok := strings.CutPrefix(channel, channelPrefix)
-		switch {
-		case kind == "subscribe" && ok:
-			l.confirm(room)
-		case kind == "message" && ok:
-			from, payload, _ := bytes.Cut(data, []byte(" "))
-			if bytes.Equal(from, l.id) {
-				continue
-			}
-			l.received.Add(1)
-			l.deliver(room, textFrame(payload))
-		}
-	}
-}
-
-// pushOf reads a reply of subscribe mode: an array of a kind ("message",
-// "subscribe", "unsubscribe", "pong"), a channel (for pong, its text) and,
-// for the rest, a payload or a count.
-func pushOf(reply any) (kind, channel string, data []byte, err error) {
-	parts, _ := reply.([]any)
-	if len(parts) < 2 {
-		return "", "", nil, fmt.Errorf("%w: %v in subscribe mode", errProtocol, reply)
-	}
-	k, _ := parts[0].([]byte)
-	ch, _ := parts[1].([]byte)
-	if len(parts) > 2 {
-		data, _ = parts[2].([]byte)
-	}
-	return string(k), string(ch), data, nil
 }
 
 // redisLayer must stay a channelLayer; the compiler checks it here.

@@ -18,13 +18,20 @@ import (
 	"strconv"
 )
 
-// Limits on what a reply may claim, so that a broken or hostile server
-// cannot make the parser allocate without end.
+// Limits on one reply, all of it, so that a broken or hostile server (or
+// anyone in the middle of a plain redis:// link) cannot make the parser
+// allocate without end. Each length a reply claims is taken from its
+// budget before anything is allocated for it.
 const (
-	maxBulkBytes     = 1 << 20 // a published frame is at most maxFrameBytes, plus a little
-	maxArrayElements = 1024    // pub/sub replies have three; PUBSUB CHANNELS, one a channel
+	maxReplyBytes    = 1 << 20 // bulk strings, all together: a published frame is at most maxMessageBytes, plus a little
+	maxReplyElements = 1024    // array elements, all together: pub/sub replies have three
 	maxReplyDepth    = 4       // arrays inside arrays
 )
+
+// replyBudget is what is left of one reply's limits.
+type replyBudget struct {
+	bytes, elements int
+}
 
 // redisError is an error reply: what Redis said, word for word, such as
 // "WRONGPASS invalid username-password pair or user is disabled."
@@ -56,10 +63,12 @@ func writeCommand(w *bufio.Writer, args ...[]byte) {
 // An error reply comes back as a redisError, with no value; a reply that is
 // not RESP as an error wrapping errProtocol.
 func readReply(r *bufio.Reader) (any, error) {
-	return readValue(r, 0)
+	return readValue(r, 0, &replyBudget{maxReplyBytes, maxReplyElements})
 }
 
-func readValue(r *bufio.Reader, depth int) (any, error) {
+// readValue reads one value of a reply, nested depth arrays deep, within
+// what is left of its budget.
+func readValue(r *bufio.Reader, depth int, budget *replyBudget) (any, error) {
 	line, err := readLine(r)
 	if err != nil {
 		return nil, err
@@ -80,10 +89,11 @@ func readValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		return n, nil
 	case '$':
-		n, err := length(rest, maxBulkBytes)
+		n, err := length(rest, budget.bytes)
 		if err != nil || n < 0 {
 			return nil, err
 		}
+		budget.bytes -= n
 		b := make([]byte, n+2)
 		if _, err := io.ReadFull(r, b); err != nil {
 			return nil, err
@@ -93,16 +103,17 @@ func readValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		return b[:n], nil
 	case '*':
-		n, err := length(rest, maxArrayElements)
+		n, err := length(rest, budget.elements)
 		if err != nil || n < 0 {
 			return nil, err
 		}
 		if depth >= maxReplyDepth {
 			return nil, fmt.Errorf("%w: arrays nested too deep", errProtocol)
 		}
+		budget.elements -= n
 		elems := make([]any, n)
 		for i := range elems {
-			if elems[i], err = readValue(r, depth+1); err != nil {
+			if elems[i], err = readValue(r, depth+1, budget); err != nil {
 				return nil, err
 			}
 		}
@@ -126,7 +137,8 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	return line[:len(line)-2], nil
 }
 
-// length parses the length of a bulk string or an array: -1 (null) up to max.
+// length parses the length of a bulk string or an array: -1 (null) up to
+// max, what is left of the reply's budget.
 func length(s string, max int) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < -1 || n > max {

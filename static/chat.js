@@ -8,8 +8,9 @@ const ROOM_RULE = /^[A-Za-z0-9._-]{1,99}$/;
 const MAX_MESSAGE_CHARS = 4000;
 const MAX_NAME_CHARS = 100;
 
-// The server closes a connection that sends nothing for 60 s, and it cannot
-// ping us (x/net/websocket has no server pings), so we ping it.
+// The server pings us every 20 s and the browser answers by itself, which
+// keeps the socket open. A page cannot see those pings, so it sends its own
+// `ping` to learn that the server still answers.
 const PING_EVERY_MS = 25_000;
 
 // Reconnect after a drop: wait 1 s, then 2, 4, ... up to 30 s.
@@ -54,8 +55,9 @@ function init() {
   $("log-toggle").addEventListener("click", toggleLog);
   $("log-clear").addEventListener("click", () => $("log-entries").replaceChildren());
 
-  // A shared link or a reload rejoins the room in the URL.
-  if (room && $("name").value) join();
+  // A reload of this tab rejoins its room. A link to a room only fills in
+  // the form: opening a link must not put a visitor in a room unasked.
+  if (room && $("name").value && sessionStorage.getItem("roomchat.joined") === room) join();
   else ($("name").value ? $("room") : $("name")).focus();
 }
 
@@ -74,6 +76,7 @@ function join() {
   state.room = room;
   state.leaving = false;
   localStorage.setItem("roomchat.name", name);
+  sessionStorage.setItem("roomchat.joined", room);
   // The room goes in the URL, so the link can be shared and a reload rejoins.
   history.replaceState(null, "", `?room=${encodeURIComponent(room)}`);
 
@@ -91,6 +94,7 @@ function leave() {
   if (state.socket) state.socket.close(1000, "left the room");
   state.socket = null;
   history.replaceState(null, "", location.pathname);
+  sessionStorage.removeItem("roomchat.joined");
   $("messages").replaceChildren();
   $("chat-error").textContent = "";
   $("chat").hidden = true;
@@ -153,7 +157,7 @@ function connect() {
 function closeExplanation(code) {
   switch (code) {
     case 1001: return "The server went away or the connection was idle too long.";
-    case 1008: return "The connection could not keep up with the room and was dropped.";
+    case 1008: return "The connection sent too much, or could not keep up with the room, and was dropped.";
     case 1006: return "The connection was lost.";
     default: return `The connection closed (code ${code}).`;
   }
@@ -207,7 +211,6 @@ function explainError(e) {
   switch (e.type) {
     case "rate_limited": return "You are sending messages too fast; wait a moment.";
     case "string_too_long": return `Your ${field || "message"} is too long. ${e.msg}.`;
-    case "frame_too_large": return "That message is too large to send.";
     default: return `The server could not read that message: ${e.msg}.`;
   }
 }

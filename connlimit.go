@@ -1,0 +1,265 @@
+package main
+
+// This file bounds the TCP connections the server holds, every one of them,
+// plain HTTP keep-alives included: in all, below the process's descriptor
+// limit, so that accept never fails for want of one; and per client
+// address, so that one client cannot take every slot. At the cap, an idle
+// keep-alive is closed to make room before a new connection is refused.
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Connection limits.
+const (
+	// fdReserve is how many descriptors the connection cap leaves for
+	// everything else the process opens: the listener, Redis, the
+	// embedded files' readers, DNS.
+	fdReserve = 64
+
+	// defaultMaxPerClient is how many TCP connections, and how many
+	// WebSockets, one client address may hold. A school behind one NAT,
+	// a few hundred people with a tab or two each plus the page's own
+	// requests, stays under it; one client cannot fill a server.
+	defaultMaxPerClient = 500
+
+	// refuseTimeout bounds the write of the 503 to a refused connection.
+	refuseTimeout = time.Second
+)
+
+// refusal is what a connection over the cap is told before it is closed.
+const refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\nContent-Length: 37\r\n\r\ntoo many connections, try again later\n"
+
+// connLimit counts the server's TCP connections, in all and per address,
+// and knows which of them are idle keep-alives.
+type connLimit struct {
+	max, perClient int
+	proxies        []netip.Prefix // peers that carry many clients: not capped per address
+
+	mu      sync.Mutex
+	total   int
+	perAddr map[netip.Addr]int
+	idle    map[*limitedConn]struct{}
+	refused int64 // for /healthz
+}
+
+// newConnLimit returns limits of max connections in all and perClient per
+// address; 0 turns either off.
+func newConnLimit(max, perClient int, proxies []netip.Prefix) *connLimit {
+	return &connLimit{max: max, perClient: perClient, proxies: proxies,
+		perAddr: map[netip.Addr]int{}, idle: map[*limitedConn]struct{}{}}
+}
+
+// listen wraps ln so that every connection it accepts is counted.
+func (l *connLimit) listen(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, limit: l}
+}
+
+// limitListener accepts only the connections its limit admits.
+type limitListener struct {
+	net.Listener
+	limit *connLimit
+}
+
+// Accept returns the next admitted connection. One over the limit is
+// answered 503 and closed, off this goroutine, so that it cannot hold up
+// the next accept.
+func (ln *limitListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := ln.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := conn.(*net.TCPConn)
+		if !ok {
+			return conn, nil // not TCP: nothing to count
+		}
+		addr := addrOf(conn.RemoteAddr())
+		if ln.limit.admit(addr) {
+			return &limitedConn{TCPConn: tc, addr: addr, limit: ln.limit}, nil
+		}
+		go refuse(conn)
+	}
+}
+
+// refuse tells a connection over the limit why, and closes it.
+func refuse(conn net.Conn) {
+	// The client may be gone or may not read: either way it is closed.
+	_ = conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
+	_, _ = conn.Write([]byte(refusal))
+	_ = conn.Close()
+}
+
+// admit counts a new connection from addr, or reports false when it is
+// over either limit. At the total limit it first closes an idle keep-alive.
+func (l *connLimit) admit(addr netip.Addr) bool {
+	l.mu.Lock()
+	if l.perClient > 0 && l.perAddr[addr] >= l.perClient && !l.isProxy(addr) {
+		l.refused++
+		l.mu.Unlock()
+		return false
+	}
+	if l.max > 0 && l.total >= l.max {
+		var victim *limitedConn
+		for c := range l.idle {
+			victim = c
+			break
+		}
+		if victim == nil {
+			l.refused++
+			l.mu.Unlock()
+			return false
+		}
+		delete(l.idle, victim)
+		l.mu.Unlock()
+		victim.Close() // net/http's read of its next request fails, and it lets go
+		l.mu.Lock()
+	}
+	l.total++
+	l.perAddr[addr]++
+	l.mu.Unlock()
+	return true
+}
+
+// release uncounts a closed connection.
+func (l *connLimit) release(c *limitedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perAddr[c.addr]--; l.perAddr[c.addr] <= 0 {
+		delete(l.perAddr, c.addr)
+	}
+	delete(l.idle, c)
+}
+
+// track is http.Server's ConnState hook: it keeps the set of idle
+// keep-alives, the connections that may be shed.
+func (l *connLimit) track(conn net.Conn, state http.ConnState) {
+	c, ok := conn.(*limitedConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state == http.StateIdle && !c.closed {
+		l.idle[c] = struct{}{}
+	} else {
+		delete(l.idle, c)
+	}
+}
+
+// counts reports the connections held and refused, for /healthz.
+func (l *connLimit) counts() (total int, refused int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, l.refused
+}
+
+// isProxy reports whether addr is a trusted proxy.
+func (l *connLimit) isProxy(addr netip.Addr) bool {
+	return inPrefixes(addr, l.proxies)
+}
+
+// limitedConn is a counted connection. It embeds *net.TCPConn, so that it
+// keeps every method of one: net.Buffers still writes it with writev, and
+// client.attach can still size its send buffer.
+type limitedConn struct {
+	*net.TCPConn
+	addr   netip.Addr
+	limit  *connLimit
+	once   sync.Once
+	closed bool // guarded by limit.mu
+}
+
+// Close closes the connection and uncounts it, once.
+func (c *limitedConn) Close() error {
+	err := c.TCPConn.Close()
+	c.once.Do(func() {
+		c.limit.mu.Lock()
+		c.closed = true
+		c.limit.mu.Unlock()
+		c.limit.release(c)
+	})
+	return err
+}
+
+// addrOf is the IP address of a connection's peer, IPv4 unmapped.
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap.Addr().Unmap()
+}
+
+// inPrefixes reports whether addr lies in one of prefixes.
+func inPrefixes(addr netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr is the address a request comes from: its peer's, or, when the
+// peer is a trusted proxy, the nearest address before it in Forwarded or
+// X-Forwarded-For that is not a trusted proxy too. Headers from anyone
+// else are ignored: a client can write whatever it likes in them.
+func clientAddr(r *http.Request, proxies []netip.Prefix) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := ap.Addr().Unmap()
+	if !inPrefixes(addr, proxies) {
+		return addr
+	}
+	hops := forwardedFor(r.Header)
+	for i := len(hops) - 1; i >= 0; i-- { // the nearest hop is the last
+		hop, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // a hop we cannot read: trust nothing before it
+		}
+		if addr = hop.Unmap(); !inPrefixes(addr, proxies) {
+			break
+		}
+	}
+	return addr
+}
+
+// forwardedFor lists the client addresses a proxy chain recorded, oldest
+// first: from Forwarded's for= parameters (RFC 7239) when present, else
+// from X-Forwarded-For.
+func forwardedFor(h http.Header) []string {
+	var hops []string
+	for _, line := range h.Values("Forwarded") {
+		for elem := range strings.SplitSeq(line, ",") {
+			for pair := range strings.SplitSeq(elem, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(pair), "=")
+				if strings.EqualFold(k, "for") {
+					v = strings.Trim(v, `"`)
+					if host, _, err := net.SplitHostPort(v); err == nil {
+						v = host
+					}
+					hops = append(hops, strings.Trim(v, "[]"))
+				}
+			}
+		}
+	}
+	if hops != nil {
+		return hops
+	}
+	for _, line := range h.Values("X-Forwarded-For") {
+		for hop := range strings.SplitSeq(line, ",") {
+			hops = append(hops, strings.TrimSpace(hop))
+		}
+	}
+	return hops
+}

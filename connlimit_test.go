@@ -1,0 +1,167 @@
+package main
+
+// Connection limits, page headers and the Host check, from outside: raw TCP
+// connections held open, as a client that wants to exhaust the server
+// would hold them.
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hold opens a TCP connection to s, sends one GET of path with the extra
+// headers (an upgrade if path is a room's), and returns the status and the
+// connection, left open: a WebSocket or a keep-alive the server still holds.
+// A connection the server refused at accept reads its 503 the same way.
+func hold(t *testing.T, s *testServer, path string, header http.Header) (int, net.Conn) {
+	t.Helper()
+	conn, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(recvTimeout))
+	req, _ := http.NewRequest("GET", s.URL+path, nil)
+	if strings.HasPrefix(path, "/ws/") {
+		setUpgradeHeaders(req.Header)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if host := header.Get("Host"); host != "" {
+		req.Host = host
+	}
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, conn
+}
+
+// forwardedFrom is the header a proxy adds for a client at addr.
+func forwardedFrom(addr string) http.Header {
+	return http.Header{"X-Forwarded-For": {addr}}
+}
+
+func TestPerClientCap(t *testing.T) {
+	const perClient = 3
+	t.Run("direct", func(t *testing.T) {
+		s := newTestServer(t, options{perClient: perClient})
+		for range perClient {
+			if code, _ := hold(t, s, "/ws/chat/cap/", nil); code != http.StatusSwitchingProtocols {
+				t.Fatalf("status %d", code)
+			}
+		}
+		// Over the cap at accept, whatever the connection is for, and
+		// whatever it says of itself in X-Forwarded-For.
+		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9")); code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503", code)
+		}
+		if code, _ := hold(t, s, "/healthz", nil); code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503", code)
+		}
+	})
+	t.Run("behind a trusted proxy", func(t *testing.T) {
+		proxy := netip.MustParsePrefix("127.0.0.0/8")
+		s := newTestServer(t, options{perClient: perClient, proxies: []netip.Prefix{proxy}})
+		for range perClient {
+			if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.5")); code != http.StatusSwitchingProtocols {
+				t.Fatalf("status %d", code)
+			}
+		}
+		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.5")); code != http.StatusTooManyRequests {
+			t.Fatalf("status %d, want 429", code)
+		}
+		// Another client behind the same proxy still gets in, named in
+		// either header, and a hop the client wrote itself is not believed.
+		if code, _ := hold(t, s, "/ws/chat/cap/", http.Header{"Forwarded": {`for="[2001:db8::1]:4711"`}}); code != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d", code)
+		}
+		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("198.51.100.7, 203.0.113.5")); code != http.StatusTooManyRequests {
+			t.Fatalf("status %d, want 429: the nearest hop is 203.0.113.5", code)
+		}
+	})
+}
+
+func TestTotalCapShedsIdleKeepAlivesFirst(t *testing.T) {
+	const maxConns = 4
+	s := newTestServer(t, options{maxConns: maxConns})
+	for range maxConns {
+		if code, _ := hold(t, s, "/healthz", nil); code != http.StatusOK {
+			t.Fatalf("status %d", code)
+		}
+	}
+	// Every slot holds an idle keep-alive: each handshake sheds one.
+	for range maxConns {
+		if code, _ := hold(t, s, "/ws/chat/full/", nil); code != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d, want 101", code)
+		}
+	}
+	// Every slot holds a WebSocket: nothing can be shed.
+	if code, _ := hold(t, s, "/ws/chat/full/", nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", code)
+	}
+	if total, refused := s.limit.counts(); total != maxConns || refused != 1 {
+		t.Errorf("%d connections held and %d refused, want %d and 1", total, refused, maxConns)
+	}
+}
+
+func TestPagesCarrySecurityHeaders(t *testing.T) {
+	s := newTestServer(t, options{})
+	for _, path := range []string{"/chat/", "/asyncapi/docs/", "/static/chat.js", "/asyncapi/schema/", "/healthz", "/nowhere"} {
+		resp, err := http.Get(s.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for k, v := range securityHeaders {
+			if got := resp.Header.Get(k); got != v {
+				t.Errorf("%s: %s is %q, want %q", path, k, got, v)
+			}
+		}
+	}
+	if !strings.Contains(securityHeaders["Content-Security-Policy"], "frame-ancestors 'none'") {
+		t.Error("the pages may be framed")
+	}
+	resp, err := http.Get(s.URL + "/static/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/static/ answered %d, want 404 (no listing)", resp.StatusCode)
+	}
+}
+
+// TestDNSRebinding sends what a page on rebind.evil.example sends once its
+// name resolves to 127.0.0.1: Host and Origin both name it.
+func TestDNSRebinding(t *testing.T) {
+	s := newTestServer(t, options{addr: "127.0.0.1:8000", hosts: []string{"chat.example"}})
+	port := s.Listener.Addr().(*net.TCPAddr).Port
+	tests := []struct {
+		host string
+		want int
+	}{
+		{"rebind.evil.example", http.StatusMisdirectedRequest},
+		{"localhost", http.StatusSwitchingProtocols},
+		{"127.0.0.1", http.StatusSwitchingProtocols},
+		{"[::1]", http.StatusSwitchingProtocols},
+		{"chat.example", http.StatusSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		hostport := net.JoinHostPort(strings.Trim(tt.host, "[]"), strconv.Itoa(port))
+		code, _ := hold(t, s, "/ws/chat/lobby/", http.Header{"Host": {hostport}, "Origin": {"http://" + hostport}})
+		if code != tt.want {
+			t.Errorf("Host %s: status %d, want %d", hostport, code, tt.want)
+		}
+	}
+}

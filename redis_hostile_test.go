@@ -1,0 +1,106 @@
+package main
+
+// The Redis channel layer against a Redis, or a publisher on it, that does
+// not play fair: replies built to exhaust memory, frames no roomchat wrote,
+// and a server that accepts sessions only to drop them.
+
+import (
+	"bufio"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestReplyBudget reads replies that each stay within one limit but claim
+// far more in all: nested arrays of 1,024 elements each, and many bulk
+// strings. Each must be refused before the parser allocates what it claims.
+func TestReplyBudget(t *testing.T) {
+	nested := strings.Repeat("*1024\r\n", maxReplyDepth) // 1024^4 elements, claimed
+	manyBulks := "*1000\r\n" + strings.Repeat("$65536\r\n"+strings.Repeat("x", 65536)+"\r\n", 17)
+	for name, reply := range map[string]string{"nested arrays": nested, "bulk strings past 1 MiB": manyBulks} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := readReply(bufio.NewReader(strings.NewReader(reply)))
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("the reply was read whole")
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 2*maxReplyBytes {
+				t.Errorf("allocated %d bytes for one refused reply", got)
+			}
+		})
+	}
+}
+
+// TestRedisFramesFromStrangersAreDropped publishes, on a room's channel,
+// what no roomchat writes: members must receive none of it, the layer must
+// count it, and a frame that is the protocol's still arrives, as the
+// server itself would have encoded it.
+func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
+	r := startRedis(t, "")
+	s := newTestServer(t, options{redis: r.url()})
+	member := s.dial(t, "lobby")
+	channel := channelPrefix + "lobby"
+	garbage := []string{
+		"stranger not json",
+		`stranger {"action":"error","payload":[{"type":"fake","loc":[],"msg":"Your session expired"}]}`,
+		"stranger {\"action\":\"new_chat_message\",\"payload\":{\"message\":\"\xff\xfe\",\"name\":\"M\"}}",
+		`stranger {"action":"new_chat_message","payload":{"message":"` + strings.Repeat("x", 70000) + `","name":"M"}}`,
+		`stranger {"action":"ping"}`,
+	}
+	for _, g := range garbage {
+		r.do(t, "PUBLISH", channel, g)
+	}
+	r.do(t, "PUBLISH", channel, `stranger {"payload":{"name":"M","message":"fair"},"action":"new_chat_message","extra":1}`)
+	expectText(t, member, chat("fair", "M"))
+	s.waitHealth(t, func(h health) bool { return h.Layer.Rejected == int64(len(garbage)) && h.Layer.Received == 1 })
+}
+
+// TestRedisThatDropsEverySession is a fake Redis that accepts a session,
+// answers its PING, and hangs up. The layer must back off as from a Redis
+// that is down, not dial ten times a second, and log the outage once.
+func TestRedisThatDropsEverySession(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				if _, err := readReply(r); err == nil { // PING
+					conn.Write([]byte("+PONG\r\n"))
+				}
+			}()
+		}
+	}()
+	var logs syncBuffer
+	h, err := buildHub(options{redis: "redis://" + ln.Addr().String()}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.shutdown(t.Context())
+	// A session starts at once; what follows is the redials.
+	// Without the backoff kept across sessions this would be some 60
+	// connections (a session every 100 ms); with it, at most 2 × 6.
+	time.Sleep(3 * time.Second) // a span of time is what is measured
+	if n := accepted.Load(); n > 12 {
+		t.Errorf("%d connections in 3 s", n)
+	}
+	if n := strings.Count(logs.String(), "redis layer down"); n != 1 {
+		t.Errorf("the outage is %d lines in the log:\n%s", n, logs.String())
+	}
+}

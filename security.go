@@ -1,0 +1,85 @@
+package main
+
+// This file is what every HTTP response carries for the browser's sake, and
+// which Host names the server answers to. The pages load nothing but their
+// own files, so the Content-Security-Policy can be strict: no inline script
+// or style, no other host, no framing.
+
+import (
+	"net"
+	"net/http"
+	"strings"
+)
+
+// securityHeaders go on every response. connect-src 'self' lets a page
+// open a WebSocket to the host it came from (ws: and wss: included) and
+// nowhere else.
+var securityHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+		"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+	"X-Content-Type-Options": "nosniff",
+	"X-Frame-Options":        "DENY", // frame-ancestors, for browsers that predate it
+	"Referrer-Policy":        "no-referrer",
+}
+
+// protect wraps the server's routes: it refuses a request whose Host the
+// server should not answer (hostAllowed), and sets securityHeaders.
+func protect(next http.Handler, listenAddr string, extraHosts []string) http.Handler {
+	loopback := listensOnLoopback(listenAddr)
+	allowed := map[string]bool{}
+	for _, h := range extraHosts {
+		allowed[strings.ToLower(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range securityHeaders {
+			w.Header().Set(k, v)
+		}
+		if loopback && !hostAllowed(r.Host, allowed) {
+			http.Error(w, "this server answers to localhost only; start it with -hosts to allow another name", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed is the defence against DNS rebinding for a server on
+// loopback: a page on evil.example whose name is made to resolve to
+// 127.0.0.1 reaches this server from the visitor's browser, with Host and
+// Origin both evil.example, so the origin check alone lets it in. A server
+// listening on loopback answers only loopback names, and those listed with
+// -hosts.
+func hostAllowed(hostport string, allowed map[string]bool) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.Trim(host, "[]"))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") || allowed[host] || allowed[strings.ToLower(hostport)] {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// listensOnLoopback reports whether addr, as given to -addr, is a loopback
+// address or name: only such a server needs the Host check, since one on a
+// public address is reached by whatever names point at it.
+func listensOnLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	return hostAllowed(host, nil)
+}
+
+// noListing serves files but answers 404 for a directory, so that
+// /static/ does not list what is in it.
+func noListing(files http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
