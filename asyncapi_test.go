@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -296,4 +297,52 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// TestAsyncAPIFitsChanxClientGenerator checks the shape Chanx's
+// generate-client needs to turn the document into a typed Python client:
+// a channel title that is a Python identifier (it names the package and the
+// client class), and every message's payload a $ref to a schema with a
+// title (it names the pydantic model). The generator's IncomingMessage
+// union is what the server sends, OutgoingMessage what it receives.
+func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
+	doc := loadAPIDoc(t)
+	identifier := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	for name, ch := range doc["channels"].(map[string]any) {
+		if title, _ := ch.(map[string]any)["title"].(string); !identifier.MatchString(title) {
+			t.Errorf("channel %s: title %q is not a Python identifier", name, title)
+		}
+	}
+	models := map[string]string{} // action -> model
+	for name, m := range doc.at("components", "messages").(map[string]any) {
+		ref, _ := m.(map[string]any)["payload"].(map[string]any)["$ref"].(string)
+		title, _ := doc.get(m, "payload", "title").(string)
+		if !strings.HasPrefix(ref, "#/components/schemas/") || !identifier.MatchString(title) {
+			t.Errorf("message %s: payload is not a $ref to a titled schema (%q, %q)", name, ref, title)
+		}
+		models[doc.message(m).action] = title
+	}
+	incoming, outgoing := map[string]bool{}, map[string]bool{}
+	for _, op := range doc.operations() {
+		side := outgoing // what the server receives, the client sends
+		if op["action"] == "send" {
+			side = incoming
+		}
+		for _, a := range doc.actionsOf(op) {
+			side[models[a]] = true
+		}
+		if reply, ok := op["reply"].(map[string]any); ok {
+			for _, a := range doc.actionsOf(reply) {
+				incoming[models[a]] = true
+			}
+		}
+	}
+	wantIn := []string{"ErrorMessage", "NewChatMessage", "PongMessage"}
+	wantOut := []string{"NewChatMessage", "PingMessage"}
+	if got := slices.Sorted(maps.Keys(incoming)); !slices.Equal(got, wantIn) {
+		t.Errorf("IncomingMessage would be %v, want %v", got, wantIn)
+	}
+	if got := slices.Sorted(maps.Keys(outgoing)); !slices.Equal(got, wantOut) {
+		t.Errorf("OutgoingMessage would be %v, want %v", got, wantOut)
+	}
 }

@@ -120,6 +120,16 @@ func TestBrowserChat(t *testing.T) {
 		carol.expect(t, `button("Leave") === undefined && button("Join") !== undefined`)
 	})
 
+	t.Run("the Content-Security-Policy holds, and the page needs nothing it forbids", func(t *testing.T) {
+		alice.expect(t, `(() => { const s = document.createElement("script");
+			s.textContent = "window.inlineRan = true"; document.head.append(s);
+			return window.inlineRan === undefined; })()`)
+		alice.waitFor(t, `cspViolations.length === 1 && cspViolations[0].startsWith("script-src")`) // the event comes later
+		for _, tab := range []*tab{bob, carol} {
+			tab.expect(t, `cspViolations.length === 0`)
+		}
+	})
+
 	t.Run("no request leaves the test server", func(t *testing.T) {
 		host := strings.TrimPrefix(s.URL, "http://")
 		urls := b.requestedURLs()
@@ -195,6 +205,7 @@ func TestBrowserDocs(t *testing.T) {
 			t.Errorf("request to %s", u)
 		}
 	}
+	docs.expect(t, `cspViolations.length === 0`) // the page needs nothing the policy forbids
 	if *updateScreenshot {
 		writeScreenshot(t, "docs/api-docs.png", docs)
 	}
@@ -231,6 +242,8 @@ window.label = (text) => {
 window.button = (name) => [...document.querySelectorAll("button")]
 	.find(b => b.textContent.trim() === name && b.getClientRects().length > 0);
 window.badge = () => document.getElementById("badge").textContent;
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => cspViolations.push(e.violatedDirective + " " + e.blockedURI));
 window.messages = () => [...document.querySelectorAll("#messages li")].map(li => ({
 	author: li.querySelector(".author").textContent,
 	text: li.querySelector(".text").textContent,

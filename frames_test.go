@@ -1,7 +1,8 @@
 package main
 
-// Tests of wire.go: frames built by hand, the vectored writes that carry
-// them beside x/net's pongs, and the connection taken from net/http.
+// Tests of framewrite.go and upgrade.go: frames built by hand, the
+// vectored writes that carry them with the pongs among them, and the
+// connection taken from net/http.
 
 import (
 	"bytes"
@@ -102,8 +103,8 @@ func TestPingsDuringBroadcast(t *testing.T) {
 }
 
 // TestPongAfterWriteDeadline pings a client whose writer set its last write
-// deadline long ago: x/net's pong must still go out, not fail on that
-// deadline and end the connection.
+// deadline long ago: the pong must still go out, not fail on that deadline
+// and end the connection.
 func TestPongAfterWriteDeadline(t *testing.T) {
 	s := newTestServer(t, options{})
 	s.hub.writeTimeout = 20 * time.Millisecond

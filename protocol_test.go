@@ -106,6 +106,8 @@ func TestProtocolLimits(t *testing.T) {
 		{"frames per connection, of every kind", fmt.Sprintf("%d a second, bursts of %d; past that, closed with %d", framesPerMessage*defaultRate, 2*framesPerMessage*defaultRate, closePolicyViolation)},
 		{"frames waiting for one client", fmt.Sprintf("%d; a client that lets its queue fill is closed with %d", sendQueueLen, closePolicyViolation)},
 		{"connections per server", thousands(maxConnections)},
+		{"connections per client address", fmt.Sprintf("%d WebSockets, and %d TCP connections", defaultMaxPerClient, defaultMaxPerClient)},
+		{"TCP connections per server, plain HTTP included", fmt.Sprintf("the descriptor limit, less %d", fdReserve)},
 		{"time between the server's pings", seconds(defaultPingInterval)},
 		{"time without any frame before the server closes with 1001", seconds(defaultIdleTimeout)},
 		{"time to write a frame to a client before it is closed with 1008", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},

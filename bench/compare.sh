@@ -14,7 +14,7 @@
 # (default 0), both via taskset. Go programs then run with GOMAXPROCS=1.
 #
 # Examples, from the repository's root (BIN defaults to /tmp/roomchat-bench):
-#   go build -o /tmp/roomchat . && bench/compare.sh roomchat '/tmp/roomchat -addr 127.0.0.1:{PORT} -rate 0'
+#   go build -o /tmp/roomchat . && bench/compare.sh roomchat '/tmp/roomchat -addr 127.0.0.1:{PORT} -rate 0 -max-per-client 0'
 #   bench/compare.sh gorilla '/tmp/roomchat-bench/peergorilla -addr 127.0.0.1:{PORT}'
 #   bench/compare.sh nodews  'PORT={PORT} node /tmp/roomchat-bench/nodews/server.mjs'
 # bench/table.sh runs all three several times and prints the medians.

@@ -26,7 +26,7 @@ OUT=$BIN/table-$(date +%Y%m%d-%H%M%S).jsonl
 
 command_of() { # the server command compare.sh starts, with {PORT} in it
 	case $1 in
-	roomchat) echo "$BIN/roomchat -addr 127.0.0.1:{PORT} -rate 0" ;;
+	roomchat) echo "$BIN/roomchat -addr 127.0.0.1:{PORT} -rate 0 -max-per-client 0" ;; # one load generator stands for many clients
 	gorilla) echo "$BIN/peergorilla -addr 127.0.0.1:{PORT}" ;;
 	nodews) echo "PORT={PORT} node $BIN/nodews/server.mjs" ;;
 	*) echo "table.sh: unknown server $1 (roomchat, gorilla, nodews)" >&2; exit 2 ;;

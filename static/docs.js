@@ -42,7 +42,9 @@ function paragraphs(text) {
 }
 
 function pretty(value) {
-  return el("pre", "json", JSON.stringify(value, null, 2));
+  const pre = el("pre", "json", JSON.stringify(value, null, 2));
+  pre.tabIndex = 0; // it may scroll sideways, so a keyboard must reach it
+  return pre;
 }
 
 // What an operation means to the reader, who is the client: the document

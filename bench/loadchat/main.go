@@ -520,7 +520,7 @@ func main() {
 	if need+64 > nofile {
 		fmt.Fprintf(os.Stderr, "loadchat: %d connections need more than RLIMIT_NOFILE=%d\n", need, nofile)
 	}
-	if *rate <= 0 && *idle == 0 {
+	if *rate <= 0 && *idle == 0 && *attack == "" {
 		fmt.Fprintln(os.Stderr, "loadchat: -rate must be > 0")
 		os.Exit(2)
 	}
@@ -535,9 +535,12 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	if *idle > 0 {
+	switch {
+	case *attack != "":
+		attackMode(&o)
+	case *idle > 0:
 		idleMode(&o)
-	} else {
+	default:
 		loadMode(&o)
 	}
 	out, _ := json.Marshal(o)
