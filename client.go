@@ -7,22 +7,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // Limits and timeouts of one connection.
 const (
-	// maxMessageBytes is the largest message a client may send, all its
-	// fragments together; a frame that would pass it is refused at its
-	// header with 1009.
-	maxMessageBytes = 64 << 10
-
 	// sendQueueLen is how many frames may wait for a client that does not
 	// read. Frames are shared, so a full queue costs 24 bytes a slot, and
 	// nothing while the client keeps up: the slice only grows when frames
@@ -58,6 +53,12 @@ const (
 	// closeTimeout is how long the closing handshake may take: writing our
 	// close frame, then waiting for the peer's.
 	closeTimeout = time.Second
+
+	// lingerBytes is the most read and thrown away after our close frame,
+	// so that the socket is not closed with unread bytes in it: the kernel
+	// would answer with a reset, which can destroy the close frame on its
+	// way. A flooder sends more, and gets the reset.
+	lingerBytes = 64 << 10
 )
 
 // client is one WebSocket connection and its membership of one room.
@@ -120,10 +121,24 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 	code, why := c.readLoop()
 	c.close(code, why)
 	<-c.closed // bounded: the batch being written (writeTimeout), then the close frame
+	c.linger(conn)
 	c.logDisconnect(start)
 	c.hub.leave(c)
 	// An error here means the socket is closed already.
 	_ = conn.Close()
+}
+
+// linger ends a connection as RFC 6455 (section 7.1.1) asks: it sends FIN
+// after the close frame, and reads until the peer closes too, within the
+// closing deadline and lingerBytes.
+func (c *client) linger(conn net.Conn) {
+	if c.aborted.Load() {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite() // if it fails, Close follows anyway
+	}
+	_, _ = io.CopyN(io.Discard, c.in, lingerBytes)
 }
 
 // attach gives the client its socket: frames queued since the join, or a
@@ -195,7 +210,7 @@ func (c *client) readLoop() (code int, why string) {
 		}
 		if !c.closing.Load() {
 			data := msg
-			onSpareStack(func() { c.dispatch(data, meter) })
+			onSpareStack(func() { dispatch(c, data, meter) })
 		}
 		msg, inMessage = nil, false
 	}
@@ -238,25 +253,6 @@ func (c *client) renewReadDeadline() error {
 		return c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 	}
 	return nil
-}
-
-// dispatch handles one whole text message: broken text ends the
-// connection, a message over the rate is refused unread, and the rest goes
-// to the protocol (messages.go:handle).
-func (c *client) dispatch(data []byte, meter *meter) {
-	c.hub.stats.received.Add(1)
-	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.hub.log.Debug("frame in", "conn", c.id, "data", string(data))
-	}
-	if !utf8.Valid(data) {
-		c.close(closeInvalidPayload, "invalid UTF-8")
-		return
-	}
-	if refusal := meter.message(c.hub.limit, len(data)); refusal != nil {
-		c.send(*refusal)
-		return
-	}
-	handle(c, data)
 }
 
 // send queues f for this client without waiting. A client whose queue is

@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -100,6 +101,9 @@ func TestTotalCapShedsIdleKeepAlivesFirst(t *testing.T) {
 			t.Fatalf("status %d", code)
 		}
 	}
+	// net/http marks a keep-alive idle just after its answer is out.
+	idle := func() int { s.limit.mu.Lock(); defer s.limit.mu.Unlock(); return len(s.limit.idle) }
+	waitFor(t, func() string { return fmt.Sprintf("%d idle keep-alives", idle()) }, func() bool { return idle() == maxConns })
 	// Every slot holds an idle keep-alive: each handshake sheds one.
 	for range maxConns {
 		if code, _ := hold(t, s, "/ws/chat/full/", nil); code != http.StatusSwitchingProtocols {

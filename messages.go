@@ -8,9 +8,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"slices"
@@ -19,9 +21,15 @@ import (
 	"unicode/utf8"
 )
 
-// Limits of a chat message, counted in characters (runes), not bytes, as
-// pydantic counts them in Chanx.
+// Limits of a message.
 const (
+	// maxMessageBytes is the largest message a client may send, all its
+	// fragments together; a frame that would pass it is refused at its
+	// header with 1009 (frameread.go).
+	maxMessageBytes = 64 << 10
+
+	// The fields are counted in characters (runes), not bytes, as pydantic
+	// counts them in Chanx.
 	maxMessageChars = 4000
 	maxNameChars    = 100
 )
@@ -84,6 +92,25 @@ type action struct {
 var actions = map[string]action{
 	"new_chat_message": {decode: decodeChat, handle: handleChat},
 	"ping":             {decode: decodeNoPayload("ping"), handle: handlePing},
+}
+
+// dispatch is where the read loop (client.go) hands over one whole text
+// message from c: text that is not UTF-8 ends the connection, a message
+// over the rate is refused unread, and the rest goes to handle.
+func dispatch(c *client, data []byte, meter *meter) {
+	c.hub.stats.received.Add(1)
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.hub.log.Debug("frame in", "conn", c.id, "data", string(data))
+	}
+	if !utf8.Valid(data) {
+		c.close(closeInvalidPayload, "invalid UTF-8")
+		return
+	}
+	if refusal := meter.message(c.hub.limit, len(data)); refusal != nil {
+		c.send(*refusal)
+		return
+	}
+	handle(c, data)
 }
 
 // handle decodes one text message from c and routes it to its action's handler,
