@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	neturl "net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +54,10 @@ func TestSideBySide(t *testing.T) {
 		s.hub.pingInterval, s.hub.idleTimeout = defaultPingInterval/250, defaultIdleTimeout/250
 		p.base, p.scale = strings.TrimSuffix(s.wsURL("x"), "x/"), 1.0/250
 		p.stop = func() { s.hub.shutdown(t.Context()) } // what SIGTERM does
+		// One metered client cannot outrun a reader: the unread rows run
+		// on a server without the rate limit, as the test of slow clients.
+		u := newTestServer(t, options{})
+		p.unmetered = strings.TrimSuffix(u.wsURL("x"), "x/")
 	}
 	for i, row := range rows {
 		if len(row) != 4 {
@@ -75,11 +80,12 @@ func TestSideBySide(t *testing.T) {
 
 // prober runs one row's input against a server and describes what it did.
 type prober struct {
-	base     string        // ws://host:port/ws/chat/
-	quiet    time.Duration // how long without a frame ends an observation
-	external bool          // not roomchat: no markers, wait for quiet instead
-	scale    float64       // the factor on the waits of the silent rows
-	stop     func()        // sends the server SIGTERM, or does what it does
+	base      string        // ws://host:port/ws/chat/
+	quiet     time.Duration // how long without a frame ends an observation
+	external  bool          // not roomchat: no markers, wait for quiet instead
+	scale     float64       // the factor on the waits of the silent rows
+	stop      func()        // sends the server SIGTERM, or does what it does
+	unmetered string        // roomchat without its rate limit, for the unread rows
 }
 
 // run sends input and describes what came back. The forms of input:
@@ -90,6 +96,7 @@ type prober struct {
 //	silent N s                  a member that answers pings and says nothing
 //	unanswered N s              a member that answers nothing
 //	SIGTERM                     the server is told to stop (the last row)
+//	unread N × TEXT             others reads nothing until you has sent them
 //	N × TEXT                    a burst of N text messages
 //	TEXT padded to N bytes      one text message, spaces added at its end
 //	TEXT                        one text message
@@ -105,6 +112,13 @@ func (p prober) run(t *testing.T, row int, input string) string {
 			conn.Close()
 		}
 		return "HTTP " + strconv.Itoa(status)
+	}
+	unread := strings.HasPrefix(input, "unread ")
+	if unread {
+		input = strings.TrimPrefix(input, "unread ")
+		if p.unmetered != "" {
+			p.base = p.unmetered
+		}
 	}
 	room := fmt.Sprintf("side%d-%d", row, time.Now().UnixNano()%1e6)
 	_, you := p.dial(t, "/"+room+"/", "")
@@ -135,15 +149,40 @@ func (p prober) run(t *testing.T, row int, input string) string {
 		frames = append(frames, maskedFrame(opText, []byte(text+strings.Repeat(" ", n-len(text)))))
 	default:
 		n, text := 1, input
-		if count, rest, ok := strings.Cut(input, " × "); ok {
-			if n, _ = strconv.Atoi(count); n == 0 {
-				t.Fatalf("%s: no count", input)
-			}
-			text = rest
+		if m := burst.FindStringSubmatch(input); m != nil {
+			n, _ = strconv.Atoi(strings.ReplaceAll(m[1], ",", ""))
+			text = m[2]
 		}
+		text = expandRuns(text)
 		for range n {
 			frames = append(frames, maskedFrame(opText, []byte(text)))
 		}
+	}
+	if unread {
+		// others reads nothing until every frame is out; you reads on
+		// meanwhile, so that its own answers cannot hold it up.
+		done := make(chan string, 1)
+		go func() {
+			for _, f := range frames {
+				if you.Write(f) != nil {
+					break
+				}
+			}
+			done <- "sent"
+		}()
+		seen := p.observe(you)
+		<-done
+		// How many arrive depends on the kernel's buffers: say whether all
+		// did, not how many.
+		got := p.observe(others)
+		if m := burst.FindStringSubmatch(got); m != nil {
+			if m[1] == strconv.Itoa(len(frames)) {
+				got = "all of them, " + m[2]
+			} else {
+				got = "some of them, " + m[2]
+			}
+		}
+		return "you: " + seen + "; others: " + got
 	}
 	for _, f := range frames {
 		if err := you.Write(f); err != nil {
@@ -203,7 +242,7 @@ func (p prober) observe(c *probeConn) string {
 		case op == opPong && string(payload) == mark:
 			return describe(got, "")
 		default:
-			got = append(got, "`"+string(payload)+"`")
+			got = append(got, "`"+abbreviate(string(payload))+"`")
 		}
 	}
 }
@@ -231,6 +270,31 @@ func describe(frames []string, end string) string {
 		return "nothing"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// burst is the form N × TEXT.
+var burst = regexp.MustCompile(`^([0-9,]+) × (.*)$`)
+
+// abbreviate shortens a long frame to its start and its length.
+func abbreviate(frame string) string {
+	if len(frame) <= 1000 {
+		return frame
+	}
+	return fmt.Sprintf("%s… (%d bytes)", frame[:60], len(frame))
+}
+
+// expandRuns writes out each ⟨x × N⟩ in text as N times x.
+func expandRuns(text string) string {
+	for {
+		i := strings.Index(text, "⟨")
+		j := strings.Index(text, "⟩")
+		if i < 0 || j < i {
+			return text
+		}
+		unit, count, _ := strings.Cut(text[i+len("⟨"):j], " × ")
+		n, _ := strconv.Atoi(strings.ReplaceAll(count, ",", ""))
+		text = text[:i] + strings.Repeat(unit, n) + text[j+len("⟩"):]
+	}
 }
 
 // closeCodeText is a close frame's code, or "without a code".
