@@ -37,7 +37,7 @@ import (
 var updateScreenshot = flag.Bool("screenshot", false, "write docs/screenshot.png from the browser test")
 
 func TestBrowserChat(t *testing.T) {
-	s := newTestServer(t, options{rate: defaultRate})
+	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)
 	alice, bob, carol := b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/?room=room2")
 
@@ -88,6 +88,32 @@ func TestBrowserChat(t *testing.T) {
 		bob.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Back again")`)
 	})
 
+	t.Run("what was said during a drop is shown once, in order", func(t *testing.T) {
+		s.hub.forEach(func(c *client) { c.close(closeGoingAway, "dropped by the test") })
+		for _, tab := range []*tab{alice, bob} {
+			tab.waitFor(t, `badge().startsWith("Disconnected")`)
+		}
+		dave := s.dial(t, "room1") // talks while the pages are away
+		for i := 1; i <= 5; i++ {
+			sendText(t, dave, chat(fmt.Sprint("missed ", i), "Dave"))
+		}
+		want := `["missed 1","missed 2","missed 3","missed 4","missed 5"]`
+		for _, tab := range []*tab{alice, bob} {
+			tab.waitFor(t, `badge() === "Connected" && JSON.stringify(messages().filter(m => m.author === "Dave").map(m => m.text)) === `+jsString(want))
+		}
+		sendText(t, dave, chat("missed 6", "Dave")) // live again, and still once
+		bob.waitFor(t, `messages().filter(m => m.author === "Dave").length === 6`)
+		bob.expect(t, `messages().filter(m => m.text === "Hello everyone!").length === 1`)
+		closeClient(t, dave)
+	})
+
+	t.Run("a late joiner sees the earlier messages, set apart", func(t *testing.T) {
+		erin := b.newTab(t, s.URL+"/chat/")
+		erin.joinAs(t, "Erin", "room1")
+		erin.waitFor(t, `messages().some(m => m.author === "Alice" && m.text === "Hello everyone!")`)
+		erin.expect(t, `notes()[0] === "Earlier messages" && notes().at(-1) === "Now"`)
+	})
+
 	t.Run("the log shows raw frames", func(t *testing.T) {
 		bob.expect(t, `!document.getElementById("log").checkVisibility()`)
 		bob.click(t, "Log")
@@ -133,7 +159,7 @@ func TestBrowserChat(t *testing.T) {
 	t.Run("no request leaves the test server", func(t *testing.T) {
 		host := strings.TrimPrefix(s.URL, "http://")
 		urls := b.requestedURLs()
-		for _, want := range []string{s.URL + "/chat/", s.URL + "/static/chat.js", s.wsURL("room1")} {
+		for _, want := range []string{s.URL + "/chat/", s.URL + "/static/chat.js", s.wsURL("room1") + "?history"} {
 			if !slices.Contains(urls, want) {
 				t.Errorf("no request for %s seen among %d; the check below would prove nothing", want, len(urls))
 			}
@@ -244,7 +270,8 @@ window.button = (name) => [...document.querySelectorAll("button")]
 window.badge = () => document.getElementById("badge").textContent;
 window.cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => cspViolations.push(e.violatedDirective + " " + e.blockedURI));
-window.messages = () => [...document.querySelectorAll("#messages li")].map(li => ({
+window.notes = () => [...document.querySelectorAll("#messages li.note")].map(li => li.textContent);
+window.messages = () => [...document.querySelectorAll("#messages li.message")].map(li => ({
 	author: li.querySelector(".author").textContent,
 	text: li.querySelector(".text").textContent,
 }));

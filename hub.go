@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ type hub struct {
 	layer     channelLayer   // the rooms of other processes (layer.go)
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
+	keep      int            // messages each room's history keeps; 0: no history (history.go)
 
 	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
@@ -46,6 +48,11 @@ type hub struct {
 	conns   int
 	perAddr map[netip.Addr]int // WebSockets per client address
 	closing bool
+
+	// The rooms' histories, kept here so that they outlive their rooms
+	// (historyKeep), and their total size.
+	histories    map[string]*history
+	historyBytes atomic.Int64
 
 	live   sync.WaitGroup // one count per joined client, for shutdown
 	stop   chan struct{}  // closed by shutdown: the pinger ends
@@ -67,6 +74,8 @@ type stats struct {
 // rare, takes the write lock for a single map operation.
 type room struct {
 	name       string
+	hub        *hub
+	history    *history // nil when the hub keeps none
 	layer      channelLayer
 	subscribed <-chan struct{} // closed once the layer brings this room's frames from other processes
 	mu         sync.RWMutex
@@ -80,6 +89,7 @@ func newHub(limit rateLimit, log *slog.Logger) *hub {
 		log: log, limit: limit, layer: memoryLayer{},
 		idleTimeout: defaultIdleTimeout, writeTimeout: defaultWriteTimeout, pingInterval: defaultPingInterval,
 		rooms: make(map[string]*room), perAddr: make(map[netip.Addr]int), stop: make(chan struct{}),
+		histories: make(map[string]*history),
 	}
 }
 
@@ -109,11 +119,13 @@ func (h *hub) add(c *client, roomName string) (*room, error) {
 	}
 	r := h.rooms[roomName]
 	if r == nil {
-		r = &room{name: roomName, layer: h.layer, subscribed: h.layer.subscribe(roomName), members: make(map[*client]struct{})}
+		r = &room{name: roomName, hub: h, history: h.historyOf(roomName), layer: h.layer,
+			subscribed: h.layer.subscribe(roomName), members: make(map[*client]struct{})}
 		h.rooms[roomName] = r
 	}
 	r.mu.Lock()
 	r.members[c] = struct{}{}
+	r.replayTo(c) // in the same hold of the lock: no message between the two
 	r.mu.Unlock()
 	c.room = r
 	h.conns++
@@ -139,6 +151,9 @@ func (h *hub) leave(c *client) {
 	if empty {
 		delete(h.rooms, r.name)
 		h.layer.unsubscribe(r.name)
+		if r.history != nil {
+			r.history.idleSince = time.Now()
+		}
 	}
 	c.room = nil
 	h.conns--
@@ -210,8 +225,9 @@ func (h *hub) pingLoop() {
 		select {
 		case <-h.stop:
 			return
-		case <-tick.C:
+		case now := <-tick.C:
 			h.forEach(func(c *client) { c.send(pingFrame) })
+			h.expireHistories(now)
 		}
 	}
 }
@@ -244,6 +260,61 @@ func (h *hub) fromLayer(roomName string, f frame) {
 	}
 }
 
+// broadcastKept is broadcast for a chat message, which the room's history
+// keeps. Members that asked for ids get the message with its id, the sender
+// its id alone (saidFrame). The room's write lock is held from the message
+// getting its id to its last delivery, so that every member sees the ids in
+// order and a join (replayTo) falls wholly before or after it.
+func (r *room) broadcastKept(from *client, p chatPayload) {
+	f := encodeFrame("new_chat_message", p)
+	if r.history == nil {
+		r.broadcast(from, f)
+		return
+	}
+	r.mu.Lock()
+	id, grew := r.history.add(p, r.hub.keep)
+	if r.hub.historyBytes.Add(int64(grew)) > historyTotalBytes {
+		for len(r.history.entries) > 1 && r.hub.historyBytes.Load() > historyTotalBytes {
+			size := len(r.history.entries[0].json)
+			r.history.dropOldest()
+			r.hub.historyBytes.Add(-int64(size))
+		}
+	}
+	var withID frame
+	for c := range r.members {
+		switch {
+		case c.history == nil && c != from:
+			c.send(f)
+		case c == from:
+			if c.history != nil {
+				c.send(saidFrame(id))
+			}
+		default:
+			if withID.wire == nil {
+				withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p, ID: id}))
+			}
+			c.send(withID)
+		}
+	}
+	r.mu.Unlock()
+	r.layer.publish(r.name, f)
+}
+
+// replayTo sends c, which has just joined and asked for history, what it
+// asked for: the messages after its id, or the recent ones, after a
+// history_gap frame when they are not all it asked for. It runs with r.mu
+// held, so that no message falls between the replay and the first live one.
+func (r *room) replayTo(c *client) {
+	if c.history == nil || r.history == nil {
+		return
+	}
+	entries, gap := r.history.replay(c.history.since)
+	if gap != "" {
+		c.send(historyGapFrame(gap))
+	}
+	c.send(historyFrame(r.history.epoch, entries))
+}
+
 // broadcast sends f to everyone in the room but the sender: the members
 // here, then, through the channel layer, those of other processes.
 func (r *room) broadcast(from *client, f frame) {
@@ -262,4 +333,51 @@ func (r *room) deliver(from *client, f frame) {
 			c.send(f)
 		}
 	}
+}
+
+// historyOf returns the history of roomName, which may have outlived an
+// earlier room of that name, or starts one; nil when the hub keeps none.
+// It runs with h.mu held.
+func (h *hub) historyOf(roomName string) *history {
+	if h.keep <= 0 {
+		return nil
+	}
+	hist := h.histories[roomName]
+	if hist == nil {
+		hist = newHistory()
+		h.histories[roomName] = hist
+	}
+	hist.idleSince = time.Time{}
+	return hist
+}
+
+// expireHistories forgets the histories of rooms empty for historyKeep,
+// and, while all of them together pass historyTotalBytes, those of empty
+// rooms, longest idle first.
+func (h *hub) expireHistories(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var idle []string
+	for name, hist := range h.histories {
+		switch {
+		case hist.idleSince.IsZero():
+		case now.Sub(hist.idleSince) >= historyKeep:
+			h.dropHistoryLocked(name)
+		default:
+			idle = append(idle, name)
+		}
+	}
+	slices.SortFunc(idle, func(a, b string) int { return h.histories[a].idleSince.Compare(h.histories[b].idleSince) })
+	for _, name := range idle {
+		if h.historyBytes.Load() <= historyTotalBytes {
+			break
+		}
+		h.dropHistoryLocked(name)
+	}
+}
+
+// dropHistoryLocked forgets the history of an empty room.
+func (h *hub) dropHistoryLocked(name string) {
+	h.historyBytes.Add(-int64(h.histories[name].bytes))
+	delete(h.histories, name)
 }

@@ -64,6 +64,7 @@ type options struct {
 	origins   []string       // extra origins allowed to open a WebSocket
 	hosts     []string       // extra Host names a loopback server answers to
 	rate      float64        // messages a second per connection; 0 is no limit
+	history   int            // messages each room keeps for clients that ask; 0 is none
 	redis     string         // URL of the Redis that shares rooms with other processes; "" for none
 	maxConns  int            // TCP connections in all; 0 is no limit
 	perClient int            // TCP connections, and WebSockets, per client address; 0 is no limit
@@ -80,6 +81,7 @@ func main() {
 	maxConns := flag.Int("max-conns", fdLimit()-fdReserve, "TCP `connections` in all, plain HTTP included; the default leaves some of the descriptor limit free")
 	perClient := flag.Int("max-per-client", defaultMaxPerClient, "TCP connections, and WebSockets, one client address may hold; 0 for no limit")
 	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
+	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	flag.Parse()
 
@@ -98,7 +100,7 @@ func main() {
 		os.Exit(2)
 	}
 	opts := options{
-		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis,
+		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
 		maxConns: *maxConns, perClient: *perClient, proxies: proxies,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -164,7 +166,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 // one: it fails if that Redis cannot be reached.
 func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	h := newHub(newRateLimit(opts.rate), log)
-	h.perClient, h.proxies = opts.perClient, opts.proxies
+	h.perClient, h.proxies, h.keep = opts.perClient, opts.proxies, opts.history
 	if opts.redis == "" {
 		return h, nil
 	}
@@ -213,6 +215,7 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 			return
 		}
 		c := newClient(h, clientAddr(r, h.proxies))
+		c.history = parseHistoryRequest(r.URL.Query())
 		conn, in, err := upgrade(w, r, func(r *http.Request) error {
 			if !originAllowed(r, allowed) {
 				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)

@@ -33,7 +33,7 @@ import (
 // chat is the new_chat_message frame a client sends, and the one the others
 // receive: the server's encoding of the same two fields.
 func chat(message, name string) string {
-	return string(encodeJSON("new_chat_message", chatPayload{Message: message, Name: name}))
+	return string(encodeJSON(outFrame{Action: "new_chat_message", Payload: chatPayload{Message: message, Name: name}}))
 }
 
 const pong = `{"action":"pong","payload":null}`
@@ -600,7 +600,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("accepted a name of %d characters", n)
 			}
 			// What is broadcast must decode back to the same message.
-			back, errs := decode(encodeJSON(msg.Action, p))
+			back, errs := decode(encodeJSON(outFrame{Action: msg.Action, Payload: p}))
 			if errs != nil || back != msg {
 				t.Fatalf("re-encoded %q decodes to %+v, %v", data, back, errs)
 			}

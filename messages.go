@@ -143,10 +143,10 @@ func relayable(payload []byte) (frame, bool) {
 	return encodeFrame(msg.Action, msg.Payload), true
 }
 
-// handleChat sends the re-encoded message to everyone else in the room. The
-// frame is built here, once, however many members will receive it.
+// handleChat sends the re-encoded message to everyone else in the room, and
+// the room keeps it in its history (hub.go:room.broadcastKept).
 func handleChat(c *client, payload any) {
-	c.room.broadcast(c, encodeFrame("new_chat_message", payload))
+	c.room.broadcastKept(c, payload.(chatPayload))
 }
 
 // handlePing answers the sender only. The chat page pings every 25 s, to
@@ -349,25 +349,28 @@ func describeSyntaxError(data []byte, err *json.SyntaxError) string {
 	return fmt.Sprintf("%s at line %d column %d", err.Error(), line, column)
 }
 
-// outFrame is the shape of every frame the server sends.
+// outFrame is the shape of every frame the server sends. Only a client that
+// asked for history gets an id (history.go).
 type outFrame struct {
 	Action  string `json:"action"`
 	Payload any    `json:"payload"`
+	ID      string `json:"id,omitempty"`
 }
 
 // encodeFrame encodes one outgoing message as a WebSocket frame, ready for
 // any number of send queues.
 func encodeFrame(action string, payload any) frame {
-	return textFrame(encodeJSON(action, payload))
+	return textFrame(encodeJSON(outFrame{Action: action, Payload: payload}))
 }
 
 // encodeJSON encodes one outgoing message. HTML escaping is off so that
 // "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
-func encodeJSON(action string, payload any) []byte {
+func encodeJSON(out outFrame) []byte {
+	action := out.Action
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(outFrame{Action: action, Payload: payload}); err != nil {
+	if err := enc.Encode(out); err != nil {
 		// Only values this package built reach here; failing to encode
 		// one is a bug, not a client's doing.
 		panic(fmt.Sprintf("encode %s frame: %v", action, err))

@@ -30,6 +30,15 @@ const state = {
   retryTimer: 0,
   pingTimer: 0,
   leaving: false,
+  // The id of the last message shown ("epoch-seq", docs/protocol.md):
+  // after a drop, the page asks for what followed it. "" before the first.
+  lastId: "",
+};
+
+// The parts of a message id, to tell newer from older in one stream.
+const idParts = (id) => {
+  const [epoch, seq] = id.split("-");
+  return { epoch, seq: Number(seq) };
 };
 
 // Characters as the server counts them: code points, not UTF-16 units, so
@@ -75,6 +84,7 @@ function join() {
   state.name = name;
   state.room = room;
   state.leaving = false;
+  state.lastId = "";
   localStorage.setItem("roomchat.name", name);
   sessionStorage.setItem("roomchat.joined", room);
   // The room goes in the URL, so the link can be shared and a reload rejoins.
@@ -110,7 +120,10 @@ function connect() {
   // Same host and port as the page; wss: when the page came over https:, so
   // this works behind a TLS proxy too.
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(state.room)}/`;
+  // Ask for the room's recent history on joining, and after a drop for what
+  // followed the last message shown: nothing is missed, nothing shown twice.
+  const ask = state.lastId ? `since=${encodeURIComponent(state.lastId)}` : "history";
+  const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(state.room)}/?${ask}`;
   setBadge("Connecting", "connecting");
   const socket = new WebSocket(url);
   state.socket = socket;
@@ -185,7 +198,8 @@ function sendChat() {
   }
   const sent = sendFrame({ action: "new_chat_message", payload: { message, name: state.name } });
   if (!sent) return;
-  // The server does not echo our own messages back, so we draw them now.
+  // The server does not echo our own messages back, so we draw them now;
+  // a "said" frame then tells us its id.
   addMessage("You", message, true);
   input.value = "";
   $("chat-error").textContent = "";
@@ -195,7 +209,26 @@ function sendChat() {
 function receive(frame) {
   switch (frame.action) {
     case "new_chat_message":
-      addMessage(frame.payload.name, frame.payload.message, false);
+      if (isNew(frame.id)) addMessage(frame.payload.name, frame.payload.message, false);
+      break;
+    case "said":
+      isNew(frame.payload.id);
+      break;
+    case "history": {
+      const fresh = frame.payload.messages.filter((m) => isNew(m.id));
+      if (fresh.length === 0) break;
+      // On joining, the room's earlier messages are set apart from the
+      // live ones; after a drop, what was missed simply comes in order.
+      const joining = $("messages").childElementCount === 0;
+      if (joining) addNote("Earlier messages");
+      for (const m of fresh) addMessage(m.name, m.message, false);
+      if (joining) addNote("Now");
+      break;
+    }
+    case "history_gap":
+      addNote(frame.payload.reason === "reset"
+        ? "The server restarted or forgot this room: messages sent while you were away may be missing."
+        : "You were away too long: some of the messages sent meanwhile are missing.");
       break;
     case "pong":
       break; // the keep-alive worked; it shows in the log
@@ -213,6 +246,28 @@ function explainError(e) {
     case "string_too_long": return `Your ${field || "message"} is too long. ${e.msg}.`;
     default: return `The server could not read that message: ${e.msg}.`;
   }
+}
+
+// isNew reports whether a message with this id has not been shown yet, and
+// remembers it as the last one shown. Ids count up within a stream; a new
+// epoch is a new stream, and everything in it is new.
+function isNew(id) {
+  if (!id) return true;
+  if (state.lastId) {
+    const last = idParts(state.lastId), next = idParts(id);
+    if (next.epoch === last.epoch && next.seq <= last.seq) return false;
+  }
+  state.lastId = id;
+  return true;
+}
+
+// addNote puts a line about the conversation, not a message, in it.
+function addNote(text) {
+  const item = document.createElement("li");
+  item.className = "note";
+  item.textContent = text;
+  $("messages").append(item);
+  item.scrollIntoView({ block: "end" });
 }
 
 function addMessage(author, text, mine) {

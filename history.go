@@ -1,0 +1,171 @@
+package main
+
+// This file is each room's memory: its most recent chat messages, each
+// with an id, its place in the room's stream ("epoch-seq"). A client that
+// opts in (?history or ?since=ID on the WebSocket URL) gets, as it joins,
+// what was said after the id it names (or the recent history), and then an
+// id with every message, so that after a reconnect it can ask for exactly
+// what it missed. The epoch is drawn when a room's stream starts: an id
+// from another epoch (this process restarted, the history expired) cannot
+// be resumed, and the client is told so.
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Bounds of the history.
+const (
+	// defaultHistory is how many messages a room keeps (the -history flag;
+	// 0 turns history off): a screenful and more, so that someone who
+	// joins sees the conversation they walk into.
+	defaultHistory = 100
+
+	// historyRoomBytes bounds one room's history: the oldest messages go
+	// first when the newest would pass it. 100 messages of 2 KiB fit.
+	historyRoomBytes = 256 << 10
+
+	// historyTotalBytes bounds every room's history together: past it, the
+	// histories of empty rooms go first, longest idle first, then the
+	// oldest messages of the room that is speaking.
+	historyTotalBytes = 64 << 20
+
+	// historyKeep is how long a room's history outlives its last member,
+	// so that someone who comes back later still sees the conversation.
+	historyKeep = 15 * time.Minute
+)
+
+// history is one room's recent messages, oldest first. The hub keeps it,
+// under hub.mu for its life (creation, idleness, expiry) and under the
+// room's lock for what it holds.
+type history struct {
+	epoch     string
+	next      uint64         // the seq the next message gets
+	entries   []historyEntry // oldest first
+	bytes     int
+	idleSince time.Time // when its room emptied; zero while it has members
+}
+
+// historyEntry is one message as a replay sends it.
+type historyEntry struct {
+	seq  uint64
+	json []byte // {"id":...,"message":...,"name":...}
+}
+
+// keptMessage is an entry's JSON.
+type keptMessage struct {
+	ID string `json:"id"`
+	chatPayload
+}
+
+// newHistory starts a room's stream, with an epoch of its own.
+func newHistory() *history {
+	return &history{epoch: strings.ToLower(rand.Text()[:8]), next: 1}
+}
+
+// id is a message's id, as clients see it.
+func (h *history) id(seq uint64) string {
+	return h.epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+// add keeps p as the room's next message, within max messages and
+// historyRoomBytes, and returns its id and how many bytes the history grew
+// by (negative when it shrank).
+func (h *history) add(p chatPayload, max int) (id string, grew int) {
+	seq := h.next
+	h.next++
+	id = h.id(seq)
+	entry, err := json.Marshal(keptMessage{ID: id, chatPayload: p})
+	if err != nil {
+		panic(fmt.Sprintf("encode history entry: %v", err)) // only validated strings reach here
+	}
+	before := h.bytes
+	h.entries = append(h.entries, historyEntry{seq, entry})
+	h.bytes += len(entry)
+	for len(h.entries) > max || (h.bytes > historyRoomBytes && len(h.entries) > 1) {
+		h.dropOldest()
+	}
+	return id, h.bytes - before
+}
+
+// dropOldest forgets the oldest message.
+func (h *history) dropOldest() {
+	h.bytes -= len(h.entries[0].json)
+	h.entries[0] = historyEntry{}
+	h.entries = h.entries[1:]
+}
+
+// Why a replay is not all that was asked for.
+const (
+	gapReset   = "reset"   // the id is from another stream: a restart, or an expired history
+	gapTrimmed = "trimmed" // the messages after the id are no longer all kept
+)
+
+// replay is what a client that asks for the messages after since gets: the
+// messages, and why they are not all it asked for ("" when they are).
+// since "" asks for the recent history, which is whole by definition.
+func (h *history) replay(since string) (entries []historyEntry, gap string) {
+	if since == "" {
+		return h.entries, ""
+	}
+	epoch, seqText, _ := strings.Cut(since, "-")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil || epoch != h.epoch || seq >= h.next {
+		return h.entries, gapReset
+	}
+	first := h.next // the seq of the oldest message kept
+	if len(h.entries) > 0 {
+		first = h.entries[0].seq
+	}
+	if seq+1 < first {
+		return h.entries, gapTrimmed
+	}
+	i := len(h.entries) - int(h.next-1-seq)
+	return h.entries[i:], ""
+}
+
+// historyFrame is the replay a client gets at join: one frame, so that it
+// is shown as one block of earlier messages.
+func historyFrame(epoch string, entries []historyEntry) frame {
+	msgs := make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		msgs[i] = e.json
+	}
+	return encodeFrame("history", struct {
+		Epoch    string            `json:"epoch"`
+		Messages []json.RawMessage `json:"messages"`
+	}{epoch, msgs})
+}
+
+// historyGapFrame tells a client that the replay after it is not all it
+// asked for, and why.
+func historyGapFrame(reason string) frame {
+	return encodeFrame("history_gap", map[string]string{"reason": reason})
+}
+
+// saidFrame tells a sender that asked for ids the id of its own message,
+// which it is not sent back, so that it can resume after it.
+func saidFrame(id string) frame {
+	return encodeFrame("said", map[string]string{"id": id})
+}
+
+// historyRequest is what a client asked for on its WebSocket URL: nothing
+// (nil), the recent history (?history), or what followed an id (?since=ID).
+type historyRequest struct {
+	since string
+}
+
+// parseHistoryRequest reads the opt-in from a handshake's query.
+func parseHistoryRequest(query map[string][]string) *historyRequest {
+	if since, ok := query["since"]; ok && len(since) > 0 {
+		return &historyRequest{since: since[0]}
+	}
+	if _, ok := query["history"]; ok {
+		return &historyRequest{}
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package main
+
+// Room history and resume, from outside: who gets what at join, ids on
+// every message for a client that asks, a replay that joins the live
+// stream with nothing missing and nothing twice, and the bounds.
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+)
+
+// historyMsg is one message as a client that asked for history sees it.
+type historyMsg struct {
+	ID      string `json:"id"`
+	Message string `json:"message"`
+	Name    string `json:"name"`
+}
+
+// historyReader reads what a client that asked for history receives.
+type historyReader struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+// next reads one frame and returns its action and, for a chat message or
+// a replay, the messages it holds.
+func (r historyReader) next() (action string, msgs []historyMsg, raw string) {
+	r.t.Helper()
+	raw = recvText(r.t, r.c)
+	var f struct {
+		Action  string          `json:"action"`
+		Payload json.RawMessage `json:"payload"`
+		ID      string          `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(raw), &f); err != nil {
+		r.t.Fatalf("%q: %v", raw, err)
+	}
+	switch f.Action {
+	case "history":
+		var p struct {
+			Epoch    string       `json:"epoch"`
+			Messages []historyMsg `json:"messages"`
+		}
+		json.Unmarshal(f.Payload, &p)
+		return f.Action, p.Messages, raw
+	case "new_chat_message":
+		var m historyMsg
+		json.Unmarshal(f.Payload, &m)
+		m.ID = f.ID
+		return f.Action, []historyMsg{m}, raw
+	}
+	return f.Action, nil, raw
+}
+
+// dialHistory joins room asking for history with the query (history, or
+// since=ID).
+func (s *testServer) dialHistory(t *testing.T, room, query string) historyReader {
+	t.Helper()
+	return historyReader{t, dialURL(t, s.wsURL(room)+"?"+query, s.URL)}
+}
+
+func TestHistoryNothingForClientsThatDoNotAsk(t *testing.T) {
+	s := newTestServer(t, options{history: defaultHistory})
+	alice := s.dial(t, "quiet")
+	for i := range 3 {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 3 })
+	bob := s.dial(t, "quiet")
+	expectQuiet(t, bob) // nothing on connect
+	sendText(t, alice, chat("live", "A"))
+	expectText(t, bob, chat("live", "A")) // and no id
+	expectQuiet(t, alice)                 // no said frame either
+}
+
+func TestHistoryLateJoinerSeesTheConversation(t *testing.T) {
+	s := newTestServer(t, options{history: defaultHistory})
+	alice := s.dial(t, "talk")
+	for i := range 3 {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 3 })
+	carol := s.dialHistory(t, "talk", "history")
+	action, msgs, raw := carol.next()
+	if action != "history" || len(msgs) != 3 {
+		t.Fatalf("got %s", raw)
+	}
+	epoch, _, _ := strings.Cut(msgs[0].ID, "-")
+	want := fmt.Sprintf(`{"action":"history","payload":{"epoch":"%s","messages":[`+
+		`{"id":"%[1]s-1","message":"0","name":"A"},{"id":"%[1]s-2","message":"1","name":"A"},{"id":"%[1]s-3","message":"2","name":"A"}]}}`, epoch)
+	if raw != want {
+		t.Fatalf("got  %s\nwant %s", raw, want)
+	}
+	sendText(t, alice, chat("live", "A"))
+	expectText(t, carol.c, fmt.Sprintf(`{"action":"new_chat_message","payload":{"message":"live","name":"A"},"id":"%s-4"}`, epoch))
+	sendText(t, carol.c, chat("hi", "C"))
+	expectText(t, carol.c, fmt.Sprintf(`{"action":"said","payload":{"id":"%s-5"}}`, epoch))
+	expectText(t, alice, chat("hi", "C"))
+}
+
+// TestHistoryResumeLosesNothing cuts a member off in the middle of 1,000
+// broadcasts. It comes back asking for what followed the last id it saw,
+// and must end with all 1,000, once each, in order.
+func TestHistoryResumeLosesNothing(t *testing.T) {
+	const total = 1000
+	s := newTestServer(t, options{history: total})
+	sender := s.dial(t, "resume")
+	bob := s.dialHistory(t, "resume", "history")
+	if action, _, raw := bob.next(); action != "history" {
+		t.Fatalf("got %s", raw)
+	}
+	read := sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })
+	var got []historyMsg
+	take := func(msgs []historyMsg) {
+		for range msgs {
+			read()
+		}
+		got = append(got, msgs...)
+	}
+	for len(got) < total/4 { // a quarter in, the connection drops
+		_, msgs, _ := bob.next()
+		take(msgs)
+	}
+	bob.c.Close()
+	bob = s.dialHistory(t, "resume", "since="+got[len(got)-1].ID)
+	for len(got) < total {
+		action, msgs, raw := bob.next()
+		if action != "history" && action != "new_chat_message" {
+			t.Fatalf("after %d messages: %s", len(got), raw)
+		}
+		take(msgs)
+	}
+	for i, m := range got {
+		if m.Message != fmt.Sprint(i) || !strings.HasSuffix(m.ID, fmt.Sprintf("-%d", i+1)) {
+			t.Fatalf("message %d is %+v", i, m)
+		}
+	}
+	expectQuiet(t, bob.c)
+}
+
+func TestHistoryTellsWhatCannotBeResumed(t *testing.T) {
+	const keep = 5
+	s := newTestServer(t, options{history: keep})
+	alice := s.dial(t, "gap")
+	for i := range 20 {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 20 })
+	probe := s.dialHistory(t, "gap", "history")
+	_, msgs, _ := probe.next()
+	epoch, _, _ := strings.Cut(msgs[0].ID, "-")
+	if len(msgs) != keep || msgs[0].Message != "15" {
+		t.Fatalf("recent history %+v, want the last %d", msgs, keep)
+	}
+	tests := []struct {
+		since, gap string
+		first      string // the first message replayed
+		n          int
+	}{
+		{epoch + "-17", "", "17", 3},
+		{epoch + "-15", "", "15", 5}, // just reaches back
+		{epoch + "-20", "", "", 0},   // nothing new
+		{epoch + "-3", gapTrimmed, "15", keep},
+		{"otherepoch-17", gapReset, "15", keep}, // a restart, or an expired history
+		{epoch + "-99", gapReset, "15", keep},   // an id this stream never gave
+		{"nonsense", gapReset, "15", keep},
+	}
+	for _, tt := range tests {
+		t.Run(tt.since, func(t *testing.T) {
+			c := s.dialHistory(t, "gap", "since="+tt.since)
+			if tt.gap != "" {
+				expectText(t, c.c, `{"action":"history_gap","payload":{"reason":"`+tt.gap+`"}}`)
+			}
+			action, msgs, raw := c.next()
+			if action != "history" || len(msgs) != tt.n || (tt.n > 0 && msgs[0].Message != tt.first) {
+				t.Fatalf("got %s", raw)
+			}
+		})
+	}
+}
+
+func TestHistoryBounds(t *testing.T) {
+	t.Run("bytes per room", func(t *testing.T) {
+		s := newTestServer(t, options{history: 1000})
+		alice := s.dial(t, "big")
+		long := strings.Repeat("é", maxMessageChars) // 8 KB each
+		for i := range 100 {
+			sendText(t, alice, chat(long, fmt.Sprint(i)))
+		}
+		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 100 })
+		_, msgs, raw := s.dialHistory(t, "big", "history").next()
+		if size := len(raw); size > historyRoomBytes+1024 || len(msgs) == 0 || msgs[len(msgs)-1].Name != "99" {
+			t.Fatalf("%d messages in %d bytes, the last %q", len(msgs), size, msgs[len(msgs)-1].Name)
+		}
+		if h := s.hub.historyBytes.Load(); h > historyRoomBytes {
+			t.Errorf("the hub counts %d bytes of history", h)
+		}
+	})
+	t.Run("kept after the room empties, then expires", func(t *testing.T) {
+		s := newTestServer(t, options{history: 10})
+		alice := s.dial(t, "later")
+		sendText(t, alice, chat("before you came", "A"))
+		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 1 })
+		closeClient(t, alice)
+		s.waitHealth(t, func(h health) bool { return h.Rooms == 0 })
+		_, msgs, _ := s.dialHistory(t, "later", "history").next()
+		if len(msgs) != 1 || msgs[0].Message != "before you came" {
+			t.Fatalf("history %+v", msgs)
+		}
+		s.hub.forEach(func(c *client) { c.close(closeGoingAway, "test") })
+		s.waitHealth(t, func(h health) bool { return h.Rooms == 0 })
+		s.hub.expireHistories(time.Now().Add(historyKeep))
+		_, msgs, _ = s.dialHistory(t, "later", "history").next()
+		if len(msgs) != 0 || s.hub.historyBytes.Load() != 0 {
+			t.Fatalf("history %+v after it expired", msgs)
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		s := newTestServer(t, options{})
+		alice := s.dial(t, "none")
+		sendText(t, alice, chat("hi", "A"))
+		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 1 })
+		expectQuiet(t, s.dialHistory(t, "none", "history").c)
+	})
+}
