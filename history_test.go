@@ -57,6 +57,23 @@ func (r historyReader) next() (action string, msgs []historyMsg, raw string) {
 	return f.Action, nil, raw
 }
 
+// waitKept waits until room's history has recorded n messages in all.
+func (s *testServer) waitKept(t *testing.T, room string, n int) {
+	t.Helper()
+	kept := func() int {
+		s.hub.mu.Lock()
+		hist, r := s.hub.histories[room], s.hub.rooms[room]
+		s.hub.mu.Unlock()
+		if hist == nil || r == nil {
+			return 0
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return int(hist.next - 1)
+	}
+	waitFor(t, func() string { return fmt.Sprintf("%d of %d messages kept", kept(), n) }, func() bool { return kept() >= n })
+}
+
 // dialHistory joins room asking for history with the query (history, or
 // since=ID).
 func (s *testServer) dialHistory(t *testing.T, room, query string) historyReader {
@@ -70,7 +87,7 @@ func TestHistoryNothingForClientsThatDoNotAsk(t *testing.T) {
 	for i := range 3 {
 		sendText(t, alice, chat(fmt.Sprint(i), "A"))
 	}
-	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 3 })
+	s.waitKept(t, "quiet", 3)
 	bob := s.dial(t, "quiet")
 	expectQuiet(t, bob) // nothing on connect
 	sendText(t, alice, chat("live", "A"))
@@ -84,7 +101,7 @@ func TestHistoryLateJoinerSeesTheConversation(t *testing.T) {
 	for i := range 3 {
 		sendText(t, alice, chat(fmt.Sprint(i), "A"))
 	}
-	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 3 })
+	s.waitKept(t, "talk", 3)
 	carol := s.dialHistory(t, "talk", "history")
 	action, msgs, raw := carol.next()
 	if action != "history" || len(msgs) != 3 {
@@ -150,7 +167,7 @@ func TestHistoryTellsWhatCannotBeResumed(t *testing.T) {
 	for i := range 20 {
 		sendText(t, alice, chat(fmt.Sprint(i), "A"))
 	}
-	s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 20 })
+	s.waitKept(t, "gap", 20)
 	probe := s.dialHistory(t, "gap", "history")
 	_, msgs, _ := probe.next()
 	epoch, _, _ := strings.Cut(msgs[0].ID, "-")
@@ -192,7 +209,7 @@ func TestHistoryBounds(t *testing.T) {
 		for i := range 100 {
 			sendText(t, alice, chat(long, fmt.Sprint(i)))
 		}
-		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 100 })
+		s.waitKept(t, "big", 100)
 		_, msgs, raw := s.dialHistory(t, "big", "history").next()
 		if size := len(raw); size > historyRoomBytes+1024 || len(msgs) == 0 || msgs[len(msgs)-1].Name != "99" {
 			t.Fatalf("%d messages in %d bytes, the last %q", len(msgs), size, msgs[len(msgs)-1].Name)
@@ -205,7 +222,7 @@ func TestHistoryBounds(t *testing.T) {
 		s := newTestServer(t, options{history: 10})
 		alice := s.dial(t, "later")
 		sendText(t, alice, chat("before you came", "A"))
-		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 1 })
+		s.waitKept(t, "later", 1)
 		closeClient(t, alice)
 		s.waitHealth(t, func(h health) bool { return h.Rooms == 0 })
 		_, msgs, _ := s.dialHistory(t, "later", "history").next()
@@ -227,4 +244,49 @@ func TestHistoryBounds(t *testing.T) {
 		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 1 })
 		expectQuiet(t, s.dialHistory(t, "none", "history").c)
 	})
+}
+
+// TestHistoryWithRedisIsEachProcesss: with -redis, each process keeps the
+// whole conversation of its rooms, messages from other processes included,
+// in a stream of its own. Resuming on the same process misses nothing;
+// an id taken to another process is from another stream, and the client
+// is told so rather than handed a partial replay.
+func TestHistoryWithRedisIsEachProcesss(t *testing.T) {
+	r := startRedis(t, "")
+	a := newTestServer(t, options{redis: r.url(), history: defaultHistory})
+	b := newTestServer(t, options{redis: r.url(), history: defaultHistory})
+	alice := a.dial(t, "shared")
+	keeper := b.dial(t, "shared") // keeps the room, and its history, alive on b
+	bob := b.dialHistory(t, "shared", "history")
+	bob.next() // the empty history
+	for i := range 3 {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	var last string
+	for range 3 {
+		_, msgs, _ := bob.next()
+		last = msgs[0].ID
+	}
+	bob.c.Close()
+	b.waitHealth(t, func(h health) bool { return h.Connections == 1 })
+	for i := 3; i < 5; i++ {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	b.waitKept(t, "shared", 5)
+	resumed := b.dialHistory(t, "shared", "since="+last)
+	if _, msgs, raw := resumed.next(); len(msgs) != 2 || msgs[0].Message != "3" || msgs[1].Message != "4" {
+		t.Fatalf("resumed on the same process with %s", raw)
+	}
+	elsewhere := a.dialHistory(t, "shared", "since="+last)
+	expectText(t, elsewhere.c, `{"action":"history_gap","payload":{"reason":"reset"}}`)
+
+	// When the room empties on a process, that process stops hearing it,
+	// and forgets its history there rather than keep one with a hole.
+	for _, c := range []*websocket.Conn{keeper, resumed.c} {
+		closeClient(t, c)
+	}
+	b.waitHealth(t, func(h health) bool { return h.Rooms == 0 })
+	sendText(t, alice, chat("while b had no one", "A"))
+	late := b.dialHistory(t, "shared", "since="+last)
+	expectText(t, late.c, `{"action":"history_gap","payload":{"reason":"reset"}}`)
 }

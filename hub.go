@@ -151,8 +151,12 @@ func (h *hub) leave(c *client) {
 	if empty {
 		delete(h.rooms, r.name)
 		h.layer.unsubscribe(r.name)
-		if r.history != nil {
+		if _, alone := h.layer.(memoryLayer); r.history != nil && alone {
 			r.history.idleSince = time.Now()
+		} else if r.history != nil {
+			// Unsubscribed, this process would miss what other processes
+			// say meanwhile: a history kept on would have a hole in it.
+			h.dropHistoryLocked(r.name)
 		}
 	}
 	c.room = nil
@@ -249,27 +253,40 @@ func (h *hub) forEach(f func(*client)) {
 	}
 }
 
-// fromLayer hands a frame that another process published to the members of
-// its room here. The channel layer calls it.
-func (h *hub) fromLayer(roomName string, f frame) {
+// fromLayer hands a message that another process published to the
+// members of its room here, and keeps it in the room's history here, as if
+// it had been said here. The channel layer calls it.
+func (h *hub) fromLayer(roomName string, msg message) {
 	h.mu.Lock()
 	r := h.rooms[roomName]
 	h.mu.Unlock()
-	if r != nil { // else the last member left while the frame was on its way
-		r.deliver(nil, f)
+	if r == nil { // the last member left while the message was on its way
+		return
 	}
+	if p, ok := msg.Payload.(chatPayload); ok {
+		r.record(nil, p)
+		return
+	}
+	r.deliver(nil, encodeFrame(msg.Action, msg.Payload))
 }
 
 // broadcastKept is broadcast for a chat message, which the room's history
-// keeps. Members that asked for ids get the message with its id, the sender
-// its id alone (saidFrame). The room's write lock is held from the message
-// getting its id to its last delivery, so that every member sees the ids in
-// order and a join (replayTo) falls wholly before or after it.
+// keeps.
 func (r *room) broadcastKept(from *client, p chatPayload) {
+	r.layer.publish(r.name, r.record(from, p))
+}
+
+// record delivers a chat message to the members here but from, keeps it in
+// the room's history, and returns its frame. Members that asked for ids get
+// the message with its id, the sender its id alone (saidFrame). The room's
+// write lock is held from the message getting its id to its last delivery,
+// so that every member sees the ids in order and a join (replayTo) falls
+// wholly before or after it.
+func (r *room) record(from *client, p chatPayload) frame {
 	f := encodeFrame("new_chat_message", p)
 	if r.history == nil {
-		r.broadcast(from, f)
-		return
+		r.deliver(from, f)
+		return f
 	}
 	r.mu.Lock()
 	id, grew := r.history.add(p, r.hub.keep)
@@ -297,7 +314,7 @@ func (r *room) broadcastKept(from *client, p chatPayload) {
 		}
 	}
 	r.mu.Unlock()
-	r.layer.publish(r.name, f)
+	return f
 }
 
 // replayTo sends c, which has just joined and asked for history, what it

@@ -130,17 +130,17 @@ var relayed = map[string]bool{"new_chat_message": true}
 
 // relayable checks a frame that came from another process before any
 // member sees it: it must be a message the protocol defines, valid as a
-// client's would have to be, of an action that is broadcast. What goes out
-// is re-encoded from the validated fields, as a broadcast here is.
-func relayable(payload []byte) (frame, bool) {
+// client's would have to be, of an action that is broadcast. The hub then
+// re-encodes it from the validated fields, as a broadcast here is.
+func relayable(payload []byte) (message, bool) {
 	if len(payload) > maxMessageBytes || !utf8.Valid(payload) {
-		return frame{}, false
+		return message{}, false
 	}
 	msg, errs := decode(payload)
 	if errs != nil || !relayed[msg.Action] {
-		return frame{}, false
+		return message{}, false
 	}
-	return encodeFrame(msg.Action, msg.Payload), true
+	return msg, true
 }
 
 // handleChat sends the re-encoded message to everyone else in the room, and

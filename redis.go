@@ -85,7 +85,7 @@ type redisLayer struct {
 	tls                  *tls.Config // nil for redis://
 	id                   []byte      // marks what this process publishes, so it skips its own
 	log                  *slog.Logger
-	toHub                func(room string, f frame) // hands a frame from another process to the hub (hub.fromLayer)
+	toHub                func(room string, msg message) // hands a message from another process to the hub (hub.fromLayer)
 
 	outbox chan outgoing // for the publisher
 	wake   chan struct{} // tells the subscriber writer there are commands
@@ -121,7 +121,7 @@ type subCommand struct {
 // layer, running. It fails, saying why, when the URL is wrong or Redis
 // cannot be reached or refuses the password: a cluster that is meant to
 // share rooms must not start as separate chats.
-func dialRedisLayer(rawURL string, log *slog.Logger, toHub func(string, frame)) (*redisLayer, error) {
+func dialRedisLayer(rawURL string, log *slog.Logger, toHub func(string, message)) (*redisLayer, error) {
 	l := &redisLayer{
 		log:     log,
 		toHub:   toHub,

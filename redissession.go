@@ -220,13 +220,13 @@ func (s *redisSession) receiveLoop() error {
 			if bytes.Equal(from, l.id) {
 				continue
 			}
-			f, ok := relayable(payload)
+			msg, ok := relayable(payload)
 			if !ok {
 				l.reject(room)
 				continue
 			}
 			l.received.Add(1)
-			l.toHub(room, f)
+			l.toHub(room, msg)
 		}
 	}
 }
