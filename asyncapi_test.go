@@ -123,8 +123,9 @@ func TestAsyncAPIDeclaresTheRoutedActions(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(received)); !slices.Equal(got, routed) {
 		t.Errorf("the document says the server receives %v; messages.go routes %v", got, routed)
 	}
-	// Besides what clients send, the server sends pong and error itself.
-	serverOwn := []string{"error", "pong"}
+	// Besides what clients send, the server sends these itself: answers,
+	// and history (history.go).
+	serverOwn := []string{"error", "history", "history_gap", "pong", "said"}
 	for _, a := range serverOwn {
 		if !sent[a] {
 			t.Errorf("the document does not say the server sends %s", a)
@@ -337,7 +338,7 @@ func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
 			}
 		}
 	}
-	wantIn := []string{"ErrorMessage", "NewChatMessage", "PongMessage"}
+	wantIn := []string{"ErrorMessage", "HistoryGapMessage", "HistoryMessage", "NewChatMessage", "PongMessage", "SaidMessage"}
 	wantOut := []string{"NewChatMessage", "PingMessage"}
 	if got := slices.Sorted(maps.Keys(incoming)); !slices.Equal(got, wantIn) {
 		t.Errorf("IncomingMessage would be %v, want %v", got, wantIn)
@@ -346,3 +347,86 @@ func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
 		t.Errorf("OutgoingMessage would be %v, want %v", got, wantOut)
 	}
 }
+
+// TestAsyncAPIHistoryFramesMatchTheServer checks the history frames a live
+// server sends against the document's schemas: every key the schema
+// requires is there, nothing else is, and constants and enums hold.
+func TestAsyncAPIHistoryFramesMatchTheServer(t *testing.T) {
+	doc := loadAPIDoc(t)
+	s := newTestServer(t, options{history: 3})
+	alice := s.dialHistory(t, "docs", "history")
+	alice.next()
+	for i := range 5 {
+		sendText(t, alice.c, chat(fmt.Sprint(i), "A"))
+	}
+	frames := map[string]string{}
+	for range 5 {
+		_, _, frames["said"] = alice.next()
+	}
+	bob := s.dialHistory(t, "docs", "since=nope-1")
+	_, _, frames["history_gap"] = bob.next()
+	_, _, frames["history"] = bob.next()
+	sendText(t, bob.c, chat("hi", "B"))
+	_, _, frames["new_chat_message"] = alice.next()
+	for name, schema := range map[string]string{
+		"said": "SaidMessage", "history_gap": "HistoryGapMessage", "history": "HistoryMessage", "new_chat_message": "NewChatMessage",
+	} {
+		var v any
+		if err := json.Unmarshal([]byte(frames[name]), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := doc.check(doc.at("components", "schemas", schema), v, name); err != nil {
+			t.Errorf("%s %s: %v", name, frames[name], err)
+		}
+	}
+}
+
+// check validates v against the parts of JSON Schema the document uses:
+// type, properties, required, const, enum and items.
+func (d apiDoc) check(schema, v any, path string) error {
+	sc, _ := d.resolve(schema).(map[string]any)
+	if c, ok := sc["const"]; ok && !reflect.DeepEqual(c, v) {
+		return fmt.Errorf("%s is %v, want %v", path, v, c)
+	}
+	if enum, ok := sc["enum"].([]any); ok && !slices.Contains(enum, v) {
+		return fmt.Errorf("%s is %v, not one of %v", path, v, enum)
+	}
+	switch sc["type"] {
+	case "object":
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s is not an object", path)
+		}
+		props, _ := sc["properties"].(map[string]any)
+		for _, k := range sc["required"].([]any) {
+			if _, ok := obj[k.(string)]; !ok {
+				return fmt.Errorf("%s has no %s", path, k)
+			}
+		}
+		for k, val := range obj {
+			p, ok := props[k]
+			if !ok {
+				return fmt.Errorf("%s has %s, which the document does not know", path, k)
+			}
+			if err := d.check(p, val, path+"."+k); err != nil {
+				return err
+			}
+		}
+	case "array":
+		arr, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s is not an array", path)
+		}
+		for i, item := range arr {
+			if err := d.check(sc["items"], item, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case "string":
+		if _, ok := v.(string); !ok {
+			return fmt.Errorf("%s is not a string", path)
+		}
+	}
+	return nil
+}
+

@@ -113,6 +113,10 @@ func TestProtocolLimits(t *testing.T) {
 		{"time to write a frame to a client before it is closed with 1008", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
 		{"time the closing handshake may take", seconds(closeTimeout)},
 		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
+		{"messages a room keeps", fmt.Sprint(defaultHistory)},
+		{"bytes a room's history keeps", thousands(historyRoomBytes)},
+		{"bytes all rooms' histories keep", fmt.Sprintf("%d MiB", historyTotalBytes>>20)},
+		{"time a room's history outlives its last member", fmt.Sprintf("%g min", historyKeep.Minutes())},
 	}
 	for _, tt := range tests {
 		if got, ok := limits[tt.limit]; !ok {
