@@ -429,4 +429,3 @@ func (d apiDoc) check(schema, v any, path string) error {
 	}
 	return nil
 }
-
