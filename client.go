@@ -84,8 +84,9 @@ type client struct {
 
 	// room is set by hub.join, during the handshake, and cleared by
 	// hub.leave after the read loop ends; both hold hub.mu.
-	room    *room
-	history *historyRequest // what it asked of the room's history; nil: nothing
+	room           *room
+	history        *historyRequest // what it asked of the room's history; nil: nothing
+	awaitingReplay bool            // joined, its replay not sent yet; guarded by room.mu
 
 	// Owned by the read loop (the connection's own goroutine).
 	in *bufio.Reader // the socket's reader: frames come only through it

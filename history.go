@@ -10,9 +10,11 @@ package main
 // be resumed, and the client is told so.
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +101,59 @@ func (h *history) dropOldest() {
 	h.entries = h.entries[1:]
 }
 
+// addEntry keeps an entry of the shared stream (redishistory.go), in
+// order: one from another epoch starts the history over (Redis lost its
+// data), one already kept is skipped (fresh is false). It returns how many
+// bytes the history grew by.
+func (h *history) addEntry(e streamEntry, max int) (grew int, fresh bool) {
+	before := h.bytes
+	if e.epoch != h.epoch {
+		h.restart(e.epoch)
+	}
+	if e.seq < h.next {
+		return 0, false
+	}
+	h.next = e.seq + 1
+	h.entries = append(h.entries, historyEntry{e.seq, e.json})
+	h.bytes += len(e.json)
+	for len(h.entries) > max || (h.bytes > historyRoomBytes && len(h.entries) > 1) {
+		h.dropOldest()
+	}
+	return h.bytes - before, true
+}
+
+// merge puts the shared stream so far, loaded from Redis, under what came
+// live meanwhile, and returns how many bytes the history grew by.
+func (h *history) merge(loaded []streamEntry, max int) int {
+	before := h.bytes
+	live := slices.Clone(h.entries)
+	if len(loaded) > 0 && loaded[0].epoch != h.epoch {
+		live = nil // from another stream, or the mirror's epoch was forgotten
+	}
+	if len(loaded) > 0 {
+		h.restart(loaded[len(loaded)-1].epoch)
+		for _, e := range loaded {
+			if e.epoch == h.epoch {
+				h.addEntry(e, max)
+			}
+		}
+	}
+	for _, e := range live {
+		if e.seq >= h.next {
+			h.next = e.seq + 1
+			h.entries = append(h.entries, e)
+			h.bytes += len(e.json)
+		}
+	}
+	return h.bytes - before
+}
+
+// restart empties the history for a stream of another epoch.
+func (h *history) restart(epoch string) {
+	clear(h.entries)
+	h.entries, h.bytes, h.epoch, h.next = h.entries[:0], 0, epoch, 1
+}
+
 // Why a replay is not all that was asked for.
 const (
 	gapReset   = "reset"   // the id is from another stream: a restart, or an expired history
@@ -114,7 +169,7 @@ func (h *history) replay(since string) (entries []historyEntry, gap string) {
 	}
 	epoch, seqText, _ := strings.Cut(since, "-")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil || epoch != h.epoch || seq >= h.next {
+	if err != nil || h.epoch == "" || epoch != h.epoch || seq >= h.next {
 		return h.entries, gapReset
 	}
 	first := h.next // the seq of the oldest message kept
@@ -124,7 +179,7 @@ func (h *history) replay(since string) (entries []historyEntry, gap string) {
 	if seq+1 < first {
 		return h.entries, gapTrimmed
 	}
-	i := len(h.entries) - int(h.next-1-seq)
+	i, _ := slices.BinarySearchFunc(h.entries, seq+1, func(e historyEntry, s uint64) int { return cmp.Compare(e.seq, s) })
 	return h.entries[i:], ""
 }
 
@@ -168,4 +223,69 @@ func parseHistoryRequest(query map[string][]string) *historyRequest {
 		return &historyRequest{}
 	}
 	return nil
+}
+
+// historyOf returns the history of roomName, which may have outlived an
+// earlier room of that name, or starts one; nil when the hub keeps none.
+// It runs with h.mu held.
+func (h *hub) historyOf(roomName string) *history {
+	if h.keep <= 0 {
+		return nil
+	}
+	hist := h.histories[roomName]
+	if hist == nil {
+		hist = newHistory()
+		if h.shared {
+			hist.epoch = "" // a mirror: its epoch is the stream's, once loaded
+		}
+		h.histories[roomName] = hist
+	}
+	hist.idleSince = time.Time{}
+	return hist
+}
+
+// expireHistories forgets the histories of rooms empty for historyKeep,
+// and, while all of them together pass historyTotalBytes, those of empty
+// rooms, longest idle first.
+func (h *hub) expireHistories(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var idle []string
+	for name, hist := range h.histories {
+		switch {
+		case hist.idleSince.IsZero():
+		case now.Sub(hist.idleSince) >= historyKeep:
+			h.dropHistoryLocked(name)
+		default:
+			idle = append(idle, name)
+		}
+	}
+	slices.SortFunc(idle, func(a, b string) int { return h.histories[a].idleSince.Compare(h.histories[b].idleSince) })
+	for _, name := range idle {
+		if h.historyBytes.Load() <= historyTotalBytes {
+			break
+		}
+		h.dropHistoryLocked(name)
+	}
+}
+
+// dropHistoryLocked forgets the history of an empty room.
+func (h *hub) dropHistoryLocked(name string) {
+	h.historyBytes.Add(-int64(h.histories[name].bytes))
+	delete(h.histories, name)
+}
+
+// replayTo sends c, which has just joined and asked for history, what it
+// asked for: the messages after its id, or the recent ones, after a
+// history_gap frame when they are not all it asked for. It runs with r.mu
+// held, so that no message falls between the replay and the first live one.
+func (r *room) replayTo(c *client) {
+	if c.history == nil || r.history == nil {
+		return
+	}
+	entries, gap := r.history.replay(c.history.since)
+	if gap != "" {
+		c.send(historyGapFrame(gap))
+	}
+	c.send(historyFrame(r.history.epoch, entries))
 }

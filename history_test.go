@@ -32,6 +32,25 @@ type historyReader struct {
 func (r historyReader) next() (action string, msgs []historyMsg, raw string) {
 	r.t.Helper()
 	raw = recvText(r.t, r.c)
+	return r.parse(raw)
+}
+
+// nextUntilClosed is next, but reports ok false when the server closes the
+// connection instead.
+func (r historyReader) nextUntilClosed() (msgs []historyMsg, ok bool) {
+	r.t.Helper()
+	r.c.SetReadDeadline(time.Now().Add(recvTimeout))
+	var raw string
+	if err := websocket.Message.Receive(r.c, &raw); err != nil {
+		return nil, false
+	}
+	_, msgs, _ = r.parse(raw)
+	return msgs, true
+}
+
+// parse reads a frame's action and, for a chat message or a replay, the
+// messages it holds.
+func (r historyReader) parse(raw string) (action string, msgs []historyMsg, _ string) {
 	var f struct {
 		Action  string          `json:"action"`
 		Payload json.RawMessage `json:"payload"`
@@ -246,47 +265,132 @@ func TestHistoryBounds(t *testing.T) {
 	})
 }
 
-// TestHistoryWithRedisIsEachProcesss: with -redis, each process keeps the
-// whole conversation of its rooms, messages from other processes included,
-// in a stream of its own. Resuming on the same process misses nothing;
-// an id taken to another process is from another stream, and the client
-// is told so rather than handed a partial replay.
-func TestHistoryWithRedisIsEachProcesss(t *testing.T) {
+// collect reads what a client that asked for history receives until it
+// holds n messages, and returns them.
+func (r historyReader) collect(n int) []historyMsg {
+	r.t.Helper()
+	var got []historyMsg
+	for len(got) < n {
+		action, msgs, raw := r.next()
+		if action != "history" && action != "new_chat_message" {
+			r.t.Fatalf("after %d messages: %s", len(got), raw)
+		}
+		got = append(got, msgs...)
+	}
+	return got
+}
+
+// TestHistorySharedThroughRedis: with -redis, every process serves the same
+// history with the same ids, in one order, and a client resumes on any of
+// them, even after its own process stopped.
+func TestHistorySharedThroughRedis(t *testing.T) {
 	r := startRedis(t, "")
 	a := newTestServer(t, options{redis: r.url(), history: defaultHistory})
 	b := newTestServer(t, options{redis: r.url(), history: defaultHistory})
-	alice := a.dial(t, "shared")
-	keeper := b.dial(t, "shared") // keeps the room, and its history, alive on b
-	bob := b.dialHistory(t, "shared", "history")
-	bob.next() // the empty history
-	for i := range 3 {
-		sendText(t, alice, chat(fmt.Sprint(i), "A"))
-	}
-	var last string
-	for range 3 {
-		_, msgs, _ := bob.next()
-		last = msgs[0].ID
-	}
-	bob.c.Close()
-	b.waitHealth(t, func(h health) bool { return h.Connections == 1 })
-	for i := 3; i < 5; i++ {
-		sendText(t, alice, chat(fmt.Sprint(i), "A"))
-	}
-	b.waitKept(t, "shared", 5)
-	resumed := b.dialHistory(t, "shared", "since="+last)
-	if _, msgs, raw := resumed.next(); len(msgs) != 2 || msgs[0].Message != "3" || msgs[1].Message != "4" {
-		t.Fatalf("resumed on the same process with %s", raw)
-	}
-	elsewhere := a.dialHistory(t, "shared", "since="+last)
-	expectText(t, elsewhere.c, `{"action":"history_gap","payload":{"reason":"reset"}}`)
 
-	// When the room empties on a process, that process stops hearing it,
-	// and forgets its history there rather than keep one with a hole.
-	for _, c := range []*websocket.Conn{keeper, resumed.c} {
-		closeClient(t, c)
+	t.Run("one order everywhere", func(t *testing.T) {
+		onA, onB := a.dialHistory(t, "order", "history"), b.dialHistory(t, "order", "history")
+		onA.next()
+		onB.next()
+		alice, carol := a.dial(t, "order"), b.dial(t, "order")
+		go func() {
+			for i := range 50 {
+				websocket.Message.Send(alice, chat(fmt.Sprint("a", i), "A"))
+			}
+		}()
+		for i := range 50 {
+			sendText(t, carol, chat(fmt.Sprint("c", i), "C"))
+		}
+		seenA, seenB := onA.collect(100), onB.collect(100)
+		for i := range seenA {
+			if seenA[i] != seenB[i] {
+				t.Fatalf("message %d: %+v on a, %+v on b", i, seenA[i], seenB[i])
+			}
+		}
+	})
+
+	t.Run("resume on the other process", func(t *testing.T) {
+		alice := a.dial(t, "move")
+		bob := b.dialHistory(t, "move", "history")
+		bob.next()
+		for i := range 3 {
+			sendText(t, alice, chat(fmt.Sprint(i), "A"))
+		}
+		last := bob.collect(3)[2].ID
+		bob.c.Close()
+		for i := 3; i < 6; i++ {
+			sendText(t, alice, chat(fmt.Sprint(i), "A"))
+		}
+		a.waitKept(t, "move", 6)
+		moved := a.dialHistory(t, "move", "since="+last)
+		if _, msgs, raw := moved.next(); len(msgs) != 3 || msgs[0].Message != "3" {
+			t.Fatalf("resumed on the other process with %s", raw)
+		}
+		// b has no one in the room now: it loads the stream when one comes.
+		back := b.dialHistory(t, "move", "since="+last)
+		if _, msgs, raw := back.next(); len(msgs) != 3 || msgs[0].Message != "3" {
+			t.Fatalf("resumed on b, which had forgotten the room, with %s", raw)
+		}
+	})
+
+	t.Run("Redis restarted without its data", func(t *testing.T) {
+		alice := a.dial(t, "lost")
+		bob := b.dialHistory(t, "lost", "history")
+		bob.next()
+		sendText(t, alice, chat("before", "A"))
+		last := bob.collect(1)[0].ID
+		r.stop()
+		b.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
+		r.start()
+		a.waitHealth(t, func(h health) bool { return h.Layer.Connected })
+		b.waitHealth(t, func(h health) bool { return h.Layer.Connected })
+		resumed := b.dialHistory(t, "lost", "since="+last)
+		expectText(t, resumed.c, `{"action":"history_gap","payload":{"reason":"reset"}}`)
+	})
+}
+
+// TestHistoryDeployLosesNothing moves a member from a process that is shut
+// down (SIGTERM does what shutdown does) to another, during 1,000
+// broadcasts: it ends with all of them, once each, in order.
+func TestHistoryDeployLosesNothing(t *testing.T) {
+	const total = 1000
+	r := startRedis(t, "")
+	a := newTestServer(t, options{redis: r.url(), history: total})
+	b := newTestServer(t, options{redis: r.url(), history: total})
+	sender := a.dial(t, "deploy")
+	bob := b.dialHistory(t, "deploy", "history")
+	bob.next()
+	read := sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })
+	var got []historyMsg
+	take := func(msgs []historyMsg) {
+		for range msgs {
+			read()
+		}
+		got = append(got, msgs...)
 	}
-	b.waitHealth(t, func(h health) bool { return h.Rooms == 0 })
-	sendText(t, alice, chat("while b had no one", "A"))
-	late := b.dialHistory(t, "shared", "since="+last)
-	expectText(t, late.c, `{"action":"history_gap","payload":{"reason":"reset"}}`)
+	for len(got) < total/3 {
+		_, msgs, _ := bob.next()
+		take(msgs)
+	}
+	go b.hub.shutdown(t.Context()) // the deploy: b goes away
+	for {
+		msgs, ok := bob.nextUntilClosed()
+		if !ok {
+			break
+		}
+		take(msgs)
+	}
+	bob = a.dialHistory(t, "deploy", "since="+got[len(got)-1].ID)
+	for len(got) < total {
+		action, msgs, raw := bob.next()
+		if action != "history" && action != "new_chat_message" {
+			t.Fatalf("after %d messages: %s", len(got), raw)
+		}
+		take(msgs)
+	}
+	for i, m := range got {
+		if m.Message != fmt.Sprint(i) {
+			t.Fatalf("message %d is %+v", i, m)
+		}
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +37,7 @@ type hub struct {
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
 	keep      int            // messages each room's history keeps; 0: no history (history.go)
+	shared    bool           // the histories are mirrors of the layer's (redishistory.go)
 
 	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
@@ -107,6 +107,12 @@ func (h *hub) join(c *client, roomName string) error {
 	case <-time.After(subscribeWait):
 		h.log.Warn("joined before the channel layer confirmed the room", "conn", c.id, "room", roomName)
 	}
+	if c.awaitingReplay {
+		r.mu.Lock()
+		c.awaitingReplay = false
+		r.replayTo(c)
+		r.mu.Unlock()
+	}
 	return nil
 }
 
@@ -125,7 +131,11 @@ func (h *hub) add(c *client, roomName string) (*room, error) {
 	}
 	r.mu.Lock()
 	r.members[c] = struct{}{}
-	r.replayTo(c) // in the same hold of the lock: no message between the two
+	if h.shared && c.history != nil {
+		c.awaitingReplay = true // join replays, once the mirror is loaded
+	} else {
+		r.replayTo(c) // in the same hold of the lock: no message between the two
+	}
 	r.mu.Unlock()
 	c.room = r
 	h.conns++
@@ -263,17 +273,26 @@ func (h *hub) fromLayer(roomName string, msg message) {
 	if r == nil { // the last member left while the message was on its way
 		return
 	}
-	if p, ok := msg.Payload.(chatPayload); ok {
+	if p, ok := msg.Payload.(chatPayload); ok && !h.shared {
 		r.record(nil, p)
 		return
 	}
+	// With a shared history, a plain frame comes from a process that keeps
+	// none (started with -history 0): it is delivered, not kept.
 	r.deliver(nil, encodeFrame(msg.Action, msg.Payload))
 }
 
 // broadcastKept is broadcast for a chat message, which the room's history
-// keeps.
+// keeps. With a shared history, the message goes to Redis first, and comes
+// back, with its id, to every process (hub.fromStream); while Redis is away
+// it is delivered here only, without an id, as without history.
 func (r *room) broadcastKept(from *client, p chatPayload) {
-	r.layer.publish(r.name, r.record(from, p))
+	switch {
+	case !r.hub.shared:
+		r.layer.publish(r.name, r.record(from, p))
+	case !r.layer.keep(r.name, from.id, p):
+		r.deliver(from, encodeFrame("new_chat_message", p))
+	}
 }
 
 // record delivers a chat message to the members here but from, keeps it in
@@ -290,6 +309,17 @@ func (r *room) record(from *client, p chatPayload) frame {
 	}
 	r.mu.Lock()
 	id, grew := r.history.add(p, r.hub.keep)
+	r.deliverKept(from, f, p, id, grew)
+	r.mu.Unlock()
+	return f
+}
+
+// deliverKept delivers a message that the history has just kept, as id:
+// with its id to members that asked for ids, its id alone to its sender
+// (saidFrame), and f to the rest. It runs with r.mu held. grew is how much
+// the history grew, for the total; past historyTotalBytes, this room's
+// oldest messages go.
+func (r *room) deliverKept(from *client, f frame, p chatPayload, id string, grew int) {
 	if r.hub.historyBytes.Add(int64(grew)) > historyTotalBytes {
 		for len(r.history.entries) > 1 && r.hub.historyBytes.Load() > historyTotalBytes {
 			size := len(r.history.entries[0].json)
@@ -300,6 +330,8 @@ func (r *room) record(from *client, p chatPayload) frame {
 	var withID frame
 	for c := range r.members {
 		switch {
+		case c.awaitingReplay:
+			// the replay, coming, holds this message
 		case c.history == nil && c != from:
 			c.send(f)
 		case c == from:
@@ -313,23 +345,6 @@ func (r *room) record(from *client, p chatPayload) frame {
 			c.send(withID)
 		}
 	}
-	r.mu.Unlock()
-	return f
-}
-
-// replayTo sends c, which has just joined and asked for history, what it
-// asked for: the messages after its id, or the recent ones, after a
-// history_gap frame when they are not all it asked for. It runs with r.mu
-// held, so that no message falls between the replay and the first live one.
-func (r *room) replayTo(c *client) {
-	if c.history == nil || r.history == nil {
-		return
-	}
-	entries, gap := r.history.replay(c.history.since)
-	if gap != "" {
-		c.send(historyGapFrame(gap))
-	}
-	c.send(historyFrame(r.history.epoch, entries))
 }
 
 // broadcast sends f to everyone in the room but the sender: the members
@@ -350,51 +365,4 @@ func (r *room) deliver(from *client, f frame) {
 			c.send(f)
 		}
 	}
-}
-
-// historyOf returns the history of roomName, which may have outlived an
-// earlier room of that name, or starts one; nil when the hub keeps none.
-// It runs with h.mu held.
-func (h *hub) historyOf(roomName string) *history {
-	if h.keep <= 0 {
-		return nil
-	}
-	hist := h.histories[roomName]
-	if hist == nil {
-		hist = newHistory()
-		h.histories[roomName] = hist
-	}
-	hist.idleSince = time.Time{}
-	return hist
-}
-
-// expireHistories forgets the histories of rooms empty for historyKeep,
-// and, while all of them together pass historyTotalBytes, those of empty
-// rooms, longest idle first.
-func (h *hub) expireHistories(now time.Time) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var idle []string
-	for name, hist := range h.histories {
-		switch {
-		case hist.idleSince.IsZero():
-		case now.Sub(hist.idleSince) >= historyKeep:
-			h.dropHistoryLocked(name)
-		default:
-			idle = append(idle, name)
-		}
-	}
-	slices.SortFunc(idle, func(a, b string) int { return h.histories[a].idleSince.Compare(h.histories[b].idleSince) })
-	for _, name := range idle {
-		if h.historyBytes.Load() <= historyTotalBytes {
-			break
-		}
-		h.dropHistoryLocked(name)
-	}
-}
-
-// dropHistoryLocked forgets the history of an empty room.
-func (h *hub) dropHistoryLocked(name string) {
-	h.historyBytes.Add(-int64(h.histories[name].bytes))
-	delete(h.histories, name)
 }

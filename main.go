@@ -167,10 +167,11 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	h := newHub(newRateLimit(opts.rate), log)
 	h.perClient, h.proxies, h.keep = opts.perClient, opts.proxies, opts.history
+	h.shared = opts.redis != "" && opts.history > 0
 	if opts.redis == "" {
 		return h, nil
 	}
-	layer, err := dialRedisLayer(opts.redis, log, h.fromLayer)
+	layer, err := dialRedisLayer(opts.redis, log, h, opts.history)
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}

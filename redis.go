@@ -85,7 +85,8 @@ type redisLayer struct {
 	tls                  *tls.Config // nil for redis://
 	id                   []byte      // marks what this process publishes, so it skips its own
 	log                  *slog.Logger
-	toHub                func(room string, msg message) // hands a message from another process to the hub (hub.fromLayer)
+	hub                  layerHub // where what other processes say goes
+	keepCount            int      // messages a room's shared history keeps; 0: none (redishistory.go)
 
 	outbox chan outgoing // for the publisher
 	wake   chan struct{} // tells the subscriber writer there are commands
@@ -106,10 +107,15 @@ type redisLayer struct {
 	rejecting                    atomic.Bool  // in a burst of rejections, logged once
 }
 
-// outgoing is one frame for the publisher.
+// outgoing is one command for the publisher connection: a frame to
+// PUBLISH, a chat message to keep (redishistory.go), or a room's stream to
+// load, with ready closed once it is.
 type outgoing struct {
-	room string
-	msg  []byte // this process's id, a space, the frame's JSON
+	room  string
+	msg   []byte // this process's id, a space, the frame's JSON
+	kept  *keptOut
+	load  bool
+	ready chan struct{}
 }
 
 // subCommand is SUBSCRIBE or UNSUBSCRIBE for one room.
@@ -121,15 +127,16 @@ type subCommand struct {
 // layer, running. It fails, saying why, when the URL is wrong or Redis
 // cannot be reached or refuses the password: a cluster that is meant to
 // share rooms must not start as separate chats.
-func dialRedisLayer(rawURL string, log *slog.Logger, toHub func(string, message)) (*redisLayer, error) {
+func dialRedisLayer(rawURL string, log *slog.Logger, hub layerHub, keep int) (*redisLayer, error) {
 	l := &redisLayer{
-		log:     log,
-		toHub:   toHub,
-		outbox:  make(chan outgoing, publishQueueLen),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		rooms:   map[string]bool{},
-		pending: map[string][]chan struct{}{},
+		log:       log,
+		hub:       hub,
+		keepCount: keep,
+		outbox:    make(chan outgoing, publishQueueLen),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		rooms:     map[string]bool{},
+		pending:   map[string][]chan struct{}{},
 	}
 	if err := l.parseURL(rawURL); err != nil {
 		return nil, err
@@ -218,7 +225,7 @@ func (l *redisLayer) publish(room string, f frame) {
 	msg := make([]byte, 0, len(l.id)+1+len(payload))
 	msg = append(append(append(msg, l.id...), ' '), payload...)
 	select {
-	case l.outbox <- outgoing{room, msg}:
+	case l.outbox <- outgoing{room: room, msg: msg}:
 	default:
 		l.dropped.Add(1)
 		if l.dropping.CompareAndSwap(false, true) {
@@ -248,11 +255,13 @@ func (l *redisLayer) status() layerStatus {
 }
 
 // close stops the layer: its connections are closed and its goroutines
-// gone when it returns.
+// gone when it returns. A second call waits as the first.
 func (l *redisLayer) close() {
 	l.mu.Lock()
+	if !l.stopped {
+		close(l.stop)
+	}
 	l.stopped = true
-	close(l.stop)
 	s := l.session
 	l.mu.Unlock()
 	if s != nil {
@@ -274,22 +283,32 @@ func (l *redisLayer) queueLocked(cmd subCommand, ready chan struct{}) {
 	}
 }
 
-// confirm closes the wait of the oldest SUBSCRIBE of room still pending:
-// Redis answers the commands of one connection in the order they came.
+// confirm ends the wait of the oldest SUBSCRIBE of room still pending
+// (Redis answers the commands of one connection in the order they came),
+// after loading the room's shared history, when there is one: from then on
+// its messages come live, and the load holds those before.
 func (l *redisLayer) confirm(room string) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	waits := l.pending[room]
-	if len(waits) == 0 {
+	var ready chan struct{}
+	switch len(waits) {
+	case 0:
+	case 1:
+		ready = waits[0]
+		delete(l.pending, room)
+	default:
+		ready = waits[0]
+		l.pending[room] = waits[1:]
+	}
+	l.mu.Unlock()
+	if l.keepCount <= 0 {
+		closeReady(ready)
 		return
 	}
-	if waits[0] != nil {
-		close(waits[0])
-	}
-	if len(waits) == 1 {
-		delete(l.pending, room)
-	} else {
-		l.pending[room] = waits[1:]
+	select {
+	case l.outbox <- outgoing{room: room, load: true, ready: ready}:
+	default: // the publisher is swamped: members join with what the mirror has
+		closeReady(ready)
 	}
 }
 
@@ -328,13 +347,31 @@ func (l *redisLayer) end(s *redisSession) {
 	l.cmds = nil
 	l.mu.Unlock()
 	s.close()
+	if l.keepCount > 0 {
+		l.hub.historyBroken()
+	}
 	for {
 		select {
-		case <-l.outbox:
-			l.dropped.Add(1)
+		case m := <-l.outbox:
+			l.undo(m)
 		default:
 			return
 		}
+	}
+}
+
+// undo deals with a command that will not reach Redis: a frame is dropped
+// for the other processes, a chat message is delivered here only, as
+// without history, and a wait for a load ends.
+func (l *redisLayer) undo(m outgoing) {
+	switch {
+	case m.kept != nil:
+		l.dropped.Add(1)
+		l.hub.fromStream(m.room, streamEntry{seq: m.kept.from, msg: m.kept.msg}, true, m.kept.from)
+	case m.load:
+		closeReady(m.ready)
+	default:
+		l.dropped.Add(1)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,10 +21,11 @@ import (
 
 // redisSession is the pair of connections one run of the layer uses.
 type redisSession struct {
-	l        *redisLayer
-	pub, sub *redisConn
-	closing  chan struct{} // closed by close
-	once     sync.Once
+	l         *redisLayer
+	pub, sub  *redisConn
+	scriptSHA string        // keepScript, loaded on pub; "" without shared history
+	closing   chan struct{} // closed by close
+	once      sync.Once
 }
 
 // dial opens both connections, each authenticated and answering PING.
@@ -37,7 +39,30 @@ func (l *redisLayer) dial() (*redisSession, error) {
 		pub.Close()
 		return nil, err
 	}
-	return &redisSession{l: l, pub: pub, sub: sub, closing: make(chan struct{})}, nil
+	s := &redisSession{l: l, pub: pub, sub: sub, closing: make(chan struct{})}
+	if l.keepCount > 0 {
+		if s.scriptSHA, err = pub.loadScript(keepScript); err != nil {
+			s.close()
+			return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
+		}
+	}
+	return s, nil
+}
+
+// loadScript has Redis keep a script, and returns its SHA for EVALSHA.
+func (c *redisConn) loadScript(script string) (string, error) {
+	c.SetDeadline(time.Now().Add(redisDialTimeout))
+	defer c.SetDeadline(time.Time{})
+	writeCommand(c.w, []byte("SCRIPT"), []byte("LOAD"), []byte(script))
+	if err := c.w.Flush(); err != nil {
+		return "", err
+	}
+	reply, err := readReply(c.r)
+	sha, ok := reply.([]byte)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: SCRIPT LOAD answered %v", errProtocol, reply)
+	}
+	return string(sha), err
 }
 
 // redisConn is one connection to Redis with its buffers.
@@ -150,14 +175,28 @@ func (s *redisSession) publishLoop() error {
 		}
 		c.SetDeadline(time.Now().Add(redisIOTimeout))
 		for _, m := range batch {
-			writeCommand(c.w, []byte("PUBLISH"), []byte(channelPrefix+m.room), m.msg)
+			switch {
+			case m.kept != nil:
+				writeCommand(c.w, l.keepCommand(s.scriptSHA, m.room, m.kept.from, m.kept.msg)...)
+			case m.load:
+				writeCommand(c.w, []byte("XRANGE"), []byte(streamPrefix+m.room), []byte("-"), []byte("+"))
+			default:
+				writeCommand(c.w, []byte("PUBLISH"), []byte(channelPrefix+m.room), m.msg)
+			}
 		}
 		err := c.w.Flush()
-		for i := 0; err == nil && i < len(batch); i++ {
-			_, err = readReply(c.r)
+		done := 0
+		for ; err == nil && done < len(batch); done++ {
+			var reply any
+			if reply, err = readReply(c.r); err == nil && batch[done].load {
+				l.hub.loadStream(batch[done].room, l.parseStream(batch[done].room, reply))
+				closeReady(batch[done].ready)
+			}
 		}
 		if err != nil {
-			l.dropped.Add(int64(len(batch)))
+			for _, m := range batch[max(done-1, 0):] {
+				l.undo(m)
+			}
 			return fmt.Errorf("publish: %w", err)
 		}
 		l.published.Add(int64(len(batch)))
@@ -215,6 +254,20 @@ func (s *redisSession) receiveLoop() error {
 		switch {
 		case kind == "subscribe" && ok:
 			l.confirm(room)
+		case kind == "message" && ok && isKept(data):
+			process, client, entry, _ := keptFrom(data)
+			e, valid := parseEntry(entry)
+			from, err := strconv.ParseUint(client, 10, 64)
+			switch {
+			case !valid || err != nil:
+				l.reject(room)
+			case l.keepCount > 0:
+				l.received.Add(1)
+				l.hub.fromStream(room, e, process == string(l.id), from)
+			case process != string(l.id): // a process with shared history; this one keeps its own
+				l.received.Add(1)
+				l.hub.fromLayer(room, message{Action: "new_chat_message", Payload: e.msg})
+			}
 		case kind == "message" && ok:
 			from, payload, _ := bytes.Cut(data, []byte(" "))
 			if bytes.Equal(from, l.id) {
@@ -226,7 +279,7 @@ func (s *redisSession) receiveLoop() error {
 				continue
 			}
 			l.received.Add(1)
-			l.toHub(room, msg)
+			l.hub.fromLayer(room, msg)
 		}
 	}
 }

@@ -1,0 +1,245 @@
+package main
+
+// This file shares each room's history between processes through Redis
+// (with -redis and -history): a Stream per room holds the messages, and a
+// script gives each one its id and publishes it, in one step, so that ids
+// count up in the order Redis ran the scripts and every process delivers in
+// that order. Each process mirrors the streams of its rooms in its own
+// history (history.go), loading a room's stream when the room begins here
+// and after every reconnect, and serves replays from the mirror. While
+// Redis is away, chat stays local, as without history: no ids are made up.
+
+import (
+	"encoding/json"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Keys of a room's history in Redis, beside its channel (channelPrefix).
+const (
+	streamPrefix = "roomchat:history:" // the Stream of entries
+	epochPrefix  = "roomchat:epoch:"   // the stream's epoch
+	seqPrefix    = "roomchat:seq:"     // the last seq given
+)
+
+// keepScript adds one message to a room's stream and publishes it, in one
+// step. KEYS: stream, epoch, seq, channel. ARGV: the message's JSON
+// ({"message":...,"name":...}), an epoch to use if the room has none (a new
+// stream, or Redis lost its data), the count to keep, how long the keys
+// live idle (ms), and the publisher's tag ("process client"). It returns the
+// id it gave.
+const keepScript = `
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local id = epoch .. '-' .. redis.call('INCR', KEYS[3])
+local entry = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'm', entry)
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+redis.call('PUBLISH', KEYS[4], ARGV[5] .. ' ' .. entry)
+return id`
+
+// streamEntry is one message of a room's stream, checked.
+type streamEntry struct {
+	epoch string
+	seq   uint64
+	msg   chatPayload
+	json  []byte // re-encoded from the checked fields, never Redis's bytes
+}
+
+// entryID is the form of an id from Redis: an epoch of lower-case letters
+// and digits, a dash, a seq.
+var entryID = regexp.MustCompile(`^([a-z0-9]{1,40})-([0-9]{1,19})$`)
+
+// parseEntry checks an entry that came from Redis, as a message from a
+// client is checked: anyone who can write to the shared Redis can write
+// here.
+func parseEntry(raw []byte) (streamEntry, bool) {
+	if len(raw) > maxMessageBytes {
+		return streamEntry{}, false
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(raw, &fields) != nil {
+		return streamEntry{}, false
+	}
+	var id string
+	if json.Unmarshal(fields["id"], &id) != nil {
+		return streamEntry{}, false
+	}
+	m := entryID.FindStringSubmatch(id)
+	payload, errs := decodeChat(raw) // unknown keys, such as id, are ignored
+	if m == nil || errs != nil {
+		return streamEntry{}, false
+	}
+	seq, err := strconv.ParseUint(m[2], 10, 64)
+	if err != nil {
+		return streamEntry{}, false
+	}
+	p := payload.(chatPayload)
+	entry, err := json.Marshal(keptMessage{ID: id, chatPayload: p})
+	if err != nil {
+		return streamEntry{}, false
+	}
+	return streamEntry{epoch: m[1], seq: seq, msg: p, json: entry}, true
+}
+
+// keepCommand is the EVALSHA that keeps p, said by client from, in room.
+func (l *redisLayer) keepCommand(sha, room string, from uint64, p chatPayload) [][]byte {
+	payload, _ := json.Marshal(p) // two strings: it cannot fail
+	epoch := strings.ToLower(string(l.id[:6])) + strconv.FormatInt(time.Now().UnixNano(), 36)
+	tag := string(l.id) + " " + strconv.FormatUint(from, 10)
+	return [][]byte{
+		[]byte("EVALSHA"), []byte(sha), []byte("4"),
+		[]byte(streamPrefix + room), []byte(epochPrefix + room), []byte(seqPrefix + room), []byte(channelPrefix + room),
+		payload, []byte(epoch), []byte(strconv.Itoa(l.keepCount)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)), []byte(tag),
+	}
+}
+
+// keep hands a chat message to Redis for the room's shared history. It
+// reports false when it cannot (no shared history, or Redis is away): the
+// caller then delivers it here, as without history. Otherwise the message
+// reaches every process, this one included, from Redis (receiveLoop).
+func (l *redisLayer) keep(room string, from uint64, p chatPayload) bool {
+	if l.keepCount <= 0 || !l.up.Load() {
+		return false
+	}
+	select {
+	case l.outbox <- outgoing{room: room, kept: &keptOut{from: from, msg: p}}:
+		return true
+	default:
+		l.dropped.Add(1)
+		return false
+	}
+}
+
+// keptOut is a chat message on its way to the shared history.
+type keptOut struct {
+	from uint64
+	msg  chatPayload
+}
+
+// parseStream reads an XRANGE reply: entries, oldest first, each [id,
+// [field, value, ...]] with the message in the field m. Entries that do not
+// check out are left out and counted.
+func (l *redisLayer) parseStream(room string, reply any) []streamEntry {
+	items, _ := reply.([]any)
+	var out []streamEntry
+	for _, item := range items {
+		parts, _ := item.([]any)
+		if len(parts) != 2 {
+			l.reject(room)
+			continue
+		}
+		fields, _ := parts[1].([]any)
+		if len(fields) != 2 {
+			l.reject(room)
+			continue
+		}
+		raw, _ := fields[1].([]byte)
+		if e, ok := parseEntry(raw); ok {
+			out = append(out, e)
+		} else {
+			l.reject(room)
+		}
+	}
+	return out
+}
+
+// isKept reports whether a message on a room's channel is one that
+// keepScript published, rather than a plain frame.
+func isKept(data []byte) bool {
+	_, _, _, ok := keptFrom(data)
+	return ok
+}
+
+// keptFrom splits a message on a room's channel that keepScript published:
+// "process client entry". ok is false for a plain frame ("process frame").
+func keptFrom(data []byte) (process, client string, entry []byte, ok bool) {
+	process, rest, _ := strings.Cut(string(data), " ")
+	if strings.HasPrefix(rest, "{") {
+		return "", "", nil, false
+	}
+	client, entryText, found := strings.Cut(rest, " ")
+	if !found {
+		return "", "", nil, false
+	}
+	return process, client, []byte(entryText), true
+}
+
+// fromStream delivers a message of roomName's shared history to its
+// members here, and keeps it in the mirror, in the order Redis gave the
+// ids. own is true for a message said in this process, by the client from.
+// An entry without an epoch is a message Redis did not take: it goes to the
+// members here without an id.
+func (h *hub) fromStream(roomName string, e streamEntry, own bool, from uint64) {
+	h.mu.Lock()
+	r := h.rooms[roomName]
+	h.mu.Unlock()
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sender *client
+	if own {
+		for c := range r.members {
+			if c.id == from {
+				sender = c
+			}
+		}
+	}
+	f := encodeFrame("new_chat_message", e.msg)
+	if e.epoch == "" || r.history == nil {
+		for c := range r.members {
+			if c != sender {
+				c.send(f)
+			}
+		}
+		return
+	}
+	grew, fresh := r.history.addEntry(e, h.keep)
+	if fresh {
+		r.deliverKept(sender, f, e.msg, r.history.id(e.seq), grew)
+	}
+}
+
+// loadStream fills roomName's mirror with its shared history so far.
+func (h *hub) loadStream(roomName string, entries []streamEntry) {
+	h.mu.Lock()
+	r := h.rooms[roomName]
+	h.mu.Unlock()
+	if r == nil || r.history == nil {
+		return
+	}
+	r.mu.Lock()
+	grew := r.history.merge(entries, h.keep)
+	r.mu.Unlock()
+	h.historyBytes.Add(int64(grew))
+}
+
+// historyBroken is the layer saying that the shared history is away: ids
+// given until now can no longer be resumed from here (a replay says reset),
+// and until it is back, messages come without ids.
+func (h *hub) historyBroken() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.rooms {
+		if r.history != nil {
+			r.mu.Lock()
+			r.history.epoch = ""
+			r.mu.Unlock()
+		}
+	}
+}
+
+// closeReady ends a wait, if anyone waits.
+func closeReady(ready chan struct{}) {
+	if ready != nil {
+		close(ready)
+	}
+}
