@@ -39,6 +39,10 @@ import (
 // receiver to read every frame. It reports delivered frames a second and
 // allocations per delivered frame; the clients allocate nothing per frame,
 // so the allocations are the server's.
+// benchHistory is the -history the broadcast benchmarks run with:
+// ROOMCHAT_BENCH_HISTORY, or none.
+var benchHistory, _ = strconv.Atoi(os.Getenv("ROOMCHAT_BENCH_HISTORY"))
+
 func BenchmarkBroadcast(b *testing.B) {
 	for _, members := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
@@ -48,7 +52,7 @@ func BenchmarkBroadcast(b *testing.B) {
 }
 
 func benchmarkBroadcast(b *testing.B, members int) {
-	s := newTestServer(b, options{})
+	s := newTestServer(b, options{history: benchHistory})
 	const burst = 32
 	var remaining atomic.Int64
 	done := make(chan struct{}, 1)
@@ -393,4 +397,27 @@ func readRSS() uint64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkRoomHistory measures what a room's full history holds in
+// memory: 1,000 histories of 100 messages, each 100 characters from a
+// 5-character name, as a busy chat has them. It reports bytes per room.
+func BenchmarkRoomHistory(b *testing.B) {
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		rooms := make([]*history, 1000)
+		p := chatPayload{Message: strings.Repeat("x", 100), Name: "Alice"}
+		for i := range rooms {
+			rooms[i] = newHistory()
+			for range defaultHistory {
+				rooms[i].add(p, defaultHistory)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(rooms)), "bytes/room")
+		runtime.KeepAlive(rooms)
+	}
 }

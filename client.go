@@ -71,7 +71,7 @@ const (
 //	serving      attach gives it its socket                its own        conn != nil
 //	closing      close is first called, with a code        any            closeCode != 0, closing
 //	close sent   the writer writes the close frame         the writer     closed is closed
-//	gone         serve leaves the room, closes the socket  its own        room == nil
+//	gone         serve leaves the room, closes the socket  its own        room == nil again
 //
 // Frames queued while joined wait for serving; a close asked for before
 // serving is sent as soon as it begins. A writer goroutine runs only while

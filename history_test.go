@@ -339,8 +339,14 @@ func TestHistorySharedThroughRedis(t *testing.T) {
 		bob.next()
 		sendText(t, alice, chat("before", "A"))
 		last := bob.collect(1)[0].ID
+		local := a.dialHistory(t, "lost", "history")
+		local.next()
 		r.stop()
+		a.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
 		b.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
+		// Chat goes on within a process, without ids: none is made up.
+		sendText(t, alice, chat("while Redis is away", "A"))
+		expectText(t, local.c, chat("while Redis is away", "A"))
 		r.start()
 		a.waitHealth(t, func(h health) bool { return h.Layer.Connected })
 		b.waitHealth(t, func(h health) bool { return h.Layer.Connected })

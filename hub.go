@@ -71,7 +71,9 @@ type stats struct {
 
 // room is one chat room: the clients that hear each other. Its own lock lets
 // many senders fan out at once (read lock) while a join or leave, which is
-// rare, takes the write lock for a single map operation.
+// rare, takes the write lock for a single map operation. A chat message the
+// history keeps takes the write lock too (room.record): its id and its
+// delivery must be one step, in one order for every member.
 type room struct {
 	name       string
 	hub        *hub
@@ -96,7 +98,9 @@ func newHub(limit rateLimit, log *slog.Logger) *hub {
 // join makes c a member of its room, creating the room on first use. It runs
 // during the handshake, before the 101 response is written, so c hears every
 // message sent after its client sees the connection open: a new room waits
-// (subscribeWait at most) until the layer brings it other processes' frames.
+// (subscribeWait at most) until the layer brings it other processes' frames,
+// and, with a shared history, the room's stream so far, which c's replay
+// then comes from.
 func (h *hub) join(c *client, roomName string) error {
 	r, err := h.add(c, roomName)
 	if err != nil {
@@ -264,8 +268,9 @@ func (h *hub) forEach(f func(*client)) {
 }
 
 // fromLayer hands a message that another process published to the
-// members of its room here, and keeps it in the room's history here, as if
-// it had been said here. The channel layer calls it.
+// members of its room here. Without a shared history, each process keeps
+// the whole conversation, so it keeps this one too, as if said here. The
+// channel layer calls it.
 func (h *hub) fromLayer(roomName string, msg message) {
 	h.mu.Lock()
 	r := h.rooms[roomName]

@@ -367,7 +367,7 @@ func (l *redisLayer) undo(m outgoing) {
 	switch {
 	case m.kept != nil:
 		l.dropped.Add(1)
-		l.hub.fromStream(m.room, streamEntry{seq: m.kept.from, msg: m.kept.msg}, true, m.kept.from)
+		l.hub.fromStream(m.room, streamEntry{msg: m.kept.msg}, true, m.kept.from)
 	case m.load:
 		closeReady(m.ready)
 	default:
