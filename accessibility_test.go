@@ -135,7 +135,7 @@ func named(name string) string {
 
 func TestAccessibilityChat(t *testing.T) {
 	axe := axeSource(t)
-	s := newTestServer(t, options{rate: defaultRate})
+	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)
 	alice, bob := b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/")
 	alice.checkA11y(t, axe, "the join form")
@@ -150,6 +150,7 @@ func TestAccessibilityChat(t *testing.T) {
 	bob.expect(t, focusVisible)
 
 	alice.joinAs(t, "Alice", "lobby")
+	alice.expect(t, `notes().length === 0`) // Bob has said nothing yet: no earlier messages
 	alice.typeInto(t, "Message", "Hello everyone!")
 	alice.pressEnter(t)
 	bob.waitFor(t, `messages().some(m => m.author === "Alice")`)
@@ -177,6 +178,11 @@ func TestAccessibilityChat(t *testing.T) {
 	alice.waitFor(t, `badge().startsWith("Disconnected")`)
 	alice.checkA11y(t, axe, "a dropped connection")
 	alice.waitFor(t, `badge() === "Connected"`)
+
+	carol := b.newTab(t, s.URL+"/chat/")
+	carol.joinAs(t, "Carol", "lobby")
+	carol.waitFor(t, `notes()[0] === "Earlier messages"`)
+	carol.checkA11y(t, axe, "earlier messages, set apart")
 
 	bob.tabTo(t, "Leave", named("Leave"))
 	bob.pressKey(t, "Enter", false)

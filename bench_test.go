@@ -408,11 +408,11 @@ func BenchmarkRoomHistory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		rooms := make([]*history, 1000)
-		p := chatPayload{Message: strings.Repeat("x", 100), Name: "Alice"}
+		f := encodeFrame("new_chat_message", chatPayload{Message: strings.Repeat("x", 100), Name: "Alice"})
 		for i := range rooms {
 			rooms[i] = newHistory()
 			for range defaultHistory {
-				rooms[i].add(p, defaultHistory)
+				rooms[i].add(f, defaultHistory)
 			}
 		}
 		runtime.GC()

@@ -13,7 +13,6 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,17 +73,14 @@ func (h *history) id(seq uint64) string {
 	return h.epoch + "-" + strconv.FormatUint(seq, 10)
 }
 
-// add keeps p as the room's next message, within max messages and
+// add keeps the chat message f as the room's next, within max messages and
 // historyRoomBytes, and returns its id and how many bytes the history grew
 // by (negative when it shrank).
-func (h *history) add(p chatPayload, max int) (id string, grew int) {
+func (h *history) add(f frame, max int) (id string, grew int) {
 	seq := h.next
 	h.next++
 	id = h.id(seq)
-	entry, err := json.Marshal(keptMessage{ID: id, chatPayload: p})
-	if err != nil {
-		panic(fmt.Sprintf("encode history entry: %v", err)) // only validated strings reach here
-	}
+	entry := keptJSON(id, f)
 	before := h.bytes
 	h.entries = append(h.entries, historyEntry{seq, entry})
 	h.bytes += len(entry)
@@ -92,6 +88,20 @@ func (h *history) add(p chatPayload, max int) (id string, grew int) {
 		h.dropOldest()
 	}
 	return id, h.bytes - before
+}
+
+// chatPrefix is how a chat message's frame payload begins (encodeJSON
+// writes the fields in this order); its payload object follows, and one }.
+const chatPrefix = `{"action":"new_chat_message","payload":`
+
+// keptJSON is a history entry, {"id":...,"message":...,"name":...}, spliced
+// from the chat message's frame rather than encoded again: a message is
+// encoded once, however many places keep it.
+func keptJSON(id string, f frame) []byte {
+	object := f.payload()[len(chatPrefix) : len(f.payload())-1] // {"message":...,"name":...}
+	entry := make([]byte, 0, len(id)+8+len(object))
+	entry = append(append(append(entry, `{"id":"`...), id...), `",`...)
+	return append(entry, object[1:]...)
 }
 
 // dropOldest forgets the oldest message.

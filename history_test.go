@@ -400,3 +400,23 @@ func TestHistoryDeployLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptJSONIsTheMessage checks the history entry spliced from a chat
+// message's frame: valid JSON, the same id and fields, whatever the text.
+func TestKeptJSONIsTheMessage(t *testing.T) {
+	for _, p := range []chatPayload{
+		{Message: "hi", Name: "A"},
+		{Message: "héllo <b>&\"quoted\"\n\t\\", Name: "Zoë"},
+		{Message: "", Name: ""},
+		{Message: strings.Repeat("👋", maxMessageChars), Name: strings.Repeat("n", maxNameChars)},
+	} {
+		f := encodeFrame("new_chat_message", p)
+		if !strings.HasPrefix(string(f.payload()), chatPrefix) {
+			t.Fatalf("a chat frame begins %.50q, not %q", f.payload(), chatPrefix)
+		}
+		var got keptMessage
+		if err := json.Unmarshal(keptJSON("e-7", f), &got); err != nil || got.ID != "e-7" || got.chatPayload != p {
+			t.Errorf("%.60q gave %+v, %v", p.Message, got, err)
+		}
+	}
+}

@@ -313,7 +313,7 @@ func (r *room) record(from *client, p chatPayload) frame {
 		return f
 	}
 	r.mu.Lock()
-	id, grew := r.history.add(p, r.hub.keep)
+	id, grew := r.history.add(f, r.hub.keep)
 	r.deliverKept(from, f, p, id, grew)
 	r.mu.Unlock()
 	return f
