@@ -12,36 +12,39 @@ package main
 import (
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Keys of a room's history in Redis, beside its channel (channelPrefix).
 const (
 	streamPrefix = "roomchat:history:" // the Stream of entries
-	epochPrefix  = "roomchat:epoch:"   // the stream's epoch
-	seqPrefix    = "roomchat:seq:"     // the last seq given
+	metaPrefix   = "roomchat:stream:"  // a hash: the stream's epoch, and the last seq given
 )
 
 // keepScript adds one message to a room's stream and publishes it, in one
-// step. KEYS: stream, epoch, seq, channel. ARGV: the message's JSON
+// step. KEYS: stream, meta, channel. ARGV: the message's JSON
 // ({"message":...,"name":...}), an epoch to use if the room has none (a new
-// stream, or Redis lost its data), the count to keep, how long the keys
-// live idle (ms), and the publisher's tag ("process client"). It returns the
-// id it gave.
+// stream, or Redis lost its data), the count to keep (about: MAXLEN ~ trims
+// whole nodes, which costs Redis far less than trimming exactly), how long
+// the keys live idle (ms), and the publisher's tag ("process client"). It
+// returns the id it gave.
 const keepScript = `
-local epoch = redis.call('GET', KEYS[2])
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[2]
-  redis.call('SET', KEYS[2], epoch)
-  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
-local id = epoch .. '-' .. redis.call('INCR', KEYS[3])
+local id = epoch .. '-' .. redis.call('HINCRBY', KEYS[2], 'seq', 1)
 local entry = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'm', entry)
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-redis.call('PUBLISH', KEYS[4], ARGV[5] .. ' ' .. entry)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', entry)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', KEYS[3], ARGV[5] .. ' ' .. entry)
 return id`
 
 // streamEntry is one message of a room's stream, checked.
@@ -56,36 +59,29 @@ type streamEntry struct {
 // and digits, a dash, a seq.
 var entryID = regexp.MustCompile(`^([a-z0-9]{1,40})-([0-9]{1,19})$`)
 
-// parseEntry checks an entry that came from Redis, as a message from a
-// client is checked: anyone who can write to the shared Redis can write
-// here.
+// parseEntry checks an entry that came from Redis, within the limits a
+// client's message is held to: anyone who can write to the shared Redis can
+// write here. What it keeps is re-encoded from the checked fields.
 func parseEntry(raw []byte) (streamEntry, bool) {
-	if len(raw) > maxMessageBytes {
+	var in struct {
+		ID            *string `json:"id"`
+		Message, Name *string
+	}
+	if len(raw) > maxMessageBytes || !utf8.Valid(raw) || json.Unmarshal(raw, &in) != nil ||
+		in.ID == nil || in.Message == nil || in.Name == nil ||
+		utf8.RuneCountInString(*in.Message) > maxMessageChars || utf8.RuneCountInString(*in.Name) > maxNameChars {
 		return streamEntry{}, false
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(raw, &fields) != nil {
-		return streamEntry{}, false
-	}
-	var id string
-	if json.Unmarshal(fields["id"], &id) != nil {
-		return streamEntry{}, false
-	}
-	m := entryID.FindStringSubmatch(id)
-	payload, errs := decodeChat(raw) // unknown keys, such as id, are ignored
-	if m == nil || errs != nil {
+	m := entryID.FindStringSubmatch(*in.ID)
+	if m == nil {
 		return streamEntry{}, false
 	}
 	seq, err := strconv.ParseUint(m[2], 10, 64)
 	if err != nil {
 		return streamEntry{}, false
 	}
-	p := payload.(chatPayload)
-	entry, err := json.Marshal(keptMessage{ID: id, chatPayload: p})
-	if err != nil {
-		return streamEntry{}, false
-	}
-	return streamEntry{epoch: m[1], seq: seq, msg: p, json: entry}, true
+	p := chatPayload{Message: *in.Message, Name: *in.Name}
+	return streamEntry{epoch: m[1], seq: seq, msg: p, json: keptJSON(*in.ID, encodeFrame("new_chat_message", p))}, true
 }
 
 // keepCommand is the EVALSHA that keeps p, said by client from, in room.
@@ -94,8 +90,8 @@ func (l *redisLayer) keepCommand(sha, room string, from uint64, p chatPayload) [
 	epoch := strings.ToLower(string(l.id[:6])) + strconv.FormatInt(time.Now().UnixNano(), 36)
 	tag := string(l.id) + " " + strconv.FormatUint(from, 10)
 	return [][]byte{
-		[]byte("EVALSHA"), []byte(sha), []byte("4"),
-		[]byte(streamPrefix + room), []byte(epochPrefix + room), []byte(seqPrefix + room), []byte(channelPrefix + room),
+		[]byte("EVALSHA"), []byte(sha), []byte("3"),
+		[]byte(streamPrefix + room), []byte(metaPrefix + room), []byte(channelPrefix + room),
 		payload, []byte(epoch), []byte(strconv.Itoa(l.keepCount)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)), []byte(tag),
 	}
 }
@@ -123,13 +119,14 @@ type keptOut struct {
 	msg  chatPayload
 }
 
-// parseStream reads an XRANGE reply: entries, oldest first, each [id,
-// [field, value, ...]] with the message in the field m. Entries that do not
-// check out are left out and counted.
+// parseStream reads an XREVRANGE reply: the newest entries, newest first,
+// each [id, [field, value, ...]] with the message in the field m, and
+// returns them oldest first. Entries that do not check out are left out and
+// counted.
 func (l *redisLayer) parseStream(room string, reply any) []streamEntry {
 	items, _ := reply.([]any)
 	var out []streamEntry
-	for _, item := range items {
+	for _, item := range slices.Backward(items) {
 		parts, _ := item.([]any)
 		if len(parts) != 2 {
 			l.reject(room)

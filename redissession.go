@@ -179,7 +179,8 @@ func (s *redisSession) publishLoop() error {
 			case m.kept != nil:
 				writeCommand(c.w, l.keepCommand(s.scriptSHA, m.room, m.kept.from, m.kept.msg)...)
 			case m.load:
-				writeCommand(c.w, []byte("XRANGE"), []byte(streamPrefix+m.room), []byte("-"), []byte("+"))
+				writeCommand(c.w, []byte("XREVRANGE"), []byte(streamPrefix+m.room), []byte("+"), []byte("-"),
+					[]byte("COUNT"), []byte(strconv.Itoa(l.keepCount)))
 			default:
 				writeCommand(c.w, []byte("PUBLISH"), []byte(channelPrefix+m.room), m.msg)
 			}

@@ -10,6 +10,7 @@
 #
 #   bench/redis.sh                          # about 3 minutes
 #   RUNS=5 SCENARIOS="fanout" bench/redis.sh
+#   ROOMCHAT_FLAGS="-history 0" bench/redis.sh   # flags for every roomchat started
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -76,7 +77,7 @@ for run in $(seq "$RUNS"); do
 	for scenario in $SCENARIOS; do
 		echo "# run $run of $RUNS, $scenario: one process, rooms in memory" >&2
 		p=$("$BIN/loadchat" -freeport)
-		start "$p" "$BIN/roomchat" -addr "127.0.0.1:$p" -rate 0 -max-per-client 0
+		start "$p" "$BIN/roomchat" -addr "127.0.0.1:$p" -rate 0 -max-per-client 0 ${ROOMCHAT_FLAGS:-}
 		load memory "$scenario" -url "ws://127.0.0.1:$p/ws/chat/" -pid "$PID"
 		stop_all
 
@@ -85,10 +86,10 @@ for run in $(seq "$RUNS"); do
 		start "$rp" redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" --logfile ""
 		redis=$PID
 		pa=$("$BIN/loadchat" -freeport)
-		start "$pa" "$BIN/roomchat" -addr "127.0.0.1:$pa" -rate 0 -max-per-client 0 -redis "redis://127.0.0.1:$rp"
+		start "$pa" "$BIN/roomchat" -addr "127.0.0.1:$pa" -rate 0 -max-per-client 0 ${ROOMCHAT_FLAGS:-} -redis "redis://127.0.0.1:$rp"
 		a=$PID
 		pb=$("$BIN/loadchat" -freeport)
-		start "$pb" "$BIN/roomchat" -addr "127.0.0.1:$pb" -rate 0 -max-per-client 0 -redis "redis://127.0.0.1:$rp"
+		start "$pb" "$BIN/roomchat" -addr "127.0.0.1:$pb" -rate 0 -max-per-client 0 ${ROOMCHAT_FLAGS:-} -redis "redis://127.0.0.1:$rp"
 		load redis "$scenario" -url "ws://127.0.0.1:$pa/ws/chat/" -pid "$a" \
 			-url2 "ws://127.0.0.1:$pb/ws/chat/" -pid2 "$PID" -redispid "$redis"
 		stop_all
