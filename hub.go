@@ -293,6 +293,8 @@ func (h *hub) fromLayer(roomName string, msg message) {
 // it is delivered here only, without an id, as without history.
 func (r *room) broadcastKept(from *client, p chatPayload) {
 	switch {
+	case r.history == nil:
+		r.broadcast(from, encodeFrame("new_chat_message", p))
 	case !r.hub.shared:
 		r.layer.publish(r.name, r.record(from, p))
 	case !r.layer.keep(r.name, from.id, p):
