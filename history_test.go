@@ -93,6 +93,18 @@ func (s *testServer) waitKept(t *testing.T, room string, n int) {
 	waitFor(t, func() string { return fmt.Sprintf("%d of %d messages kept", kept(), n) }, func() bool { return kept() >= n })
 }
 
+// talk has a new member of room, A, say 0 to n-1, and waits until the
+// room's history has kept them; it returns that member.
+func (s *testServer) talk(t *testing.T, room string, n int) *websocket.Conn {
+	t.Helper()
+	alice := s.dial(t, room)
+	for i := range n {
+		sendText(t, alice, chat(fmt.Sprint(i), "A"))
+	}
+	s.waitKept(t, room, n)
+	return alice
+}
+
 // dialHistory joins room asking for history with the query (history, or
 // since=ID).
 func (s *testServer) dialHistory(t *testing.T, room, query string) historyReader {
@@ -102,11 +114,7 @@ func (s *testServer) dialHistory(t *testing.T, room, query string) historyReader
 
 func TestHistoryNothingForClientsThatDoNotAsk(t *testing.T) {
 	s := newTestServer(t, options{history: defaultHistory})
-	alice := s.dial(t, "quiet")
-	for i := range 3 {
-		sendText(t, alice, chat(fmt.Sprint(i), "A"))
-	}
-	s.waitKept(t, "quiet", 3)
+	alice := s.talk(t, "quiet", 3)
 	bob := s.dial(t, "quiet")
 	expectQuiet(t, bob) // nothing on connect
 	sendText(t, alice, chat("live", "A"))
@@ -116,11 +124,7 @@ func TestHistoryNothingForClientsThatDoNotAsk(t *testing.T) {
 
 func TestHistoryLateJoinerSeesTheConversation(t *testing.T) {
 	s := newTestServer(t, options{history: defaultHistory})
-	alice := s.dial(t, "talk")
-	for i := range 3 {
-		sendText(t, alice, chat(fmt.Sprint(i), "A"))
-	}
-	s.waitKept(t, "talk", 3)
+	alice := s.talk(t, "talk", 3)
 	carol := s.dialHistory(t, "talk", "history")
 	action, msgs, raw := carol.next()
 	if action != "history" || len(msgs) != 3 {
@@ -150,30 +154,15 @@ func TestHistoryResumeLosesNothing(t *testing.T) {
 	if action, _, raw := bob.next(); action != "history" {
 		t.Fatalf("got %s", raw)
 	}
-	read := sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })
-	var got []historyMsg
-	take := func(msgs []historyMsg) {
-		for range msgs {
-			read()
-		}
-		got = append(got, msgs...)
-	}
-	for len(got) < total/4 { // a quarter in, the connection drops
-		_, msgs, _ := bob.next()
-		take(msgs)
-	}
+	tl := tally{read: sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })}
+	tl.upTo(bob, total/4) // a quarter in, the connection drops
 	bob.c.Close()
-	bob = s.dialHistory(t, "resume", "since="+got[len(got)-1].ID)
-	for len(got) < total {
-		action, msgs, raw := bob.next()
-		if action != "history" && action != "new_chat_message" {
-			t.Fatalf("after %d messages: %s", len(got), raw)
-		}
-		take(msgs)
-	}
-	for i, m := range got {
-		if m.Message != fmt.Sprint(i) || !strings.HasSuffix(m.ID, fmt.Sprintf("-%d", i+1)) {
-			t.Fatalf("message %d is %+v", i, m)
+	bob = s.dialHistory(t, "resume", "since="+tl.got[len(tl.got)-1].ID)
+	tl.upTo(bob, total)
+	tl.inOrder(t, total)
+	for i, m := range tl.got {
+		if !strings.HasSuffix(m.ID, fmt.Sprintf("-%d", i+1)) {
+			t.Fatalf("message %d has the id %s", i, m.ID)
 		}
 	}
 	expectQuiet(t, bob.c)
@@ -182,11 +171,7 @@ func TestHistoryResumeLosesNothing(t *testing.T) {
 func TestHistoryTellsWhatCannotBeResumed(t *testing.T) {
 	const keep = 5
 	s := newTestServer(t, options{history: keep})
-	alice := s.dial(t, "gap")
-	for i := range 20 {
-		sendText(t, alice, chat(fmt.Sprint(i), "A"))
-	}
-	s.waitKept(t, "gap", 20)
+	s.talk(t, "gap", 20)
 	probe := s.dialHistory(t, "gap", "history")
 	_, msgs, _ := probe.next()
 	epoch, _, _ := strings.Cut(msgs[0].ID, "-")
@@ -263,6 +248,49 @@ func TestHistoryBounds(t *testing.T) {
 		s.waitHealth(t, func(h health) bool { return h.MessagesReceived == 1 })
 		expectQuiet(t, s.dialHistory(t, "none", "history").c)
 	})
+}
+
+// tally is what a reader has received of n numbered messages sent with
+// sendPaced: take counts them off, so that the sender never runs more than
+// half a queue ahead; upTo reads on until a reader holds some number.
+type tally struct {
+	read func()
+	got  []historyMsg
+}
+
+// take adds msgs to what was received.
+func (tl *tally) take(msgs []historyMsg) {
+	for range msgs {
+		tl.read()
+	}
+	tl.got = append(tl.got, msgs...)
+}
+
+// upTo reads what r receives until the tally holds n messages; a frame
+// that is neither a replay nor a chat message fails the test.
+func (tl *tally) upTo(r historyReader, n int) {
+	r.t.Helper()
+	for len(tl.got) < n {
+		action, msgs, raw := r.next()
+		if action != "history" && action != "new_chat_message" {
+			r.t.Fatalf("after %d messages: %s", len(tl.got), raw)
+		}
+		tl.take(msgs)
+	}
+}
+
+// inOrder fails the test unless the tally holds messages 0 to n-1, once
+// each, in order.
+func (tl *tally) inOrder(t *testing.T, n int) {
+	t.Helper()
+	for i, m := range tl.got {
+		if m.Message != fmt.Sprint(i) {
+			t.Fatalf("message %d is %+v", i, m)
+		}
+	}
+	if len(tl.got) != n {
+		t.Fatalf("%d messages, want %d", len(tl.got), n)
+	}
 }
 
 // collect reads what a client that asked for history receives until it
@@ -366,39 +394,19 @@ func TestHistoryDeployLosesNothing(t *testing.T) {
 	sender := a.dial(t, "deploy")
 	bob := b.dialHistory(t, "deploy", "history")
 	bob.next()
-	read := sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })
-	var got []historyMsg
-	take := func(msgs []historyMsg) {
-		for range msgs {
-			read()
-		}
-		got = append(got, msgs...)
-	}
-	for len(got) < total/3 {
-		_, msgs, _ := bob.next()
-		take(msgs)
-	}
+	tl := tally{read: sendPaced(total, func(i int) error { return websocket.Message.Send(sender, chat(fmt.Sprint(i), "S")) })}
+	tl.upTo(bob, total/3)
 	go b.hub.shutdown(t.Context()) // the deploy: b goes away
 	for {
 		msgs, ok := bob.nextUntilClosed()
 		if !ok {
 			break
 		}
-		take(msgs)
+		tl.take(msgs)
 	}
-	bob = a.dialHistory(t, "deploy", "since="+got[len(got)-1].ID)
-	for len(got) < total {
-		action, msgs, raw := bob.next()
-		if action != "history" && action != "new_chat_message" {
-			t.Fatalf("after %d messages: %s", len(got), raw)
-		}
-		take(msgs)
-	}
-	for i, m := range got {
-		if m.Message != fmt.Sprint(i) {
-			t.Fatalf("message %d is %+v", i, m)
-		}
-	}
+	bob = a.dialHistory(t, "deploy", "since="+tl.got[len(tl.got)-1].ID)
+	tl.upTo(bob, total)
+	tl.inOrder(t, total)
 }
 
 // TestKeptJSONIsTheMessage checks the history entry spliced from a chat

@@ -74,18 +74,8 @@ func attackMode(o *obj) {
 // declaredAttack measures server memory per connection when every one of
 // them has declared a maximal message and sent none of it.
 func declaredAttack(o *obj) {
-	cs := make([]*client, *attackConns)
-	for i := range cs {
-		cs[i] = &client{room: i % 50}
-	}
 	rss0, _ := procRSSMB(*pid)
-	dialAll(cs)
-	n := 0
-	for _, c := range cs {
-		if c.ws != nil {
-			n++
-		}
-	}
+	cs, n := dialIdle(*attackConns, 50)
 	time.Sleep(*idleWait)
 	rss1, _ := procRSSMB(*pid)
 	for _, c := range cs {

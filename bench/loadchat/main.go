@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -467,21 +468,12 @@ func idleMode(o *obj) {
 		os.Exit(1)
 	}
 	rooms := max(*nRooms, 1)
-	cs := make([]*client, *idle)
-	for i := range cs {
-		cs[i] = &client{id: i, room: i % rooms}
-	}
 	t0 := time.Now()
-	dialAll(cs)
+	cs, ok := dialIdle(*idle, rooms)
 	connectS := time.Since(t0).Seconds()
-	ok := 0
-	for _, c := range cs {
-		if c.ws != nil {
-			ok++
-		}
-	}
 	time.Sleep(*idleWait)
 	after, _ := procRSSMB(*pid)
+	runtime.KeepAlive(cs) // unreachable connections would be closed by the collector
 	o.set("mode", "idle")
 	o.set("connections", ok)
 	o.set("rooms", rooms)
@@ -545,4 +537,20 @@ func main() {
 	}
 	out, _ := json.Marshal(o)
 	fmt.Println(string(out))
+}
+
+// dialIdle opens n connections spread over rooms, and returns them (the
+// failed ones nil) and how many are up.
+func dialIdle(n, rooms int) (cs []*client, up int) {
+	cs = make([]*client, n)
+	for i := range cs {
+		cs[i] = &client{id: i, room: i % rooms}
+	}
+	dialAll(cs)
+	for _, c := range cs {
+		if c.ws != nil {
+			up++
+		}
+	}
+	return cs, up
 }
