@@ -96,7 +96,7 @@ var actions = map[string]action{
 
 // dispatch is where the read loop (client.go) hands over one whole text
 // message from c: text that is not UTF-8 ends the connection, a message
-// over the rate is refused unread, and the rest goes to handle.
+// over the rate is refused undecoded, and the rest goes to handle.
 func dispatch(c *client, data []byte, meter *meter) {
 	c.hub.stats.received.Add(1)
 	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -113,8 +113,8 @@ func dispatch(c *client, data []byte, meter *meter) {
 	handle(c, data)
 }
 
-// handle decodes one text message from c and routes it to its action's handler,
-// or tells the sender what was wrong with it.
+// handle decodes one text message from c and routes it to its action's
+// handler, or tells the sender what was wrong with it.
 func handle(c *client, data []byte) {
 	msg, errs := decode(data)
 	if errs != nil {
