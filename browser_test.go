@@ -620,6 +620,8 @@ func (tb *tab) joinAs(t testing.TB, name, room string) {
 func (tb *tab) screenshot(t testing.TB) image.Image {
 	t.Helper()
 	var shot struct{ Data string }
+	// A tab in the background paints nothing, and its capture never ends.
+	tb.b.call(t, tb.session, "Page.bringToFront", nil, nil)
 	tb.b.call(t, tb.session, "Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
 	raw, err := base64.StdEncoding.DecodeString(shot.Data)
 	if err != nil {
