@@ -51,16 +51,11 @@ type history struct {
 	idleSince time.Time // when its room emptied; zero while it has members
 }
 
-// historyEntry is one message as a replay sends it.
+// historyEntry is one message as a replay sends it (static/asyncapi.json
+// has its schema, KeptMessage).
 type historyEntry struct {
 	seq  uint64
 	json []byte // {"id":...,"message":...,"name":...}
-}
-
-// keptMessage is an entry's JSON.
-type keptMessage struct {
-	ID string `json:"id"`
-	chatPayload
 }
 
 // newHistory starts a room's stream, with an epoch of its own.
@@ -80,14 +75,20 @@ func (h *history) add(f frame, max int) (id string, grew int) {
 	seq := h.next
 	h.next++
 	id = h.id(seq)
-	entry := keptJSON(id, f)
 	before := h.bytes
-	h.entries = append(h.entries, historyEntry{seq, entry})
-	h.bytes += len(entry)
+	h.push(historyEntry{seq, keptJSON(id, f)}, max)
+	return id, h.bytes - before
+}
+
+// push keeps e as the newest message, then drops the oldest while there are
+// more than max, or more than historyRoomBytes (the newest always stays).
+func (h *history) push(e historyEntry, max int) {
+	h.next = e.seq + 1
+	h.entries = append(h.entries, e)
+	h.bytes += len(e.json)
 	for len(h.entries) > max || (h.bytes > historyRoomBytes && len(h.entries) > 1) {
 		h.dropOldest()
 	}
-	return id, h.bytes - before
 }
 
 // chatPrefix is how a chat message's frame payload begins (encodeJSON
@@ -123,36 +124,30 @@ func (h *history) addEntry(e streamEntry, max int) (grew int, fresh bool) {
 	if e.seq < h.next {
 		return 0, false
 	}
-	h.next = e.seq + 1
-	h.entries = append(h.entries, historyEntry{e.seq, e.json})
-	h.bytes += len(e.json)
-	for len(h.entries) > max || (h.bytes > historyRoomBytes && len(h.entries) > 1) {
-		h.dropOldest()
-	}
+	h.push(historyEntry{e.seq, e.json}, max)
 	return h.bytes - before, true
 }
 
 // merge puts the shared stream so far, loaded from Redis, under what came
 // live meanwhile, and returns how many bytes the history grew by.
 func (h *history) merge(loaded []streamEntry, max int) int {
-	before := h.bytes
-	live := slices.Clone(h.entries)
-	if len(loaded) > 0 && loaded[0].epoch != h.epoch {
-		live = nil // from another stream, or the mirror's epoch was forgotten
+	if len(loaded) == 0 {
+		return 0
 	}
-	if len(loaded) > 0 {
-		h.restart(loaded[len(loaded)-1].epoch)
-		for _, e := range loaded {
-			if e.epoch == h.epoch {
-				h.addEntry(e, max)
-			}
+	before := h.bytes
+	var live []historyEntry
+	if epoch := loaded[len(loaded)-1].epoch; epoch == h.epoch {
+		live = slices.Clone(h.entries)
+	} // else from another stream, or the mirror's epoch was forgotten
+	h.restart(loaded[len(loaded)-1].epoch)
+	for _, e := range loaded {
+		if e.epoch == h.epoch {
+			h.addEntry(e, max)
 		}
 	}
 	for _, e := range live {
 		if e.seq >= h.next {
-			h.next = e.seq + 1
-			h.entries = append(h.entries, e)
-			h.bytes += len(e.json)
+			h.push(e, max)
 		}
 	}
 	return h.bytes - before

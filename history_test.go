@@ -361,6 +361,20 @@ func TestHistorySharedThroughRedis(t *testing.T) {
 		}
 	})
 
+	t.Run("a history of long messages loads whole", func(t *testing.T) {
+		alice := a.dial(t, "long")
+		long := strings.Repeat("👋", maxMessageChars) // 16 KB each, 1.6 MB in all
+		for i := range defaultHistory {
+			sendText(t, alice, chat(long, fmt.Sprint(i)))
+		}
+		a.waitKept(t, "long", defaultHistory)
+		// b has no one in the room: it loads the stream from Redis.
+		_, msgs, _ := b.dialHistory(t, "long", "history").next()
+		if len(msgs) == 0 || msgs[len(msgs)-1].Name != fmt.Sprint(defaultHistory-1) {
+			t.Fatalf("b loaded %d messages", len(msgs))
+		}
+	})
+
 	t.Run("Redis restarted without its data", func(t *testing.T) {
 		alice := a.dial(t, "lost")
 		bob := b.dialHistory(t, "lost", "history")
@@ -407,6 +421,12 @@ func TestHistoryDeployLosesNothing(t *testing.T) {
 	bob = a.dialHistory(t, "deploy", "since="+tl.got[len(tl.got)-1].ID)
 	tl.upTo(bob, total)
 	tl.inOrder(t, total)
+}
+
+// keptMessage is a history entry, decoded.
+type keptMessage struct {
+	ID string `json:"id"`
+	chatPayload
 }
 
 // TestKeptJSONIsTheMessage checks the history entry spliced from a chat

@@ -367,6 +367,11 @@ func (r *room) broadcast(from *client, f frame) {
 func (r *room) deliver(from *client, f frame) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	r.deliverLocked(from, f)
+}
+
+// deliverLocked is deliver, with r.mu held (either way).
+func (r *room) deliverLocked(from *client, f frame) {
 	for c := range r.members {
 		if c != from {
 			c.send(f)

@@ -10,6 +10,7 @@ package main
 // Redis is away, chat stays local, as without history: no ids are made up.
 
 import (
+	"bufio"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -52,7 +53,8 @@ type streamEntry struct {
 	epoch string
 	seq   uint64
 	msg   chatPayload
-	json  []byte // re-encoded from the checked fields, never Redis's bytes
+	frame frame  // msg as members get it, built from the checked fields
+	json  []byte // the entry, spliced from frame: never Redis's bytes
 }
 
 // entryID is the form of an id from Redis: an epoch of lower-case letters
@@ -81,7 +83,8 @@ func parseEntry(raw []byte) (streamEntry, bool) {
 		return streamEntry{}, false
 	}
 	p := chatPayload{Message: *in.Message, Name: *in.Name}
-	return streamEntry{epoch: m[1], seq: seq, msg: p, json: keptJSON(*in.ID, encodeFrame("new_chat_message", p))}, true
+	f := encodeFrame("new_chat_message", p)
+	return streamEntry{epoch: m[1], seq: seq, msg: p, frame: f, json: keptJSON(*in.ID, f)}, true
 }
 
 // keepCommand is the EVALSHA that keeps p, said by client from, in room.
@@ -117,6 +120,15 @@ func (l *redisLayer) keep(room string, from uint64, p chatPayload) bool {
 type keptOut struct {
 	from uint64
 	msg  chatPayload
+}
+
+// readStream reads the reply to a room's XREVRANGE, within a budget of the
+// server's own limits rather than Redis's word: at most keepCount entries,
+// each of five elements ([id, [field, value]]) and at most a message and a
+// little of bytes. The usual budget of one reply would not hold a hundred
+// long messages.
+func (l *redisLayer) readStream(r *bufio.Reader) (any, error) {
+	return readReplyWithin(r, l.keepCount*(maxMessageBytes+256), 5*l.keepCount+1)
 }
 
 // parseStream reads an XREVRANGE reply: the newest entries, newest first,
@@ -190,13 +202,12 @@ func (h *hub) fromStream(roomName string, e streamEntry, own bool, from uint64) 
 			}
 		}
 	}
-	f := encodeFrame("new_chat_message", e.msg)
+	f := e.frame
+	if f.wire == nil { // a message Redis did not take: it never had a frame
+		f = encodeFrame("new_chat_message", e.msg)
+	}
 	if e.epoch == "" || r.history == nil {
-		for c := range r.members {
-			if c != sender {
-				c.send(f)
-			}
-		}
+		r.deliverLocked(sender, f)
 		return
 	}
 	grew, fresh := r.history.addEntry(e, h.keep)

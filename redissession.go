@@ -189,7 +189,9 @@ func (s *redisSession) publishLoop() error {
 		done := 0
 		for ; err == nil && done < len(batch); done++ {
 			var reply any
-			if reply, err = readReply(c.r); err == nil && batch[done].load {
+			if !batch[done].load {
+				_, err = readReply(c.r)
+			} else if reply, err = l.readStream(c.r); err == nil {
 				l.hub.loadStream(batch[done].room, l.parseStream(batch[done].room, reply))
 				closeReady(batch[done].ready)
 			}

@@ -63,7 +63,13 @@ func writeCommand(w *bufio.Writer, args ...[]byte) {
 // An error reply comes back as a redisError, with no value; a reply that is
 // not RESP as an error wrapping errProtocol.
 func readReply(r *bufio.Reader) (any, error) {
-	return readValue(r, 0, &replyBudget{maxReplyBytes, maxReplyElements})
+	return readReplyWithin(r, maxReplyBytes, maxReplyElements)
+}
+
+// readReplyWithin is readReply for a reply that may be larger than most,
+// within a budget of its own: a room's stream (redishistory.go).
+func readReplyWithin(r *bufio.Reader, bytes, elements int) (any, error) {
+	return readValue(r, 0, &replyBudget{bytes, elements})
 }
 
 // readValue reads one value of a reply, nested depth arrays deep, within
