@@ -322,7 +322,7 @@ func runChildServer() {
 	}
 	// It logs as the real server does (text, at info), though to nowhere:
 	// formatting a log line takes stack too.
-	h := newHub(newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := newHub(newMemoryBroker(defaultHistory), newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	mux := http.NewServeMux()
 	mux.Handle("/", newMux(h, options{}, nil))
 	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
@@ -407,12 +407,12 @@ func BenchmarkRoomHistory(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		rooms := make([]*history, 1000)
-		f := encodeFrame("new_chat_message", chatPayload{Message: strings.Repeat("x", 100), Name: "Alice"})
+		rooms := make([]history, 1000)
+		msg := chatPayload{Message: strings.Repeat("x", 100), Name: "Alice"}
 		for i := range rooms {
-			rooms[i] = newHistory()
+			rooms[i] = newHistory(defaultHistory, new(historyTotal))
 			for range defaultHistory {
-				rooms[i].add(f, defaultHistory)
+				rooms[i].place(newPost(msg, 1))
 			}
 		}
 		runtime.GC()

@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,7 +15,7 @@ import (
 	"time"
 )
 
-// Limits and timeouts of one connection.
+// Limits of one connection; its timeouts are in close.go.
 const (
 	// sendQueueLen is how many frames may wait for a client that does not
 	// read. Frames are shared, so a full queue costs 24 bytes a slot, and
@@ -33,60 +32,35 @@ const (
 	// that does not read parks little memory there and its writes stall
 	// soon: then the write deadline finds it slow.
 	sendBufferBytes = 64 << 10
-
-	// defaultWriteTimeout bounds every write, so that a client that does
-	// not read, or a dead peer, cannot hold its writer: one that takes
-	// longer is closed as slow (1008). A write gets at least half of it
-	// (see renewWriteDeadline).
-	defaultWriteTimeout = 10 * time.Second
-
-	// defaultPingInterval is how often the server pings every client, as
-	// Daphne does; a client's WebSocket library answers with a pong.
-	defaultPingInterval = 20 * time.Second
-
-	// defaultIdleTimeout closes a connection (1001) that has sent no frame
-	// of any kind, pongs included, for this long: a ping's interval and
-	// then 30 s for its answer, as Daphne allows. A client that answers
-	// pings stays connected however quiet it is.
-	defaultIdleTimeout = defaultPingInterval + 30*time.Second
-
-	// closeTimeout is how long the closing handshake may take: writing our
-	// close frame, then waiting for the peer's.
-	closeTimeout = time.Second
-
-	// lingerBytes is the most read and thrown away after our close frame,
-	// so that the socket is not closed with unread bytes in it: the kernel
-	// would answer with a reset, which can destroy the close frame on its
-	// way. A flooder sends more, and gets the reset.
-	lingerBytes = 64 << 10
 )
 
 // client is one WebSocket connection and its membership of one room.
 //
-// A connection goes through these states, each entered once, in order:
+// A connection goes through these states, in this order; closing may come
+// at any point after the handshake, even before serving:
 //
 //	state        entered when                              by goroutine   recorded in
-//	handshaking  newClient, before the 101 is written      net/http's     conn == nil
-//	joined       hub.join puts it in its room              net/http's     room != nil
+//	handshaking  newClient, before the 101 is written      net/http's     room == nil
+//	joined       hub.join counts it in, the broker adds it  net/http's     room != nil
 //	serving      attach gives it its socket                its own        conn != nil
-//	closing      close is first called, with a code        any            closeCode != 0, closing
-//	close sent   the writer writes the close frame         the writer     closed is closed
+//	closing      close is first called, with a code        any            closeAsked
+//	close sent   the writer is done with the close frame   the writer     closeSent is closed
 //	gone         serve leaves the room, closes the socket  its own        room == nil again
 //
-// Frames queued while joined wait for serving; a close asked for before
-// serving is sent as soon as it begins. A writer goroutine runs only while
-// there is something to write, so an idle connection costs one goroutine.
+// close.go has how a connection ends. Frames queued while joined wait for
+// serving; a close asked for before serving is sent as soon as it begins. A
+// writer goroutine runs only while there is something to write, so an idle
+// connection costs one goroutine.
 type client struct {
 	// Set before the client is shared, then only read.
-	id   uint64
-	addr netip.Addr // the client's address (clientAddr), for the limits and the log
-	hub  *hub
+	id      uint64
+	addr    netip.Addr // the client's address (clientAddr), for the limits and the log
+	hub     *hub
+	history *historyRequest // what it asked of the room's history; nil: nothing, and no ids
 
 	// room is set by hub.join, during the handshake, and cleared by
 	// hub.leave after the read loop ends; both hold hub.mu.
-	room           *room
-	history        *historyRequest // what it asked of the room's history; nil: nothing
-	awaitingReplay bool            // joined, its replay not sent yet; guarded by room.mu
+	room *room
 
 	// Owned by the read loop (the connection's own goroutine).
 	in *bufio.Reader // the socket's reader: frames come only through it
@@ -95,14 +69,14 @@ type client struct {
 	conn      net.Conn   // nil until attach; no writer starts before
 	queue     [][]byte   // the wire bytes of the frames waiting for the writer
 	spare     [][]byte   // an empty array for the next batch, kept between writers
-	writing   bool       // a writer is running (and, once closed, has run)
+	writing   bool       // a writer is running (and, once the close is sent, has run)
 	pongAt    int        // 1 + the queue index of the pong waiting there; 0: none
-	closeCode int        // non-zero once a close was asked for
+	closeCode int        // the close asked for; 0 until then
 	closeWhy  string     // why, for the log
 
-	closing atomic.Bool   // closeCode != 0, for the read loop without the lock
-	aborted atomic.Bool   // cut off: no close frame is attempted
-	closed  chan struct{} // closed by the writer once the close frame is out
+	closeAsked atomic.Bool   // closeCode != 0, for the read loop without the lock
+	cutOff     atomic.Bool   // no close frame will be tried: the deadlines are now
+	closeSent  chan struct{} // closed by the writer once it is done with the close frame
 
 	// Owned by the writer.
 	writeBy time.Time // the socket's write deadline now
@@ -111,7 +85,7 @@ type client struct {
 // newClient prepares a connection for the hub, before its handshake is
 // answered.
 func newClient(h *hub, addr netip.Addr) *client {
-	return &client{id: h.nextID.Add(1), addr: addr, hub: h, closed: make(chan struct{})}
+	return &client{id: h.nextID.Add(1), addr: addr, hub: h, closeSent: make(chan struct{})}
 }
 
 // serve runs one connection once its handshake is done, on a goroutine of
@@ -122,25 +96,12 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 	onSpareStack(c.logConnect)
 	code, why := c.readLoop()
 	c.close(code, why)
-	<-c.closed // bounded: the batch being written (writeTimeout), then the close frame
+	<-c.closeSent // bounded: the batch being written (writeTimeout), then the close frame
 	c.linger(conn)
 	c.logDisconnect(start)
 	c.hub.leave(c)
 	// An error here means the socket is closed already.
 	_ = conn.Close()
-}
-
-// linger ends a connection as RFC 6455 (section 7.1.1) asks: it sends FIN
-// after the close frame, and reads until the peer closes too, within the
-// closing deadline and lingerBytes.
-func (c *client) linger(conn net.Conn) {
-	if c.aborted.Load() {
-		return
-	}
-	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite() // if it fails, Close follows anyway
-	}
-	_, _ = io.CopyN(io.Discard, c.in, lingerBytes)
 }
 
 // attach gives the client its socket: frames queued since the join, or a
@@ -154,7 +115,7 @@ func (c *client) attach(conn net.Conn, in *bufio.Reader) time.Time {
 	c.in = in
 	c.mu.Lock()
 	c.conn = conn
-	if c.aborted.Load() {
+	if c.cutOff.Load() {
 		_ = conn.SetDeadline(time.Now())
 	}
 	if len(c.queue) > 0 || c.closeCode != 0 {
@@ -210,7 +171,7 @@ func (c *client) readLoop() (code int, why string) {
 		if !h.final {
 			continue
 		}
-		if !c.closing.Load() {
+		if !c.closeAsked.Load() {
 			data := msg
 			onSpareStack(func() { dispatch(c, data, meter) })
 		}
@@ -238,23 +199,6 @@ func (c *client) control(h frameHeader) (code int, why string, stop bool) {
 	}
 	// A pong needs no answer: like every frame, it renewed the deadline.
 	return 0, "", false
-}
-
-// renewReadDeadline gives the client another idleTimeout to send a frame,
-// unless a close is under way, when the writer's shorter deadline stands.
-func (c *client) renewReadDeadline() error {
-	if c.closing.Load() {
-		return nil
-	}
-	if err := c.conn.SetReadDeadline(time.Now().Add(c.hub.idleTimeout)); err != nil {
-		return err
-	}
-	// The writer may have set the closing deadline just before we pushed
-	// it back; set it again so that it is not lost.
-	if c.closing.Load() {
-		return c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
-	}
-	return nil
 }
 
 // send queues f for this client without waiting. A client whose queue is
@@ -286,14 +230,6 @@ func (c *client) enqueue(f frame, pong bool) {
 		c.startWriterLocked()
 	}
 	c.mu.Unlock()
-}
-
-// dropSlow closes a client that does not read what it is sent (1008), and
-// counts it.
-func (c *client) dropSlow(why string) {
-	if c.close(closePolicyViolation, why) {
-		c.hub.stats.dropped.Add(1)
-	}
 }
 
 // startWriterLocked starts the writer if the client has its socket and no
@@ -330,8 +266,8 @@ func (c *client) writeLoop() {
 		c.mu.Unlock()
 
 		if code != 0 {
-			c.writeClose(code, why)
-			close(c.closed)
+			c.sendClose(code, why)
+			close(c.closeSent)
 			return // writing stays true: no writer starts again
 		}
 		err := c.renewWriteDeadline()
@@ -341,10 +277,10 @@ func (c *client) writeLoop() {
 		switch {
 		case isTimeout(err):
 			c.dropSlow("too slow to read")
-			c.abort() // the close frame could not be written either
+			c.cut() // the close frame could not be written either
 		case err != nil:
 			c.close(closeGoingAway, "write failed: "+err.Error())
-			c.abort()
+			c.cut()
 		}
 		clear(batch) // the writer must not keep frames alive
 		c.mu.Lock()
@@ -360,20 +296,6 @@ func keepSmall(q [][]byte) [][]byte {
 	return q[:0]
 }
 
-// renewWriteDeadline makes sure the socket's write deadline lies between
-// half of writeTimeout and all of it ahead, before a write. Setting a
-// deadline updates a runtime timer, which costs more than the rest of a
-// small batch, so one still more than half writeTimeout away is kept. Once
-// a close is asked for it is not called, so the close's deadline stands.
-func (c *client) renewWriteDeadline() error {
-	now := time.Now()
-	if c.writeBy.Sub(now) >= c.hub.writeTimeout/2 {
-		return nil
-	}
-	c.writeBy = now.Add(c.hub.writeTimeout)
-	return c.conn.SetWriteDeadline(c.writeBy)
-}
-
 // writeBatch writes a batch of frames in one system call (writeFrames).
 func (c *client) writeBatch(batch [][]byte) error {
 	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -386,50 +308,6 @@ func (c *client) writeBatch(batch [][]byte) error {
 	}
 	c.hub.stats.delivered.Add(int64(len(batch)))
 	return nil
-}
-
-// close asks the writer to end the connection with code: queued frames are
-// dropped, the close frame goes out after the batch being written now, and
-// the read loop then ends. Only the first call counts; it reports whether
-// this call was that one.
-func (c *client) close(code int, why string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closeCode != 0 {
-		return false
-	}
-	c.closeCode, c.closeWhy = code, why
-	c.closing.Store(true)
-	c.queue, c.pongAt = nil, 0
-	c.startWriterLocked()
-	return true
-}
-
-// writeClose sends the close frame, then gives the peer closeTimeout to
-// answer with its own before the read loop gives up on it.
-func (c *client) writeClose(code int, why string) {
-	if c.aborted.Load() {
-		return // cut off: the deadlines have passed and must stay so
-	}
-	deadline := time.Now().Add(closeTimeout)
-	if err := c.conn.SetWriteDeadline(deadline); err == nil {
-		// A peer that is gone cannot be told; the read loop ends either way.
-		_, _ = c.conn.Write(closeFrame(code, why).wire)
-	}
-	_ = c.conn.SetReadDeadline(deadline)
-}
-
-// abort cuts the connection off without a goodbye: both deadlines pass now,
-// so a write stuck on a dead peer and the read loop fail at once.
-// x/net/websocket's own Close would wait behind that stuck write instead.
-func (c *client) abort() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.aborted.Store(true)
-	if c.conn != nil { // else attach sets the deadlines
-		// The connection is being dropped; if this fails, it already is.
-		_ = c.conn.SetDeadline(time.Now())
-	}
 }
 
 // logConnect says who connected to which room.

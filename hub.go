@@ -1,10 +1,10 @@
 package main
 
 // This file is the hub and its rooms: which rooms exist, who is in each,
-// and fan-out, a frame handed to every member of a room. The hub is a
-// mutex-guarded map of rooms; each room a lock and a set of members. A
+// and delivery, a chat message handed to every member of a room. The hub is
+// a mutex-guarded map of rooms; each room a lock and a set of members. A
 // member is a client (client.go), whose send never waits for its socket,
-// so a broadcast holds its room's lock for one pass over the members.
+// so a delivery holds its room's lock for one pass over the members.
 
 import (
 	"context"
@@ -27,17 +27,25 @@ var (
 	errTooManyFromAddr = errors.New("too many connections from one address")
 )
 
-// hub is the set of rooms. Its mutex guards only the map and the counts:
-// a broadcast locks the one room it speaks in, never the hub, so rooms do
-// not slow each other down.
+// hub is the set of rooms, and what every connection shares: the broker,
+// the limits and the running totals.
+//
+// The locks, always taken in this order (never the other way round):
+//
+//	hub.mu      the map of rooms, the counts            held for a join or a leave
+//	stream.mu   a room's stream and history (broker.go) held for a delivery or a join's replay
+//	room.mu     a room's members                        held for one pass over them
+//	client.mu   a client's queue and close code         held for an append or a swap
+//
+// A broker's own lock, for its map of streams, is taken after hub.mu and
+// before a stream's, and no lock is ever held across a socket write.
+// TestLockOrder holds the code to this.
 type hub struct {
 	log       *slog.Logger
 	limit     rateLimit
-	layer     channelLayer   // the rooms of other processes (layer.go)
+	broker    broker         // where every chat message goes, and comes back from (broker.go)
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
-	keep      int            // messages each room's history keeps; 0: no history (history.go)
-	shared    bool           // the histories are mirrors of the layer's (redishistory.go)
 
 	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
@@ -48,11 +56,6 @@ type hub struct {
 	conns   int
 	perAddr map[netip.Addr]int // WebSockets per client address
 	closing bool
-
-	// The rooms' histories, kept here so that they outlive their rooms
-	// (historyKeep), and their total size.
-	histories    map[string]*history
-	historyBytes atomic.Int64
 
 	live   sync.WaitGroup // one count per joined client, for shutdown
 	stop   chan struct{}  // closed by shutdown: the pinger ends
@@ -69,59 +72,50 @@ type stats struct {
 	dropped   atomic.Int64 // clients closed for not reading
 }
 
-// room is one chat room: the clients that hear each other. Its own lock lets
-// many senders fan out at once (read lock) while a join or leave, which is
-// rare, takes the write lock for a single map operation. A chat message the
-// history keeps takes the write lock too (room.record): its id and its
-// delivery must be one step, in one order for every member.
+// room is one chat room: the clients here that hear each other. Its broker
+// delivers its messages one at a time, in its stream's order (deliver);
+// its lock guards the member set, which a join or a leave changes.
 type room struct {
-	name       string
-	hub        *hub
-	history    *history // nil when the hub keeps none
-	layer      channelLayer
-	subscribed <-chan struct{} // closed once the layer brings this room's frames from other processes
-	mu         sync.RWMutex
-	members    map[*client]struct{}
+	name    string
+	ready   <-chan struct{} // closed once the broker brings this room's messages here
+	clients int             // members and clients joining; the room lives while it is above 0. Guarded by hub.mu.
+
+	mu      sync.RWMutex
+	members map[*client]struct{}
 }
 
-// newHub returns an empty hub whose connections obey limit and log to log,
-// with the in-memory layer: rooms in this process only.
-func newHub(limit rateLimit, log *slog.Logger) *hub {
+// newHub returns an empty hub whose messages go through b, and whose
+// connections obey limit and log to log.
+func newHub(b broker, limit rateLimit, log *slog.Logger) *hub {
 	return &hub{
-		log: log, limit: limit, layer: memoryLayer{},
+		log: log, limit: limit, broker: b,
 		idleTimeout: defaultIdleTimeout, writeTimeout: defaultWriteTimeout, pingInterval: defaultPingInterval,
 		rooms: make(map[string]*room), perAddr: make(map[netip.Addr]int), stop: make(chan struct{}),
-		histories: make(map[string]*history),
 	}
 }
 
 // join makes c a member of its room, creating the room on first use. It runs
 // during the handshake, before the 101 response is written, so c hears every
-// message sent after its client sees the connection open: a new room waits
-// (subscribeWait at most) until the layer brings it other processes' frames,
-// and, with a shared history, the room's stream so far, which c's replay
-// then comes from.
+// message sent after its client sees the connection open. A room new here
+// first waits (subscribeWait at most) for the broker to bring its messages;
+// then the broker adds c, with the replay c asked for (room.add).
 func (h *hub) join(c *client, roomName string) error {
-	r, err := h.add(c, roomName)
+	r, err := h.enter(c, roomName)
 	if err != nil {
 		return err
 	}
 	select {
-	case <-r.subscribed:
+	case <-r.ready:
 	case <-time.After(subscribeWait):
-		h.log.Warn("joined before the channel layer confirmed the room", "conn", c.id, "room", roomName)
+		h.log.Warn("joined before the broker confirmed the room", "conn", c.id, "room", roomName)
 	}
-	if c.awaitingReplay {
-		r.mu.Lock()
-		c.awaitingReplay = false
-		r.replayTo(c)
-		r.mu.Unlock()
-	}
+	h.broker.join(c)
 	return nil
 }
 
-// add puts c in its room's member map.
-func (h *hub) add(c *client, roomName string) (*room, error) {
+// enter counts c in, and in its room, which it creates and subscribes if
+// c is the first.
+func (h *hub) enter(c *client, roomName string) (*room, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.hasRoomForLocked(c.addr); err != nil {
@@ -129,24 +123,29 @@ func (h *hub) add(c *client, roomName string) (*room, error) {
 	}
 	r := h.rooms[roomName]
 	if r == nil {
-		r = &room{name: roomName, hub: h, history: h.historyOf(roomName), layer: h.layer,
-			subscribed: h.layer.subscribe(roomName), members: make(map[*client]struct{})}
+		r = &room{name: roomName, members: make(map[*client]struct{})}
+		r.ready = h.broker.subscribe(r)
 		h.rooms[roomName] = r
 	}
-	r.mu.Lock()
-	r.members[c] = struct{}{}
-	if h.shared && c.history != nil {
-		c.awaitingReplay = true // join replays, once the mirror is loaded
-	} else {
-		r.replayTo(c) // in the same hold of the lock: no message between the two
-	}
-	r.mu.Unlock()
+	r.clients++
 	c.room = r
 	h.conns++
 	h.perAddr[c.addr]++
 	h.live.Add(1)
 	h.pinger.Do(func() { go h.pingLoop() })
 	return r, nil
+}
+
+// add makes c a member of r, and sends it the replay it asked for (h, the
+// room's history). The broker calls it with the room's stream held, so no
+// message falls between the replay and the first live one.
+func (r *room) add(c *client, h *history) {
+	r.mu.Lock()
+	r.members[c] = struct{}{}
+	r.mu.Unlock()
+	for _, f := range h.replay(c.history) {
+		c.send(f)
+	}
 }
 
 // leave removes c from its room and forgets the room once it is empty. It is
@@ -160,18 +159,10 @@ func (h *hub) leave(c *client) {
 	}
 	r.mu.Lock()
 	delete(r.members, c)
-	empty := len(r.members) == 0
 	r.mu.Unlock()
-	if empty {
+	if r.clients--; r.clients == 0 {
 		delete(h.rooms, r.name)
-		h.layer.unsubscribe(r.name)
-		if _, alone := h.layer.(memoryLayer); r.history != nil && alone {
-			r.history.idleSince = time.Now()
-		} else if r.history != nil {
-			// Unsubscribed, this process would miss what other processes
-			// say meanwhile: a history kept on would have a hole in it.
-			h.dropHistoryLocked(r.name)
-		}
+		h.broker.unsubscribe(r)
 	}
 	c.room = nil
 	h.conns--
@@ -179,6 +170,29 @@ func (h *hub) leave(c *client) {
 		delete(h.perAddr, c.addr)
 	}
 	h.live.Done()
+}
+
+// deliver hands p to the members here: its sender hears its id (said) if it
+// asked for ids, members that asked for ids get the message with its id,
+// the rest the plain frame. The broker calls it for every message of the
+// room, once, in the stream's order, with the stream held. It never waits
+// for a socket: send only appends to a queue.
+func (r *room) deliver(p *post) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for c := range r.members {
+		switch {
+		case c.id == p.from:
+			if f, ok := p.ack(c); ok {
+				c.send(f)
+			}
+		case p.here: // these members have it already
+		case c.history != nil && p.id != "":
+			c.send(p.withIDFrame())
+		default:
+			c.send(p.frame)
+		}
+	}
 }
 
 // counts reports the number of rooms and connections, for /healthz.
@@ -208,11 +222,11 @@ func (h *hub) hasRoomForLocked(addr netip.Addr) error {
 	return nil
 }
 
-// shutdown closes every connection with 1001 and waits for them to go. When
-// ctx ends first, it cuts the rest off: their writes and reads fail at once.
-// Then it stops the pinger and closes the channel layer.
+// shutdown stops the pinger, closes every connection with 1001 and waits for
+// them to go. When ctx ends first, it cuts the rest off: their writes and
+// reads fail at once. Last, it closes the broker.
 func (h *hub) shutdown(ctx context.Context) {
-	defer h.layer.close()
+	defer h.broker.close()
 	h.mu.Lock()
 	if !h.closing {
 		close(h.stop)
@@ -226,7 +240,7 @@ func (h *hub) shutdown(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		h.forEach((*client).abort)
+		h.forEach((*client).cut)
 		<-done
 	}
 }
@@ -243,9 +257,8 @@ func (h *hub) pingLoop() {
 		select {
 		case <-h.stop:
 			return
-		case now := <-tick.C:
+		case <-tick.C:
 			h.forEach(func(c *client) { c.send(pingFrame) })
-			h.expireHistories(now)
 		}
 	}
 }
@@ -264,117 +277,5 @@ func (h *hub) forEach(f func(*client)) {
 			f(c)
 		}
 		r.mu.RUnlock()
-	}
-}
-
-// fromLayer hands a message that another process published to the
-// members of its room here. Without a shared history, each process keeps
-// the whole conversation, so it keeps this one too, as if said here. The
-// channel layer calls it.
-func (h *hub) fromLayer(roomName string, msg message) {
-	h.mu.Lock()
-	r := h.rooms[roomName]
-	h.mu.Unlock()
-	if r == nil { // the last member left while the message was on its way
-		return
-	}
-	if p, ok := msg.Payload.(chatPayload); ok && !h.shared {
-		r.record(nil, p)
-		return
-	}
-	// With a shared history, a plain frame comes from a process that keeps
-	// none (started with -history 0): it is delivered, not kept.
-	r.deliver(nil, encodeFrame(msg.Action, msg.Payload))
-}
-
-// broadcastKept is broadcast for a chat message, which the room's history
-// keeps. With a shared history, the message goes to Redis first, and comes
-// back, with its id, to every process (hub.fromStream); while Redis is away
-// it is delivered here only, without an id, as without history.
-func (r *room) broadcastKept(from *client, p chatPayload) {
-	switch {
-	case r.history == nil:
-		r.broadcast(from, encodeFrame("new_chat_message", p))
-	case !r.hub.shared:
-		r.layer.publish(r.name, r.record(from, p))
-	case !r.layer.keep(r.name, from.id, p):
-		r.deliver(from, encodeFrame("new_chat_message", p))
-	}
-}
-
-// record delivers a chat message to the members here but from, keeps it in
-// the room's history, and returns its frame. Members that asked for ids get
-// the message with its id, the sender its id alone (saidFrame). The room's
-// write lock is held from the message getting its id to its last delivery,
-// so that every member sees the ids in order and a join (replayTo) falls
-// wholly before or after it.
-func (r *room) record(from *client, p chatPayload) frame {
-	f := encodeFrame("new_chat_message", p)
-	if r.history == nil {
-		r.deliver(from, f)
-		return f
-	}
-	r.mu.Lock()
-	id, grew := r.history.add(f, r.hub.keep)
-	r.deliverKept(from, f, p, id, grew)
-	r.mu.Unlock()
-	return f
-}
-
-// deliverKept delivers a message that the history has just kept, as id:
-// with its id to members that asked for ids, its id alone to its sender
-// (saidFrame), and f to the rest. It runs with r.mu held. grew is how much
-// the history grew, for the total; past historyTotalBytes, this room's
-// oldest messages go.
-func (r *room) deliverKept(from *client, f frame, p chatPayload, id string, grew int) {
-	if r.hub.historyBytes.Add(int64(grew)) > historyTotalBytes {
-		for len(r.history.entries) > 1 && r.hub.historyBytes.Load() > historyTotalBytes {
-			size := len(r.history.entries[0].json)
-			r.history.dropOldest()
-			r.hub.historyBytes.Add(-int64(size))
-		}
-	}
-	var withID frame
-	for c := range r.members {
-		switch {
-		case c.awaitingReplay:
-			// the replay, coming, holds this message
-		case c.history == nil && c != from:
-			c.send(f)
-		case c == from:
-			if c.history != nil {
-				c.send(saidFrame(id))
-			}
-		default:
-			if withID.wire == nil {
-				withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p, ID: id}))
-			}
-			c.send(withID)
-		}
-	}
-}
-
-// broadcast sends f to everyone in the room but the sender: the members
-// here, then, through the channel layer, those of other processes.
-func (r *room) broadcast(from *client, f frame) {
-	r.deliver(from, f)
-	r.layer.publish(r.name, f)
-}
-
-// deliver queues f for every member here but from. It never waits for a
-// socket: send only appends to a queue, so the read lock is held for one
-// pass over the members and no longer.
-func (r *room) deliver(from *client, f frame) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	r.deliverLocked(from, f)
-}
-
-// deliverLocked is deliver, with r.mu held (either way).
-func (r *room) deliverLocked(from *client, f frame) {
-	for c := range r.members {
-		if c != from {
-			c.send(f)
-		}
 	}
 }

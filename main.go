@@ -137,7 +137,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	base := "http://" + browsableHost(ln.Addr().String())
-	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "layer", h.layer.status().Kind)
+	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "broker", h.broker.status().Kind)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -162,20 +162,21 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 	return nil
 }
 
-// buildHub makes the hub, with the Redis channel layer when opts asks for
-// one: it fails if that Redis cannot be reached.
+// buildHub makes the hub with its broker: in memory, or Redis's when opts
+// asks for it, which fails if that Redis cannot be reached.
 func buildHub(opts options, log *slog.Logger) (*hub, error) {
-	h := newHub(newRateLimit(opts.rate), log)
-	h.perClient, h.proxies, h.keep = opts.perClient, opts.proxies, opts.history
-	h.shared = opts.redis != "" && opts.history > 0
+	var b broker
 	if opts.redis == "" {
-		return h, nil
+		b = newMemoryBroker(opts.history)
+	} else {
+		rb, err := dialRedisBroker(opts.redis, log, opts.history)
+		if err != nil {
+			return nil, fmt.Errorf("-redis: %w", err)
+		}
+		b = rb
 	}
-	layer, err := dialRedisLayer(opts.redis, log, h, opts.history)
-	if err != nil {
-		return nil, fmt.Errorf("-redis: %w", err)
-	}
-	h.layer = layer
+	h := newHub(b, newRateLimit(opts.rate), log)
+	h.perClient, h.proxies = opts.perClient, opts.proxies
 	return h, nil
 }
 
@@ -299,7 +300,7 @@ func healthz(h *hub, limit *connLimit) http.HandlerFunc {
 			"messages_received":    h.stats.received.Load(),
 			"frames_delivered":     h.stats.delivered.Load(),
 			"slow_clients_dropped": h.stats.dropped.Load(),
-			"layer":                h.layer.status(),
+			"layer":                h.broker.status(), // its name before brokers, kept for monitors that read it
 		})
 	}
 }

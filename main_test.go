@@ -812,6 +812,7 @@ type layerHealth struct {
 	Received  int64  `json:"received"`
 	Dropped   int64  `json:"dropped"`
 	Rejected  int64  `json:"rejected"`
+	Backlog   int    `json:"backlog"`
 }
 
 func (s *testServer) health(t testing.TB) health {

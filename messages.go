@@ -54,12 +54,13 @@ const (
 	errStringTooLong    = "string_too_long"
 	errNoneRequired     = "none_required"
 	errRateLimited      = "rate_limited"
+	errNotRelayed       = "not_relayed"
 )
 
 // errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
-	errStringType, errStringTooLong, errNoneRequired, errRateLimited,
+	errStringType, errStringTooLong, errNoneRequired, errRateLimited, errNotRelayed,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow
@@ -124,29 +125,11 @@ func handle(c *client, data []byte) {
 	actions[msg.Action].handle(c, msg.Payload)
 }
 
-// relayed are the actions whose frames other processes publish for this
-// one's members (through the channel layer): their broadcasts.
-var relayed = map[string]bool{"new_chat_message": true}
-
-// relayable checks a frame that came from another process before any
-// member sees it: it must be a message the protocol defines, valid as a
-// client's would have to be, of an action that is broadcast. The hub then
-// re-encodes it from the validated fields, as a broadcast here is.
-func relayable(payload []byte) (message, bool) {
-	if len(payload) > maxMessageBytes || !utf8.Valid(payload) {
-		return message{}, false
-	}
-	msg, errs := decode(payload)
-	if errs != nil || !relayed[msg.Action] {
-		return message{}, false
-	}
-	return msg, true
-}
-
-// handleChat sends the re-encoded message to everyone else in the room, and
-// the room keeps it in its history (hub.go:room.broadcastKept).
+// handleChat sends the re-encoded message down the road every chat message
+// takes: to the broker, which gives it its place in the room's stream and
+// hands it to everyone in the room (hub.go:room.deliver).
 func handleChat(c *client, payload any) {
-	c.room.broadcastKept(c, payload.(chatPayload))
+	c.hub.broker.publish(c.room.name, newPost(payload.(chatPayload), c.id))
 }
 
 // handlePing answers the sender only. The chat page pings every 25 s, to

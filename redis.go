@@ -1,17 +1,21 @@
 package main
 
-// This file is the Redis channel layer, which lets one room span several
-// roomchat processes, as channels_redis does for Django Channels. Each
-// process subscribes to the Redis channel of every room it has members in,
-// and publishes there every frame its members broadcast; Redis hands each
-// published frame to every subscribed process, and each one delivers it to
-// its own members (hub.fromLayer). The hub knows only the channelLayer
-// interface; without -redis it has the in-memory one (layer.go).
+// This file is the Redis broker, which lets one room span several roomchat
+// processes, as channels_redis does for Django Channels. Every chat message
+// goes to Redis, which gives it its id, keeps it in the room's stream and
+// publishes it on the room's channel, in one step (redishistory.go). Each
+// process subscribes to the channels of the rooms it has members in, and
+// delivers what comes, its own messages included, in the order Redis gave
+// the ids. The hub knows only the broker interface (broker.go).
 //
-// This file keeps the layer's books: which rooms are subscribed, what waits
-// to be published, whether Redis is up, and reconnecting when it is not.
-// One connected session with Redis, its two connections and their loops,
-// is redissession.go.
+// This file keeps the broker's books: the rooms subscribed here and what
+// this process holds of their streams, whether Redis is up, reconnecting
+// when it is not, and the backlog, what was said here while it was away.
+// Such a message is delivered here at once, without an id, and published
+// when Redis is back, behind a catch-up of what the other processes said
+// meanwhile; Redis refuses a copy it already has, so nothing said is lost
+// or doubled by the outage. One connected session with Redis, its
+// connection and its two loops, is redissession.go.
 
 import (
 	"crypto/rand"
@@ -22,27 +26,24 @@ import (
 	mathrand "math/rand/v2"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Timing and sizes of the Redis layer.
+// Timing and sizes of the Redis broker.
 const (
-	// redisDialTimeout bounds a dial with its AUTH and PING, at start-up
-	// and at every reconnect.
+	// redisDialTimeout bounds a dial with its HELLO and SCRIPT LOAD, at
+	// start-up and at every reconnect.
 	redisDialTimeout = 3 * time.Second
 
-	// redisIOTimeout bounds one pipeline of PUBLISHes and their replies,
-	// and one write of SUBSCRIBE commands: a Redis that hangs is given up
-	// on, not waited for.
-	redisIOTimeout = 3 * time.Second
-
-	// redisPingEvery is how often the subscriber connection pings Redis
-	// while nothing else happens; three missed answers and it is dropped.
-	// A subscriber only reads, so without this a dead Redis would go
-	// unnoticed.
-	redisPingEvery = 5 * time.Second
+	// redisPingEvery is how often a session pings Redis when it has sent
+	// nothing else, and redisReplyTimeout how long any command may wait for
+	// its reply: a Redis that stalls, or a network that stops passing
+	// bytes, is found within the sum, by every process, publishing or not.
+	redisPingEvery    = time.Second
+	redisReplyTimeout = 2 * time.Second
 
 	// The wait between reconnect attempts starts at redisBackoffMin and
 	// doubles up to redisBackoffMax, each wait drawn from half to one and a
@@ -56,19 +57,16 @@ const (
 	// keeps the backoff growing, and the log to one line for the outage.
 	redisStableAfter = 30 * time.Second
 
-	// publishQueueLen is how many frames may wait for the publisher. A
-	// broadcast never waits for Redis: a frame that finds the queue full
-	// is dropped for the other processes (this process's own members
-	// still get it), counted, and logged once per burst.
-	publishQueueLen = 4096
-
-	// publishBatch is the most PUBLISH commands sent in one write.
-	publishBatch = 256
+	// backlogMessages and backlogBytes bound the backlog, what members here
+	// say while Redis is away. Past either, a message reaches only the
+	// members here, and its sender is told so (not_relayed).
+	backlogMessages = 10_000
+	backlogBytes    = 16 << 20
 
 	// subscribeWait is how long a join waits for Redis to confirm the
-	// subscription of a new room, so that its member hears the other
-	// processes by the time it reads the 101. A Redis that does not
-	// answer in that time does not hold the handshake any longer.
+	// subscription of a new room and load its stream, so that its member
+	// hears the other processes by the time it reads the 101. A Redis that
+	// does not answer in that time does not hold the handshake any longer.
 	subscribeWait = 1500 * time.Millisecond
 
 	// channelPrefix names a room's Redis channel: roomchat:room:lobby.
@@ -79,85 +77,88 @@ const (
 	redisURLEnv = "ROOMCHAT_REDIS_URL"
 )
 
-// redisLayer is the channel layer over Redis pub/sub.
-type redisLayer struct {
+// redisBroker is the broker over Redis: a Stream and a pub/sub channel per
+// room.
+type redisBroker struct {
 	addr, user, password string
 	tls                  *tls.Config // nil for redis://
-	id                   []byte      // marks what this process publishes, so it skips its own
+	id                   string      // this process's name in what it publishes
 	log                  *slog.Logger
-	hub                  layerHub // where what other processes say goes
-	keepCount            int      // messages a room's shared history keeps; 0: none (redishistory.go)
+	keep                 int           // messages a room's stream keeps; 0: none, and no ids
+	total                *historyTotal // the bytes of every room's history here
+	stop                 chan struct{} // closed by close
+	done                 sync.WaitGroup
 
-	outbox chan outgoing // for the publisher
-	wake   chan struct{} // tells the subscriber writer there are commands
-	stop   chan struct{} // closed by close
-	done   sync.WaitGroup
+	// mu guards what follows. It is taken before a stream's lock and a
+	// session's, never while one is held.
+	mu       sync.Mutex
+	stopped  bool               // close was called
+	session  *redisSession      // nil while Redis is away
+	mirrors  map[string]*mirror // the rooms with members here
+	backlog  []outgoing         // said here while Redis was away, oldest first
+	held     int                // the bytes of the backlog's messages
+	sequence uint64             // the number of the last message this process sent
 
-	mu      sync.Mutex
-	stopped bool                       // close was called
-	up      atomic.Bool                // a session is running; set under mu
-	rooms   map[string]bool            // rooms with members here: subscribed while up
-	cmds    []subCommand               // for the subscriber writer, in order
-	pending map[string][]chan struct{} // per room, a SUBSCRIBE sent and not yet confirmed; nil: nobody waits
-	session *redisSession
-
-	published, received, dropped atomic.Int64
-	rejected                     atomic.Int64 // frames from Redis that were not the protocol's
-	dropping                     atomic.Bool  // in a burst of drops, logged once
-	rejecting                    atomic.Bool  // in a burst of rejections, logged once
+	up                                   atomic.Bool // session != nil, for status without the lock
+	published, received, dropped, reject atomic.Int64
+	reconnects                           atomic.Int64
+	rejecting                            atomic.Bool // in a burst of rejections, logged once
 }
 
-// outgoing is one command for the publisher connection: a frame to
-// PUBLISH, a chat message to keep (redishistory.go), or a room's stream to
-// load, with ready closed once it is.
+// mirror is what this process holds of a room's stream in Redis: the
+// messages that came, for replays, and what it takes to catch up after an
+// outage. While a room is loading, the messages that come live are held
+// back, so that every member gets the stream in order.
+type mirror struct {
+	stream
+	ready   chan struct{} // closed once the stream's first load is in
+	known   bool          // a load is in: the history holds the stream up to its last seq (none, when its epoch is "")
+	loading bool          // a load is on its way: live messages wait in early
+	early   []streamEntry // what came live during the load, oldest first
+}
+
+// outgoing is a chat message on its way to Redis.
 type outgoing struct {
-	room  string
-	msg   []byte // this process's id, a space, the frame's JSON
-	kept  *keptOut
-	load  bool
-	ready chan struct{}
+	room string
+	post *post
+	// seq is this process's number for it, in the order it was said.
+	// Redis refuses a number it has had from this process (publishScript),
+	// so that a message sent again after an outage is never kept twice.
+	seq uint64
 }
 
-// subCommand is SUBSCRIBE or UNSUBSCRIBE for one room.
-type subCommand struct {
-	verb, room string
-}
-
-// dialRedisLayer connects to the Redis that rawURL names and returns the
-// layer, running. It fails, saying why, when the URL is wrong or Redis
-// cannot be reached or refuses the password: a cluster that is meant to
-// share rooms must not start as separate chats.
-func dialRedisLayer(rawURL string, log *slog.Logger, hub layerHub, keep int) (*redisLayer, error) {
-	l := &redisLayer{
-		log:       log,
-		hub:       hub,
-		keepCount: keep,
-		outbox:    make(chan outgoing, publishQueueLen),
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		rooms:     map[string]bool{},
-		pending:   map[string][]chan struct{}{},
+// dialRedisBroker connects to the Redis that rawURL names and returns the
+// broker, running, its rooms keeping keep messages each. It fails, saying
+// why, when the URL is wrong or Redis cannot be reached or refuses the
+// password: a cluster that is meant to share rooms must not start as
+// separate chats.
+func dialRedisBroker(rawURL string, log *slog.Logger, keep int) (*redisBroker, error) {
+	b := &redisBroker{
+		log:     log,
+		keep:    keep,
+		total:   new(historyTotal),
+		stop:    make(chan struct{}),
+		mirrors: map[string]*mirror{},
+		id:      strings.ToLower(rand.Text()[:12]),
 	}
-	if err := l.parseURL(rawURL); err != nil {
+	if err := b.parseURL(rawURL); err != nil {
 		return nil, err
 	}
-	l.id = []byte(rand.Text())
-
-	s, err := l.dial()
+	s, err := b.dial()
 	if err != nil {
 		return nil, err
 	}
-	l.start(s) // nothing has closed the layer yet
-	l.log.Info("redis layer connected", "redis", l.addr)
-	l.done.Add(1)
-	go l.run(s)
-	return l, nil
+	b.start(s) // nothing has closed the broker yet
+	b.log.Info("redis broker connected", "redis", b.addr)
+	b.done.Add(1)
+	go b.run(s)
+	return b, nil
 }
 
 // parseURL reads redis://[[user]:password@]host[:port] or rediss://...
 // (TLS). A path (a database number) is ignored: pub/sub channels are the
 // same in every database.
-func (l *redisLayer) parseURL(rawURL string) error {
+func (b *redisBroker) parseURL(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Parse's errors quote parts of the URL, which may be parts
@@ -167,228 +168,270 @@ func (l *redisLayer) parseURL(rawURL string) error {
 	switch u.Scheme {
 	case "redis":
 	case "rediss":
-		l.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		b.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	default:
 		return fmt.Errorf("redis URL: the scheme is %q; want redis:// or rediss://", u.Scheme)
 	}
 	if u.Hostname() == "" {
 		return errors.New("redis URL: no host; want redis://host:port")
 	}
-	l.addr = u.Host
+	b.addr = u.Host
 	if u.Port() == "" {
-		l.addr = net.JoinHostPort(u.Hostname(), "6379")
+		b.addr = net.JoinHostPort(u.Hostname(), "6379")
 	}
 	if u.User != nil {
-		l.user = u.User.Username()
-		l.password, _ = u.User.Password()
+		b.user = u.User.Username()
+		b.password, _ = u.User.Password()
 	}
 	return nil
 }
 
-// channelLayer methods: what the hub calls.
+// broker methods: what the hub calls.
 
-// subscribe asks for the messages of room from the other processes. The
-// channel it returns is closed once Redis has confirmed, or at once while
-// Redis is away: the room is subscribed again when it is back.
-func (l *redisLayer) subscribe(room string) <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rooms[room] = true
-	ready := make(chan struct{})
-	if !l.up.Load() {
-		close(ready)
-		return ready
+// subscribe asks for the messages of r's room from every process. The
+// channel it returns is closed once Redis has confirmed and the room's
+// stream is loaded, or at once while Redis is away: the room is subscribed
+// when it is back.
+func (b *redisBroker) subscribe(r *room) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := &mirror{stream: stream{name: r.name, room: r, history: mirrorHistory(b.keep, b.total)}, ready: make(chan struct{})}
+	b.mirrors[r.name] = m
+	if b.session == nil {
+		close(m.ready)
+	} else {
+		m.loading = b.keep > 0
+		b.session.send(subscribeCommand(r.name))
 	}
-	l.queueLocked(subCommand{"SUBSCRIBE", room}, ready)
-	return ready
+	return m.ready
 }
 
-// unsubscribe stops the messages of room, which has no members here now.
-func (l *redisLayer) unsubscribe(room string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.rooms, room)
-	if l.up.Load() {
-		l.queueLocked(subCommand{"UNSUBSCRIBE", room}, nil)
+// unsubscribe stops the messages of r's room, which has no members here
+// now, and forgets what this process held of its stream: unsubscribed, it
+// would miss what other processes say meanwhile.
+func (b *redisBroker) unsubscribe(r *room) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.mirrors[r.name]
+	m.mu.Lock()
+	m.history.clear()
+	m.gone = true
+	m.mu.Unlock()
+	delete(b.mirrors, r.name)
+	if b.session != nil {
+		b.session.send(command{args: args("UNSUBSCRIBE", channelPrefix+r.name)})
 	}
 }
 
-// publish hands f to the publisher for the other processes in room. It
-// never waits: while Redis is away, or the queue is full, the frame is
-// dropped for them and counted.
-func (l *redisLayer) publish(room string, f frame) {
-	if !l.up.Load() {
-		l.dropped.Add(1)
+// publish sends p to Redis, for it to place and hand to every process. It
+// never waits: while Redis is away, p is delivered here at once, without an
+// id, and kept in the backlog until Redis is back.
+func (b *redisBroker) publish(room string, p *post) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sequence++
+	out := outgoing{room: room, post: p, seq: b.sequence}
+	if b.session != nil {
+		b.session.send(b.publishCommand(out))
 		return
 	}
-	payload := f.payload()
-	msg := make([]byte, 0, len(l.id)+1+len(payload))
-	msg = append(append(append(msg, l.id...), ' '), payload...)
-	select {
-	case l.outbox <- outgoing{room: room, msg: msg}:
-	default:
-		l.dropped.Add(1)
-		if l.dropping.CompareAndSwap(false, true) {
-			l.log.Warn("redis publish queue full: frames for other processes are being dropped", "queue", publishQueueLen)
-		}
+	b.deliverHereLocked(out)
+	b.holdLocked(out)
+}
+
+// join adds c to its room with its replay, from what this process holds of
+// the room's stream.
+func (b *redisBroker) join(c *client) {
+	if m := b.lock(c.room.name); m != nil {
+		defer m.mu.Unlock()
+		c.room.add(c, &m.history)
 	}
 }
 
-// redisStatus is what /healthz says of the Redis layer.
+// notRelayed is what the sender of a message that reached only this
+// process is told: Redis was away, and the backlog full.
+var notRelayed = fieldError{Type: errNotRelayed, Loc: []string{},
+	Msg: "Delivered only to members on this server: the servers cannot reach each other, and its backlog is full"}
+
+// redisStatus is what /healthz says of the Redis broker.
 type redisStatus struct {
-	Connected bool  `json:"connected"`
-	Published int64 `json:"published"` // frames sent to other processes
-	Received  int64 `json:"received"`  // frames from other processes
-	Dropped   int64 `json:"dropped"`   // frames that could not be sent to them
-	Rejected  int64 `json:"rejected"`  // frames from Redis that were not the protocol's, never delivered
+	Connected  bool  `json:"connected"`
+	Published  int64 `json:"published"`  // messages sent to Redis
+	Received   int64 `json:"received"`   // messages from Redis, this process's own included
+	Dropped    int64 `json:"dropped"`    // messages that reached only this process: the backlog was full
+	Rejected   int64 `json:"rejected"`   // messages from Redis that were not the protocol's, never delivered
+	Backlog    int   `json:"backlog"`    // messages said here while Redis was away, waiting for it
+	Reconnects int64 `json:"reconnects"` // sessions after the first
 }
 
-// status is the layer's part of /healthz.
-func (l *redisLayer) status() layerStatus {
-	return layerStatus{Kind: "redis", redisStatus: &redisStatus{
-		Connected: l.up.Load(),
-		Published: l.published.Load(),
-		Received:  l.received.Load(),
-		Dropped:   l.dropped.Load(),
-		Rejected:  l.rejected.Load(),
+// status is the broker's part of /healthz.
+func (b *redisBroker) status() brokerStatus {
+	b.mu.Lock()
+	backlog := len(b.backlog)
+	b.mu.Unlock()
+	return brokerStatus{Kind: "redis", redisStatus: &redisStatus{
+		Connected:  b.up.Load(),
+		Published:  b.published.Load(),
+		Received:   b.received.Load(),
+		Dropped:    b.dropped.Load(),
+		Rejected:   b.reject.Load(),
+		Backlog:    backlog,
+		Reconnects: b.reconnects.Load(),
 	}}
 }
 
-// close stops the layer: its connections are closed and its goroutines
-// gone when it returns. A second call waits as the first.
-func (l *redisLayer) close() {
-	l.mu.Lock()
-	if !l.stopped {
-		close(l.stop)
+// close stops the broker: its connection is closed and its goroutines gone
+// when it returns. A second call waits as the first. What is still in the
+// backlog is lost, and logged.
+func (b *redisBroker) close() {
+	b.mu.Lock()
+	if !b.stopped {
+		close(b.stop)
+		if len(b.backlog) > 0 {
+			b.log.Warn("redis broker closed with messages that never reached Redis", "backlog", len(b.backlog))
+		}
 	}
-	l.stopped = true
-	s := l.session
-	l.mu.Unlock()
+	b.stopped = true
+	s := b.session
+	b.mu.Unlock()
 	if s != nil {
 		s.close()
 	}
-	l.done.Wait()
+	b.done.Wait()
 }
 
-// queueLocked adds a command for the subscriber writer; ready, for a
-// SUBSCRIBE, is closed when Redis confirms it. It runs with l.mu held.
-func (l *redisLayer) queueLocked(cmd subCommand, ready chan struct{}) {
-	l.cmds = append(l.cmds, cmd)
-	if cmd.verb == "SUBSCRIBE" {
-		l.pending[cmd.room] = append(l.pending[cmd.room], ready)
+// lock returns room's mirror with its lock held, or nil when the room has
+// no members here.
+func (b *redisBroker) lock(room string) *mirror {
+	b.mu.Lock()
+	m := b.mirrors[room]
+	b.mu.Unlock()
+	if m == nil {
+		return nil
 	}
-	select {
-	case l.wake <- struct{}{}:
-	default: // already woken
+	m.mu.Lock()
+	if m.gone {
+		m.mu.Unlock()
+		return nil
 	}
+	return m
 }
 
-// confirm ends the wait of the oldest SUBSCRIBE of room still pending
-// (Redis answers the commands of one connection in the order they came),
-// after loading the room's shared history, when there is one: from then on
-// its messages come live, and the load holds those before.
-func (l *redisLayer) confirm(room string) {
-	l.mu.Lock()
-	waits := l.pending[room]
-	var ready chan struct{}
-	switch len(waits) {
-	case 0:
-	case 1:
-		ready = waits[0]
-		delete(l.pending, room)
-	default:
-		ready = waits[0]
-		l.pending[room] = waits[1:]
+// deliverHereLocked delivers out to its room's members here at once,
+// without an id: Redis is away. It runs with b.mu held.
+func (b *redisBroker) deliverHereLocked(out outgoing) {
+	if m := b.mirrors[out.room]; m != nil {
+		m.mu.Lock()
+		m.room.deliver(out.post)
+		m.mu.Unlock()
 	}
-	l.mu.Unlock()
-	if l.keepCount <= 0 {
-		closeReady(ready)
+	out.post.here = true
+}
+
+// holdLocked keeps out in the backlog, for Redis when it is back; past the
+// backlog's bounds, its sender is told it reached only this process. It
+// runs with b.mu held.
+func (b *redisBroker) holdLocked(out outgoing) {
+	size := len(out.post.frame.wire)
+	if len(b.backlog) >= backlogMessages || b.held+size > backlogBytes {
+		b.dropped.Add(1)
+		out.post.refused = &notRelayed
+		if m := b.mirrors[out.room]; m != nil {
+			m.mu.Lock()
+			m.room.deliver(out.post) // to its sender alone: the others here have it
+			m.mu.Unlock()
+		}
 		return
 	}
-	select {
-	case l.outbox <- outgoing{room: room, load: true, ready: ready}:
-	default: // the publisher is swamped: members join with what the mirror has
-		closeReady(ready)
-	}
+	b.backlog = append(b.backlog, out)
+	b.held += size
 }
 
-// start makes s the running session and subscribes every room that has
-// members here: after a reconnect, they are all subscribed again. It
-// reports false, and closes s, if the layer was closed meanwhile.
-func (l *redisLayer) start(s *redisSession) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped {
+// start makes s the running session: it subscribes every room that has
+// members here, each to be caught up with what was said meanwhile
+// (redishistory.go), and sends the backlog of every room that needs no
+// catch-up; a room's own backlog follows its catch-up. It reports false,
+// and closes s, if the broker was closed meanwhile.
+func (b *redisBroker) start(s *redisSession) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
 		s.close()
 		return false
 	}
-	l.session = s
-	l.up.Store(true)
-	for room := range l.rooms {
-		l.queueLocked(subCommand{"SUBSCRIBE", room}, nil)
+	b.session = s
+	b.up.Store(true)
+	for name, m := range b.mirrors {
+		m.mu.Lock()
+		m.loading, m.early = b.keep > 0, nil
+		m.mu.Unlock()
+		s.send(subscribeCommand(name))
 	}
+	b.sendBacklogLocked(func(room string) bool {
+		m := b.mirrors[room]
+		return m == nil || b.keep <= 0
+	})
 	return true
 }
 
-// end marks the layer down after s failed: no one waits for a
-// subscription, and queued commands and frames are dropped.
-func (l *redisLayer) end(s *redisSession) {
-	l.mu.Lock()
-	l.up.Store(false)
-	l.session = nil
-	for _, waits := range l.pending {
-		for _, ready := range waits {
-			if ready != nil {
-				close(ready)
-			}
+// sendBacklogLocked sends the messages of the backlog whose room ready
+// says may go now, in order, and keeps the rest. It runs with b.mu held
+// and a session running.
+func (b *redisBroker) sendBacklogLocked(ready func(room string) bool) {
+	kept := b.backlog[:0]
+	for _, out := range b.backlog {
+		if ready(out.room) {
+			b.held -= len(out.post.frame.wire)
+			b.session.send(b.publishCommand(out))
+		} else {
+			kept = append(kept, out)
 		}
 	}
-	clear(l.pending)
-	l.cmds = nil
-	l.mu.Unlock()
+	clear(b.backlog[len(kept):])
+	b.backlog = kept
+}
+
+// end marks the broker down after s failed. The messages s had not placed
+// (sent without a reply yet, or not sent at all) go back to the backlog,
+// in order, and reach the members here now, without ids: Redis may or may
+// not have had them, and will say which when it is back.
+func (b *redisBroker) end(s *redisSession) {
 	s.close()
-	if l.keepCount > 0 {
-		l.hub.historyBroken()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.session = nil // publish sends s nothing more
+	b.up.Store(false)
+	unplaced := s.unplaced()
+	for _, m := range b.mirrors {
+		closeOnce(m.ready) // joins wait no more: the room is local until Redis is back
 	}
-	for {
-		select {
-		case m := <-l.outbox:
-			l.undo(m)
-		default:
-			return
+	backlog := b.backlog
+	b.backlog, b.held = nil, 0
+	for _, out := range unplaced {
+		if !out.post.here {
+			b.deliverHereLocked(out)
 		}
+		b.holdLocked(out)
+	}
+	for _, out := range backlog { // what a failed start had not sent yet
+		b.holdLocked(out)
 	}
 }
 
-// undo deals with a command that will not reach Redis: a frame is dropped
-// for the other processes, a chat message is delivered here only, as
-// without history, and a wait for a load ends.
-func (l *redisLayer) undo(m outgoing) {
-	switch {
-	case m.kept != nil:
-		l.dropped.Add(1)
-		l.hub.fromStream(m.room, streamEntry{msg: m.kept.msg}, true, m.kept.from)
-	case m.load:
-		closeReady(m.ready)
-	default:
-		l.dropped.Add(1)
-	}
-}
-
-// run keeps the layer connected until close: it serves a session, and
+// run keeps the broker connected until close: it serves a session, and
 // when that fails, dials again with capped, jittered backoff. An outage is
 // one line in the log when Redis goes away and one when it is back, not
 // one per try: a session that ends before redisStableAfter does not end the
 // outage, nor reset the backoff.
-func (l *redisLayer) run(s *redisSession) {
-	defer l.done.Done()
+func (b *redisBroker) run(s *redisSession) {
+	defer b.done.Done()
 	backoff, outage := redisBackoffMin, false
 	for {
 		started := time.Now()
 		err := s.serve()
-		l.end(s)
+		b.end(s)
 		select {
-		case <-l.stop:
+		case <-b.stop:
 			return
 		default:
 		}
@@ -397,15 +440,16 @@ func (l *redisLayer) run(s *redisSession) {
 		}
 		down := time.Now()
 		if !outage {
-			l.log.Warn("redis layer down: rooms are local until it is back", "redis", l.addr, "err", err)
+			b.log.Warn("redis broker down: rooms are local until it is back", "redis", b.addr, "err", err)
 		} else {
-			l.log.Debug("redis session ended early", "redis", l.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
+			b.log.Debug("redis session ended early", "redis", b.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
 		}
-		if s, backoff = l.redial(backoff); s == nil || !l.start(s) {
+		if s, backoff = b.redial(backoff); s == nil || !b.start(s) {
 			return // closed while down
 		}
+		b.reconnects.Add(1)
 		if !outage {
-			l.log.Info("redis layer back", "redis", l.addr, "down_for", time.Since(down).Round(time.Millisecond))
+			b.log.Info("redis broker back", "redis", b.addr, "down_for", time.Since(down).Round(time.Millisecond))
 		}
 		outage = true // until this session proves stable
 	}
@@ -413,33 +457,42 @@ func (l *redisLayer) run(s *redisSession) {
 
 // redial dials until it succeeds, starting from the wait backoff, and
 // returns the session and the wait to start from next time; nil when the
-// layer is closed.
-func (l *redisLayer) redial(backoff time.Duration) (*redisSession, time.Duration) {
+// broker is closed.
+func (b *redisBroker) redial(backoff time.Duration) (*redisSession, time.Duration) {
 	for {
 		wait := backoff/2 + mathrand.N(backoff)
 		backoff = min(2*backoff, redisBackoffMax)
 		select {
-		case <-l.stop:
+		case <-b.stop:
 			return nil, backoff
 		case <-time.After(wait):
 		}
-		s, err := l.dial()
+		s, err := b.dial()
 		if err == nil {
 			return s, backoff
 		}
-		l.log.Debug("redis still away", "redis", l.addr, "err", err)
+		b.log.Debug("redis still away", "redis", b.addr, "err", err)
 	}
 }
 
-// reject counts a frame from Redis that is not the protocol's, and logs
-// the first of a burst: whoever can PUBLISH on the shared Redis must not be
-// able to send members what no roomchat would.
-func (l *redisLayer) reject(room string) {
-	if l.rejected.Add(1); l.rejecting.CompareAndSwap(false, true) {
-		l.log.Warn("frames on a room's Redis channel that roomchat did not write were dropped", "room", room, "rejected_total", l.rejected.Load())
-		time.AfterFunc(time.Minute, func() { l.rejecting.Store(false) })
+// rejected counts a message from Redis that is not the protocol's, and
+// logs the first of a burst: whoever can write to the shared Redis must not
+// be able to send members what no roomchat would.
+func (b *redisBroker) rejected(room string) {
+	if b.reject.Add(1); b.rejecting.CompareAndSwap(false, true) {
+		b.log.Warn("messages from Redis that roomchat did not write were dropped", "room", room, "rejected_total", b.reject.Load())
+		time.AfterFunc(time.Minute, func() { b.rejecting.Store(false) })
 	}
 }
 
-// redisLayer must stay a channelLayer; the compiler checks it here.
-var _ channelLayer = (*redisLayer)(nil)
+// closeOnce closes ch unless it is closed already.
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// redisBroker must stay a broker; the compiler checks it here.
+var _ broker = (*redisBroker)(nil)

@@ -38,9 +38,9 @@ func TestReplyBudget(t *testing.T) {
 }
 
 // TestRedisFramesFromStrangersAreDropped publishes, on a room's channel,
-// what no roomchat writes: members must receive none of it, the layer must
-// count it, and a frame that is the protocol's still arrives, as the
-// server itself would have encoded it.
+// what no roomchat writes: members must receive none of it, the broker must
+// count it, and a message that is the protocol's still arrives, as the
+// server itself would have encoded it, in either form a roomchat publishes.
 func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url()})
@@ -48,21 +48,29 @@ func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
 	channel := channelPrefix + "lobby"
 	garbage := []string{
 		"stranger not json",
+		"stranger 1 0 not json",
+		`stranger x 0 {"message":"hi","name":"M"}`,
+		`stranger 1 0 {"message":"hi"}`,
+		`stranger 1 0 {"id":"../../etc","message":"hi","name":"M"}`,
+		`stranger 1 0 {"id":"abc-0","message":"hi","name":"M"}`,
 		`stranger {"action":"error","payload":[{"type":"fake","loc":[],"msg":"Your session expired"}]}`,
 		"stranger {\"action\":\"new_chat_message\",\"payload\":{\"message\":\"\xff\xfe\",\"name\":\"M\"}}",
 		`stranger {"action":"new_chat_message","payload":{"message":"` + strings.Repeat("x", 70000) + `","name":"M"}}`,
+		`stranger 1 0 {"message":"` + strings.Repeat("x", 4001) + `","name":"M"}`,
 		`stranger {"action":"ping"}`,
 	}
 	for _, g := range garbage {
 		r.do(t, "PUBLISH", channel, g)
 	}
-	r.do(t, "PUBLISH", channel, `stranger {"payload":{"name":"M","message":"fair"},"action":"new_chat_message","extra":1}`)
+	r.do(t, "PUBLISH", channel, `stranger 1 0 {"name":"M","message":"fair","extra":1}`)
+	r.do(t, "PUBLISH", channel, `stranger {"payload":{"name":"M","message":"old"},"action":"new_chat_message","extra":1}`)
 	expectText(t, member, chat("fair", "M"))
-	s.waitHealth(t, func(h health) bool { return h.Layer.Rejected == int64(len(garbage)) && h.Layer.Received == 1 })
+	expectText(t, member, chat("old", "M"))
+	s.waitHealth(t, func(h health) bool { return h.Layer.Rejected == int64(len(garbage)) && h.Layer.Received == 2 })
 }
 
 // TestRedisThatDropsEverySession is a fake Redis that accepts a session,
-// answers its PING, and hangs up. The layer must back off as from a Redis
+// answers its hello, and hangs up. The broker must back off as from a Redis
 // that is down, not dial ten times a second, and log the outage once.
 func TestRedisThatDropsEverySession(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,8 +89,26 @@ func TestRedisThatDropsEverySession(t *testing.T) {
 			go func() {
 				defer conn.Close()
 				r := bufio.NewReader(conn)
-				if _, err := readReply(r); err == nil { // PING
-					conn.Write([]byte("+PONG\r\n"))
+				// Answer what a session's hello sends, then hang up once
+				// nothing more comes for a moment.
+				for {
+					conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+					cmd, err := readReply(r)
+					if err != nil {
+						return
+					}
+					args, _ := cmd.([]any)
+					verb, _ := args[0].([]byte)
+					switch strings.ToUpper(string(verb)) {
+					case "HELLO":
+						conn.Write([]byte("%0\r\n"))
+					case "PING":
+						conn.Write([]byte("+PONG\r\n"))
+					case "SCRIPT":
+						conn.Write([]byte("$40\r\n" + strings.Repeat("0", 40) + "\r\n"))
+					default:
+						conn.Write([]byte("-ERR unknown\r\n"))
+					}
 				}
 			}()
 		}
@@ -100,7 +126,7 @@ func TestRedisThatDropsEverySession(t *testing.T) {
 	if n := accepted.Load(); n > 12 {
 		t.Errorf("%d connections in 3 s", n)
 	}
-	if n := strings.Count(logs.String(), "redis layer down"); n != 1 {
+	if n := strings.Count(logs.String(), "redis broker down"); n != 1 {
 		t.Errorf("the outage is %d lines in the log:\n%s", n, logs.String())
 	}
 }

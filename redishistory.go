@@ -1,18 +1,18 @@
 package main
 
-// This file shares each room's history between processes through Redis
-// (with -redis and -history): a Stream per room holds the messages, and a
-// script gives each one its id and publishes it, in one step, so that ids
-// count up in the order Redis ran the scripts and every process delivers in
-// that order. Each process mirrors the streams of its rooms in its own
-// history (history.go), loading a room's stream when the room begins here
-// and after every reconnect, and serves replays from the mirror. While
-// Redis is away, chat stays local, as without history: no ids are made up.
+// This file is how the Redis broker (redis.go) places chat messages and
+// shares each room's stream between processes. A Stream per room holds the
+// messages, and a script gives each one its id, adds it and publishes it,
+// in one step, so that ids count up in the order Redis ran the scripts and
+// every process delivers in that order. Each process mirrors the streams of
+// its rooms (mirror, in redis.go), loading a room's stream when the room
+// begins here, and catching up with it after every reconnect; it serves
+// replays from the mirror.
 
 import (
 	"bufio"
 	"encoding/json"
-	"regexp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,234 +20,407 @@ import (
 	"unicode/utf8"
 )
 
-// Keys of a room's history in Redis, beside its channel (channelPrefix).
+// Keys of a room in Redis, beside its channel (channelPrefix).
 const (
-	streamPrefix = "roomchat:history:" // the Stream of entries
-	metaPrefix   = "roomchat:stream:"  // a hash: the stream's epoch, and the last seq given
+	streamPrefix = "roomchat:history:" // the Stream of entries, each with the id 0-SEQ
+	metaPrefix   = "roomchat:stream:"  // a hash: the epoch, the last seq, and each process's last number
 )
 
-// keepScript adds one message to a room's stream and publishes it, in one
-// step. KEYS: stream, meta, channel. ARGV: the message's JSON
-// ({"message":...,"name":...}), an epoch to use if the room has none (a new
-// stream, or Redis lost its data), the count to keep (about: MAXLEN ~ trims
-// whole nodes, which costs Redis far less than trimming exactly), how long
-// the keys live idle (ms), and the publisher's tag ("process client"). It
-// returns the id it gave.
-const keepScript = `
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
+// publishScript places one message in its room's stream and publishes it,
+// in one step. KEYS: stream, meta, channel. ARGV: the message's JSON
+// ({"message":...,"name":...}); an epoch to use if the room has none (a new
+// stream, or Redis lost its data); the count to keep (catchUpFactor
+// histories, about: MAXLEN ~ trims whole nodes, which costs Redis far less
+// than trimming exactly; 0 keeps nothing and gives no id); how long the
+// keys live idle (ms); and the
+// sender: the process's name, its number for the message, the client. A
+// number no greater than the last one the process sent here is a copy sent
+// again after an outage, and is refused ("="). Otherwise the script returns
+// the id it gave ("" without history), and publishes "process number
+// client entry", the entry with its id.
+const publishScript = `
+local m = redis.call('HMGET', KEYS[2], 'epoch', 'seq', 'p:' .. ARGV[5])
+if tonumber(ARGV[6]) <= tonumber(m[3] or '0') then return '=' end
+local tag = ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7]
+if ARGV[3] == '0' then
+  redis.call('HSET', KEYS[2], 'p:' .. ARGV[5], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PUBLISH', KEYS[3], tag .. ' ' .. ARGV[1])
+  return ''
 end
-local id = epoch .. '-' .. redis.call('HINCRBY', KEYS[2], 'seq', 1)
+local epoch, seq = m[1], tonumber(m[2] or '0')
+if not epoch then
+  epoch, seq = ARGV[2], 0
+  redis.call('DEL', KEYS[1])
+end
+seq = seq + 1
+local id = epoch .. '-' .. seq
 local entry = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', entry)
+redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', seq, 'p:' .. ARGV[5], ARGV[6])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'm', entry, 't', tag)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', KEYS[3], ARGV[5] .. ' ' .. entry)
+redis.call('PUBLISH', KEYS[3], tag .. ' ' .. entry)
 return id`
 
-// streamEntry is one message of a room's stream, checked.
-type streamEntry struct {
-	epoch string
-	seq   uint64
-	msg   chatPayload
-	frame frame  // msg as members get it, built from the checked fields
-	json  []byte // the entry, spliced from frame: never Redis's bytes
+// loadScript reads a room's stream: its epoch ("" when there is none), and
+// its newest entries, newest first, at most ARGV[2] of them, and only those
+// after the seq ARGV[1] when the stream's epoch is ARGV[3] (a seq of
+// another epoch bounds nothing). KEYS: stream, meta.
+const loadScript = `
+local epoch = redis.call('HGET', KEYS[2], 'epoch') or ''
+local from = '-'
+if ARGV[1] ~= '' and epoch == ARGV[3] then from = '(0-' .. ARGV[1] end
+return {epoch, redis.call('XREVRANGE', KEYS[1], '+', from, 'COUNT', ARGV[2])}`
+
+// publishCommand is the EVALSHA of publishScript that sends out.
+func (b *redisBroker) publishCommand(out outgoing) command {
+	payload, _ := json.Marshal(out.post.msg) // two strings: it cannot fail
+	epoch := b.id[:6] + strconv.FormatInt(time.Now().UnixNano(), 36)
+	return command{out: out, args: [][]byte{
+		[]byte("EVALSHA"), []byte(b.session.scriptSHA), []byte("3"),
+		[]byte(streamPrefix + out.room), []byte(metaPrefix + out.room), []byte(channelPrefix + out.room),
+		payload, []byte(epoch), []byte(strconv.Itoa(catchUpFactor * b.keep)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)),
+		[]byte(b.id), []byte(formatUint(out.seq)), []byte(formatUint(out.post.from)),
+	}}
 }
 
-// entryID is the form of an id from Redis: an epoch of lower-case letters
-// and digits, a dash, a seq.
-var entryID = regexp.MustCompile(`^([a-z0-9]{1,40})-([0-9]{1,19})$`)
+// loadCommand is the EVALSHA of loadScript that loads room's stream for
+// h, what this process holds of it: its newest entries, as many as a
+// history keeps, the first time (known false); later, to catch up, all it
+// still holds after h's last, up to catchUpFactor histories.
+func (b *redisBroker) loadCommand(room string, h *history, known bool) command {
+	from, count := "", b.keep
+	if known {
+		from, count = formatUint(h.next-1), catchUpFactor*b.keep
+	}
+	return command{load: room, loadCount: count, args: [][]byte{
+		[]byte("EVALSHA"), []byte(b.session.loadSHA), []byte("2"),
+		[]byte(streamPrefix + room), []byte(metaPrefix + room), []byte(from), []byte(strconv.Itoa(count)), []byte(h.epoch),
+	}}
+}
+
+// catchUpFactor is how many histories' worth a room's stream keeps in
+// Redis, and a catch-up loads: a process cut off from Redis for a while,
+// during which others talked on, still gets all they said when it is back,
+// up to three times what a history keeps.
+const catchUpFactor = 3
+
+// streamEntry is one message from Redis, checked: its place in the stream
+// (none when rooms keep no history), who sent it, and the post members get.
+type streamEntry struct {
+	epoch   string
+	seq     uint64
+	process string // the sending process's name
+	number  uint64 // that process's number for it
+	post    *post
+}
+
+// json is the entry as a replay holds it, spliced from the post's frame:
+// never Redis's bytes.
+func (e streamEntry) json() []byte { return keptJSON(e.post.id, e.post.frame) }
+
+// parseID reads an id from Redis: an epoch of 1 to 40 lower-case letters
+// and digits, a dash, and a seq from 1.
+func parseID(id string) (epoch string, seq uint64, ok bool) {
+	epoch, seqText, _ := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil || seq == 0 || seqText[0] == '+' || len(epoch) == 0 || len(epoch) > 40 ||
+		strings.IndexFunc(epoch, func(r rune) bool { return (r < 'a' || r > 'z') && (r < '0' || r > '9') }) >= 0 {
+		return "", 0, false
+	}
+	return epoch, seq, true
+}
 
 // parseEntry checks an entry that came from Redis, within the limits a
 // client's message is held to: anyone who can write to the shared Redis can
-// write here. What it keeps is re-encoded from the checked fields.
+// write here. What members get is re-encoded from the checked fields.
 func parseEntry(raw []byte) (streamEntry, bool) {
 	var in struct {
 		ID            *string `json:"id"`
 		Message, Name *string
 	}
 	if len(raw) > maxMessageBytes || !utf8.Valid(raw) || json.Unmarshal(raw, &in) != nil ||
-		in.ID == nil || in.Message == nil || in.Name == nil ||
+		in.Message == nil || in.Name == nil ||
 		utf8.RuneCountInString(*in.Message) > maxMessageChars || utf8.RuneCountInString(*in.Name) > maxNameChars {
 		return streamEntry{}, false
 	}
-	m := entryID.FindStringSubmatch(*in.ID)
+	e := streamEntry{post: newPost(chatPayload{Message: *in.Message, Name: *in.Name}, 0)}
+	if in.ID == nil {
+		return e, true
+	}
+	var ok bool
+	if e.epoch, e.seq, ok = parseID(*in.ID); !ok {
+		return streamEntry{}, false
+	}
+	e.post.id = *in.ID
+	return e, true
+}
+
+// parseTag reads the sender of a message: "process number client".
+func parseTag(tag string) (process string, number, client uint64, ok bool) {
+	process, rest, _ := strings.Cut(tag, " ")
+	numberText, clientText, _ := strings.Cut(rest, " ")
+	number, err1 := strconv.ParseUint(numberText, 10, 64)
+	client, err2 := strconv.ParseUint(clientText, 10, 64)
+	return process, number, client, err1 == nil && err2 == nil && process != ""
+}
+
+// receive delivers a message that came on room's channel: "process number
+// client entry", as publishScript writes it. This process's own message
+// comes while its command is the oldest unanswered (own reports it), and is
+// taken as it was sent, with the id Redis gave; any other is checked as a
+// stranger's, and rejected if it does not check out.
+func (b *redisBroker) receive(room string, data []byte, own func(number uint64) (outgoing, bool)) {
+	process, rest, _ := strings.Cut(string(data), " ")
+	if strings.HasPrefix(rest, "{") { // "process frame": see parseFrame
+		b.receiveFrame(room, []byte(rest))
+		return
+	}
+	number, rest, _ := strings.Cut(rest, " ")
+	_, entry, _ := strings.Cut(rest, " ")
+	e, ok := b.ownEntry(process, number, entry, own)
+	if !ok {
+		n, err := strconv.ParseUint(number, 10, 64)
+		if e, ok = parseEntry([]byte(entry)); !ok || err != nil {
+			b.rejected(room)
+			return
+		}
+		e.process, e.number = process, n
+	}
+	b.received.Add(1)
+	if m := b.lock(room); m != nil {
+		defer m.mu.Unlock()
+		b.arrived(m, e)
+	}
+}
+
+// receiveFrame takes a chat frame published as it is, as roomchat
+// processes without history published them before the broker, so that a
+// rolling deploy from them loses nothing: checked as a client's frame must
+// be, it is delivered without an id, as they delivered it.
+func (b *redisBroker) receiveFrame(room string, raw []byte) {
+	var msg message
+	var errs []fieldError
+	if len(raw) <= maxMessageBytes && utf8.Valid(raw) {
+		msg, errs = decode(raw)
+	}
+	p, chat := msg.Payload.(chatPayload)
+	if errs != nil || !chat {
+		b.rejected(room)
+		return
+	}
+	b.received.Add(1)
+	if m := b.lock(room); m != nil {
+		defer m.mu.Unlock()
+		b.arrived(m, streamEntry{post: newPost(p, 0)})
+	}
+}
+
+// ownEntry is a message this process sent, as it came back from Redis:
+// its post, with the id in the entry Redis wrote.
+func (b *redisBroker) ownEntry(process, number, entry string, own func(uint64) (outgoing, bool)) (streamEntry, bool) {
+	n, err := strconv.ParseUint(number, 10, 64)
+	if process != b.id || err != nil {
+		return streamEntry{}, false
+	}
+	out, ok := own(n)
+	if !ok {
+		return streamEntry{}, false
+	}
+	e := streamEntry{process: process, number: n, post: out.post}
+	if b.keep <= 0 {
+		return e, true
+	}
+	id, _, _ := strings.Cut(strings.TrimPrefix(entry, `{"id":"`), `"`)
+	if e.epoch, e.seq, ok = parseID(id); !ok {
+		return streamEntry{}, false
+	}
+	out.post.id = id
+	return e, true
+}
+
+// arrived takes a message of m's stream: while m loads, it waits; then it
+// is kept and delivered, unless this process has it already. It runs with
+// m's lock held.
+func (b *redisBroker) arrived(m *mirror, e streamEntry) {
+	switch {
+	case m.loading:
+		m.early = append(m.early, e)
+	case b.keep <= 0 || e.epoch == "": // no history: no ids
+		e.post.id = ""
+		m.room.deliver(e.post)
+	case m.history.accept(e):
+		m.room.deliver(e.post)
+	}
+}
+
+// placed acts on the reply to a chat message's script. Its delivery came
+// before, as a push, when the room has members here; a copy Redis refused
+// ("=") was placed before, in a session that failed before it could say so.
+func (b *redisBroker) placed(out outgoing, reply any) error {
+	if _, ok := reply.([]byte); !ok {
+		return fmt.Errorf("%w: the publish script answered %v", errProtocol, reply)
+	}
+	return nil
+}
+
+// subscribed is Redis confirming room's subscription: from now on its
+// messages come, and the stream so far is loaded, or what was said since
+// this process last heard from it.
+func (b *redisBroker) subscribed(room string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.mirrors[room]
+	if m == nil || b.session == nil {
+		return // unsubscribed meanwhile
+	}
+	if b.keep <= 0 {
+		closeOnce(m.ready)
+		return
+	}
+	m.mu.Lock()
+	load := b.loadCommand(room, &m.history, m.known)
+	m.mu.Unlock()
+	b.session.send(load)
+}
+
+// loaded takes the reply to a room's load: its stream is caught up with,
+// what came live meanwhile follows, the members that waited for it may
+// join, and this process's backlog for the room goes to Redis.
+func (b *redisBroker) loaded(room string, reply any) {
+	parts, _ := reply.([]any)
+	var epoch []byte
+	var items []any
+	if len(parts) == 2 {
+		epoch, _ = parts[0].([]byte)
+		items, _ = parts[1].([]any)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := b.mirrors[room]
 	if m == nil {
-		return streamEntry{}, false
+		return
 	}
-	seq, err := strconv.ParseUint(m[2], 10, 64)
-	if err != nil {
-		return streamEntry{}, false
+	m.mu.Lock()
+	b.catchUp(m, string(epoch), b.parseStream(room, items))
+	early := m.early
+	m.early, m.loading = nil, false
+	for _, e := range early {
+		b.arrived(m, e)
 	}
-	p := chatPayload{Message: *in.Message, Name: *in.Name}
-	f := encodeFrame("new_chat_message", p)
-	return streamEntry{epoch: m[1], seq: seq, msg: p, frame: f, json: keptJSON(*in.ID, f)}, true
-}
-
-// keepCommand is the EVALSHA that keeps p, said by client from, in room.
-func (l *redisLayer) keepCommand(sha, room string, from uint64, p chatPayload) [][]byte {
-	payload, _ := json.Marshal(p) // two strings: it cannot fail
-	epoch := strings.ToLower(string(l.id[:6])) + strconv.FormatInt(time.Now().UnixNano(), 36)
-	tag := string(l.id) + " " + strconv.FormatUint(from, 10)
-	return [][]byte{
-		[]byte("EVALSHA"), []byte(sha), []byte("3"),
-		[]byte(streamPrefix + room), []byte(metaPrefix + room), []byte(channelPrefix + room),
-		payload, []byte(epoch), []byte(strconv.Itoa(l.keepCount)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)), []byte(tag),
+	m.mu.Unlock()
+	closeOnce(m.ready)
+	if b.session != nil {
+		b.sendBacklogLocked(func(r string) bool { return r == room })
 	}
 }
 
-// keep hands a chat message to Redis for the room's shared history. It
-// reports false when it cannot (no shared history, or Redis is away): the
-// caller then delivers it here, as without history. Otherwise the message
-// reaches every process, this one included, from Redis (receiveLoop).
-func (l *redisLayer) keep(room string, from uint64, p chatPayload) bool {
-	if l.keepCount <= 0 || !l.up.Load() {
-		return false
+// catchUp brings m up to its stream in Redis: epoch ("" when there is no
+// stream), and entries, the stream's newest after what m holds, oldest
+// first. A first load is the room's history, not news. After an outage,
+// what others said meanwhile is delivered in order, after a history_gap
+// when it cannot all be had; and this process's own messages that Redis
+// took before the session failed leave the backlog, and tell their senders
+// their ids. It runs with b.mu and m's lock held.
+func (b *redisBroker) catchUp(m *mirror, epoch string, entries []streamEntry) {
+	h := &m.history
+	first := !m.known
+	m.known = true
+	switch {
+	case epoch == "": // no stream: nothing was said since it expired or was lost
+		return
+	case first: // members who joined while Redis was away had no history
+		m.room.tellGap(gapReset)
+	case h.epoch != "" && epoch != h.epoch:
+		m.room.tellGap(gapReset)
+	case len(entries) > 0 && entries[0].seq > h.next:
+		m.room.tellGap(gapTrimmed)
 	}
-	select {
-	case l.outbox <- outgoing{room: room, kept: &keptOut{from: from, msg: p}}:
-		return true
-	default:
-		l.dropped.Add(1)
-		return false
+	if epoch != h.epoch {
+		h.restart(epoch)
+	}
+	for _, e := range entries {
+		if e.process == b.id {
+			if i := slices.IndexFunc(b.backlog, func(o outgoing) bool { return o.seq == e.number }); i >= 0 {
+				id := e.post.id
+				e.post = b.backlog[i].post // here already: its sender learns its id
+				e.post.id = id
+				b.held -= len(e.post.frame.wire)
+				b.backlog = slices.Delete(b.backlog, i, i+1)
+			}
+		}
+		if h.accept(e) && !first {
+			m.room.deliver(e.post)
+		}
 	}
 }
 
-// keptOut is a chat message on its way to the shared history.
-type keptOut struct {
-	from uint64
-	msg  chatPayload
+// readStream reads the reply to a load of count entries, within a budget
+// of the server's own limits rather than Redis's word: at most count
+// entries, each of seven elements ([id, [m, entry, t, tag]]) and at most a
+// message and a little of bytes, and the epoch. The usual budget of one
+// reply would not hold a hundred long messages. A push that comes first is
+// read within it too, which bounds it all the same.
+func readStream(r *bufio.Reader, count int) (any, error) {
+	return readReplyWithin(r, count*(maxMessageBytes+512)+1024, 7*count+4)
 }
 
-// readStream reads the reply to a room's XREVRANGE, within a budget of the
-// server's own limits rather than Redis's word: at most keepCount entries,
-// each of five elements ([id, [field, value]]) and at most a message and a
-// little of bytes. The usual budget of one reply would not hold a hundred
-// long messages.
-func (l *redisLayer) readStream(r *bufio.Reader) (any, error) {
-	return readReplyWithin(r, l.keepCount*(maxMessageBytes+256), 5*l.keepCount+1)
-}
-
-// parseStream reads an XREVRANGE reply: the newest entries, newest first,
-// each [id, [field, value, ...]] with the message in the field m, and
-// returns them oldest first. Entries that do not check out are left out and
-// counted.
-func (l *redisLayer) parseStream(room string, reply any) []streamEntry {
-	items, _ := reply.([]any)
+// parseStream reads the entries of an XREVRANGE reply, newest first, each
+// [id, [field, value, ...]] with the message in the field m and its sender
+// in t, and returns them oldest first. Entries that do not check out are
+// left out and counted.
+func (b *redisBroker) parseStream(room string, items []any) []streamEntry {
 	var out []streamEntry
 	for _, item := range slices.Backward(items) {
 		parts, _ := item.([]any)
-		if len(parts) != 2 {
-			l.reject(room)
+		var fields []any
+		if len(parts) == 2 {
+			fields, _ = parts[1].([]any)
+		}
+		var entry, tag []byte
+		for i := 0; i+1 < len(fields); i += 2 {
+			switch name, _ := fields[i].([]byte); string(name) {
+			case "m":
+				entry, _ = fields[i+1].([]byte)
+			case "t":
+				tag, _ = fields[i+1].([]byte)
+			}
+		}
+		e, ok := parseEntry(entry)
+		process, number, _, tagged := parseTag(string(tag))
+		if !ok || !tagged || e.epoch == "" {
+			b.rejected(room)
 			continue
 		}
-		fields, _ := parts[1].([]any)
-		if len(fields) != 2 {
-			l.reject(room)
-			continue
-		}
-		raw, _ := fields[1].([]byte)
-		if e, ok := parseEntry(raw); ok {
-			out = append(out, e)
-		} else {
-			l.reject(room)
-		}
+		e.process, e.number = process, number
+		out = append(out, e)
 	}
 	return out
 }
 
-// isKept reports whether a message on a room's channel is one that
-// keepScript published, rather than a plain frame.
-func isKept(data []byte) bool {
-	_, _, _, ok := keptFrom(data)
-	return ok
+// mirrorHistory is a history that mirrors a room's stream in Redis: it has
+// no epoch until the stream is loaded.
+func mirrorHistory(keep int, total *historyTotal) history {
+	return history{keep: keep, total: total, next: 1}
 }
 
-// keptFrom splits a message on a room's channel that keepScript published:
-// "process client entry". ok is false for a plain frame ("process frame").
-func keptFrom(data []byte) (process, client string, entry []byte, ok bool) {
-	process, rest, _ := strings.Cut(string(data), " ")
-	if strings.HasPrefix(rest, "{") {
-		return "", "", nil, false
+// accept keeps e, an entry of the shared stream, in order: one from another
+// epoch starts the history over (Redis lost its data), one already kept is
+// refused.
+func (h *history) accept(e streamEntry) bool {
+	if e.epoch != h.epoch {
+		h.restart(e.epoch)
 	}
-	client, entryText, found := strings.Cut(rest, " ")
-	if !found {
-		return "", "", nil, false
+	if e.seq < h.next {
+		return false
 	}
-	return process, client, []byte(entryText), true
+	h.push(historyEntry{e.seq, e.json()})
+	return true
 }
 
-// fromStream delivers a message of roomName's shared history to its
-// members here, and keeps it in the mirror, in the order Redis gave the
-// ids. own is true for a message said in this process, by the client from.
-// An entry without an epoch is a message Redis did not take: it goes to the
-// members here without an id.
-func (h *hub) fromStream(roomName string, e streamEntry, own bool, from uint64) {
-	h.mu.Lock()
-	r := h.rooms[roomName]
-	h.mu.Unlock()
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var sender *client
-	if own {
-		for c := range r.members {
-			if c.id == from {
-				sender = c
-			}
-		}
-	}
-	f := e.frame
-	if f.wire == nil { // a message Redis did not take: it never had a frame
-		f = encodeFrame("new_chat_message", e.msg)
-	}
-	if e.epoch == "" || r.history == nil {
-		r.deliverLocked(sender, f)
-		return
-	}
-	grew, fresh := r.history.addEntry(e, h.keep)
-	if fresh {
-		r.deliverKept(sender, f, e.msg, r.history.id(e.seq), grew)
-	}
-}
-
-// loadStream fills roomName's mirror with its shared history so far.
-func (h *hub) loadStream(roomName string, entries []streamEntry) {
-	h.mu.Lock()
-	r := h.rooms[roomName]
-	h.mu.Unlock()
-	if r == nil || r.history == nil {
-		return
-	}
-	r.mu.Lock()
-	grew := r.history.merge(entries, h.keep)
-	r.mu.Unlock()
-	h.historyBytes.Add(int64(grew))
-}
-
-// historyBroken is the layer saying that the shared history is away: ids
-// given until now can no longer be resumed from here (a replay says reset),
-// and until it is back, messages come without ids.
-func (h *hub) historyBroken() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range h.rooms {
-		if r.history != nil {
-			r.mu.Lock()
-			r.history.epoch = ""
-			r.mu.Unlock()
-		}
-	}
-}
-
-// closeReady ends a wait, if anyone waits.
-func closeReady(ready chan struct{}) {
-	if ready != nil {
-		close(ready)
-	}
+// restart empties the history for a stream of another epoch.
+func (h *history) restart(epoch string) {
+	h.clear()
+	h.epoch, h.next = epoch, 1
 }

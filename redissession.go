@@ -1,140 +1,157 @@
 package main
 
-// This file is one session of the Redis channel layer (redis.go): two
-// connections to Redis and the three loops that use them. One connection
-// publishes; the other is in subscribe mode, where Redis allows nothing but
-// (UN)SUBSCRIBE and PING. When either fails, the session ends, both are
-// closed, and the layer dials a new session.
+// This file is one session of the Redis broker (redis.go): one connection
+// to Redis, speaking RESP3, and the two loops that use it. The writer sends
+// commands as they come, never waiting for a reply first (a pipeline), so a
+// slow Redis costs each message its round trip and no more; the reader
+// takes what comes back in the order Redis wrote it: the replies, in the
+// order of their commands, and, between them, the messages of the
+// subscribed rooms (pushes). One connection for both means one order for
+// both: a process sees its own message come back exactly where Redis
+// placed it among everyone else's. When the connection fails, or a reply
+// is late, the session ends and the broker dials a new one.
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
 
-// redisSession is the pair of connections one run of the layer uses.
+// redisSession is one connection to Redis and its two loops.
 type redisSession struct {
-	l         *redisLayer
-	pub, sub  *redisConn
-	scriptSHA string        // keepScript, loaded on pub; "" without shared history
+	b         *redisBroker
+	conn      net.Conn
+	r         *bufio.Reader
+	w         *bufio.Writer
+	scriptSHA string        // publishScript's, for EVALSHA
+	loadSHA   string        // loadScript's
+	wake      chan struct{} // tells the writer there are commands
 	closing   chan struct{} // closed by close
 	once      sync.Once
+
+	mu      sync.Mutex
+	queue   []command // to be written, in order
+	waiting []command // written, their replies not yet read, oldest first
 }
 
-// dial opens both connections, each authenticated and answering PING.
-func (l *redisLayer) dial() (*redisSession, error) {
-	pub, err := l.dialConn()
-	if err != nil {
-		return nil, err
+// command is one command for Redis, and what to do with its reply.
+type command struct {
+	args [][]byte
+	// What it is, for the reader: a chat message to place (out.post != nil),
+	// a room's stream to load (load != ""), or neither (SUBSCRIBE and
+	// UNSUBSCRIBE, whose answers are pushes, and PING).
+	out       outgoing
+	load      string
+	loadCount int       // the most entries the load asks for
+	sent      time.Time // when it was written, for redisReplyTimeout
+}
+
+// replied reports whether Redis answers the command with a reply of its
+// own, in order, rather than with a push.
+func (c command) replied() bool {
+	verb := string(c.args[0])
+	return verb != "SUBSCRIBE" && verb != "UNSUBSCRIBE"
+}
+
+// args turns strings into a command's arguments.
+func args(words ...string) [][]byte {
+	out := make([][]byte, len(words))
+	for i, w := range words {
+		out[i] = []byte(w)
 	}
-	sub, err := l.dialConn()
-	if err != nil {
-		pub.Close()
-		return nil, err
+	return out
+}
+
+// subscribeCommand subscribes a room's channel.
+func subscribeCommand(room string) command {
+	return command{args: args("SUBSCRIBE", channelPrefix+room)}
+}
+
+// dial opens a connection, switches it to RESP3 (authenticating when
+// there is a password) and loads the scripts, within redisDialTimeout. Its
+// errors name the address, never the password.
+func (b *redisBroker) dial() (*redisSession, error) {
+	d := &net.Dialer{Timeout: redisDialTimeout}
+	var conn net.Conn
+	var err error
+	if b.tls != nil {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: b.tls}).Dial("tcp", b.addr)
+	} else {
+		conn, err = d.Dial("tcp", b.addr)
 	}
-	s := &redisSession{l: l, pub: pub, sub: sub, closing: make(chan struct{})}
-	if l.keepCount > 0 {
-		if s.scriptSHA, err = pub.loadScript(keepScript); err != nil {
-			s.close()
-			return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
-		}
+	if err != nil {
+		return nil, fmt.Errorf("redis at %s: %w", b.addr, err)
+	}
+	s := &redisSession{b: b, conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn),
+		wake: make(chan struct{}, 1), closing: make(chan struct{})}
+	if err := s.hello(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("redis at %s: %w", b.addr, err)
 	}
 	return s, nil
 }
 
-// loadScript has Redis keep a script, and returns its SHA for EVALSHA.
-func (c *redisConn) loadScript(script string) (string, error) {
-	c.SetDeadline(time.Now().Add(redisDialTimeout))
-	defer c.SetDeadline(time.Time{})
-	writeCommand(c.w, []byte("SCRIPT"), []byte("LOAD"), []byte(script))
-	if err := c.w.Flush(); err != nil {
-		return "", err
-	}
-	reply, err := readReply(c.r)
-	sha, ok := reply.([]byte)
-	if err == nil && !ok {
-		err = fmt.Errorf("%w: SCRIPT LOAD answered %v", errProtocol, reply)
-	}
-	return string(sha), err
-}
-
-// redisConn is one connection to Redis with its buffers.
-type redisConn struct {
-	net.Conn
-	r *bufio.Reader
-	w *bufio.Writer
-}
-
-// dialConn connects, authenticates and pings within redisDialTimeout. Its
-// errors name the address, never the password.
-func (l *redisLayer) dialConn() (*redisConn, error) {
-	d := &net.Dialer{Timeout: redisDialTimeout}
-	var conn net.Conn
-	var err error
-	if l.tls != nil {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: l.tls}).Dial("tcp", l.addr)
-	} else {
-		conn, err = d.Dial("tcp", l.addr)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
-	}
-	c := &redisConn{Conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
-	if err := c.hello(l.user, l.password); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("redis at %s: %w", l.addr, err)
-	}
-	return c, nil
-}
-
-// hello sends AUTH (when there is a password) and PING, and checks the
-// answers.
-func (c *redisConn) hello(user, password string) error {
-	c.SetDeadline(time.Now().Add(redisDialTimeout))
-	defer c.SetDeadline(time.Time{})
-	if password != "" {
-		if user != "" {
-			writeCommand(c.w, []byte("AUTH"), []byte(user), []byte(password))
-		} else {
-			writeCommand(c.w, []byte("AUTH"), []byte(password))
+// hello sends HELLO 3 (with AUTH when there is a password) and loads the
+// scripts, and checks the answers.
+func (s *redisSession) hello() error {
+	s.conn.SetDeadline(time.Now().Add(redisDialTimeout))
+	defer s.conn.SetDeadline(time.Time{})
+	hello := args("HELLO", "3")
+	if s.b.password != "" {
+		hello = append(hello, args("AUTH", s.b.user, s.b.password)...)
+		if s.b.user == "" {
+			hello[3] = []byte("default") // the user a bare password is for
 		}
 	}
-	writeCommand(c.w, []byte("PING"))
-	if err := c.w.Flush(); err != nil {
+	writeCommand(s.w, hello...)
+	writeCommand(s.w, args("SCRIPT", "LOAD", publishScript)...)
+	writeCommand(s.w, args("SCRIPT", "LOAD", loadScript)...)
+	if err := s.w.Flush(); err != nil {
 		return err
 	}
-	if password != "" {
-		if _, err := readReply(c.r); err != nil {
+	if reply, err := readReply(s.r); err != nil {
+		return err
+	} else if _, ok := reply.([]any); !ok {
+		return fmt.Errorf("%w: HELLO 3 answered %v (Redis 6 or later is needed)", errProtocol, reply)
+	}
+	for _, sha := range []*string{&s.scriptSHA, &s.loadSHA} {
+		reply, err := readReply(s.r)
+		if err != nil {
 			return err
 		}
-	}
-	reply, err := readReply(c.r)
-	if err != nil {
-		return err
-	}
-	if reply != "PONG" {
-		return fmt.Errorf("%w: PING answered with %v", errProtocol, reply)
+		b, ok := reply.([]byte)
+		if !ok {
+			return fmt.Errorf("%w: SCRIPT LOAD answered %v", errProtocol, reply)
+		}
+		*sha = string(b)
 	}
 	return nil
 }
 
-// serve runs the session's three loops until one of them fails or the
-// layer is closed, and returns the first error.
-func (s *redisSession) serve() error {
-	errs := make(chan error, 3)
-	for _, loop := range []func() error{s.publishLoop, s.subscribeLoop, s.receiveLoop} {
-		go func() { errs <- loop() }()
+// send queues a command for the writer. It never waits.
+func (s *redisSession) send(c command) {
+	s.mu.Lock()
+	s.queue = append(s.queue, c)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // already woken
 	}
+}
+
+// serve runs the session's two loops until one of them fails or the broker
+// is closed, and returns the first error.
+func (s *redisSession) serve() error {
+	errs := make(chan error, 2)
+	go func() { errs <- s.writeLoop() }()
+	go func() { errs <- s.readLoop() }()
 	err := <-errs
-	s.close() // the other two end on their closed connections
-	<-errs
+	s.close() // the other ends on the closed connection
 	<-errs
 	return err
 }
@@ -143,162 +160,190 @@ func (s *redisSession) serve() error {
 func (s *redisSession) close() {
 	s.once.Do(func() {
 		close(s.closing)
-		s.pub.Close()
-		s.sub.Close()
+		s.conn.Close()
 	})
 }
 
 // errSessionClosed ends a loop of a session that was closed.
 var errSessionClosed = errors.New("closed")
 
-// publishLoop sends queued frames with PUBLISH, as many as are waiting in
-// one write (a pipeline), then reads as many replies.
-func (s *redisSession) publishLoop() error {
-	l, c := s.l, s.pub
-	batch := make([]outgoing, 0, publishBatch)
-	for {
-		batch = batch[:0]
-		select {
-		case m := <-l.outbox:
-			batch = append(batch, m)
-		case <-s.closing:
-			return errSessionClosed
-		}
-	more:
-		for len(batch) < publishBatch {
-			select {
-			case m := <-l.outbox:
-				batch = append(batch, m)
-			default:
-				break more
-			}
-		}
-		c.SetDeadline(time.Now().Add(redisIOTimeout))
-		for _, m := range batch {
-			switch {
-			case m.kept != nil:
-				writeCommand(c.w, l.keepCommand(s.scriptSHA, m.room, m.kept.from, m.kept.msg)...)
-			case m.load:
-				writeCommand(c.w, []byte("XREVRANGE"), []byte(streamPrefix+m.room), []byte("+"), []byte("-"),
-					[]byte("COUNT"), []byte(strconv.Itoa(l.keepCount)))
-			default:
-				writeCommand(c.w, []byte("PUBLISH"), []byte(channelPrefix+m.room), m.msg)
-			}
-		}
-		err := c.w.Flush()
-		done := 0
-		for ; err == nil && done < len(batch); done++ {
-			var reply any
-			if !batch[done].load {
-				_, err = readReply(c.r)
-			} else if reply, err = l.readStream(c.r); err == nil {
-				l.hub.loadStream(batch[done].room, l.parseStream(batch[done].room, reply))
-				closeReady(batch[done].ready)
-			}
-		}
-		if err != nil {
-			for _, m := range batch[max(done-1, 0):] {
-				l.undo(m)
-			}
-			return fmt.Errorf("publish: %w", err)
-		}
-		l.published.Add(int64(len(batch)))
-		if len(l.outbox) == 0 && l.dropping.CompareAndSwap(true, false) {
-			l.log.Info("redis publish queue drained", "dropped_total", l.dropped.Load())
-		}
-	}
-}
-
-// subscribeLoop writes the SUBSCRIBE and UNSUBSCRIBE commands the hub
-// asked for, in order, and a PING when nothing has happened for a while.
-func (s *redisSession) subscribeLoop() error {
-	l, c := s.l, s.sub
-	ping := time.NewTicker(redisPingEvery)
+// writeLoop writes the queued commands, as many as are waiting in one
+// write, without waiting for replies; and a PING when it has written
+// nothing for redisPingEvery, so that the reader has a reply to wait for.
+func (s *redisSession) writeLoop() error {
+	ping := time.NewTimer(redisPingEvery)
 	defer ping.Stop()
 	for {
 		select {
-		case <-l.wake:
+		case <-s.wake:
 		case <-ping.C:
-			writeCommand(c.w, []byte("PING"))
+			s.send(command{args: args("PING")})
+			continue
 		case <-s.closing:
 			return errSessionClosed
 		}
-		l.mu.Lock()
-		cmds := l.cmds
-		l.cmds = nil
-		l.mu.Unlock()
-		for _, cmd := range cmds {
-			writeCommand(c.w, []byte(cmd.verb), []byte(channelPrefix+cmd.room))
+		now := time.Now()
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		for i := range batch {
+			batch[i].sent = now
+			if batch[i].replied() {
+				s.waiting = append(s.waiting, batch[i])
+			}
 		}
-		c.SetWriteDeadline(time.Now().Add(redisIOTimeout))
-		if err := c.w.Flush(); err != nil {
-			return fmt.Errorf("subscribe: %w", err)
+		s.mu.Unlock()
+		messages := 0
+		for _, c := range batch {
+			writeCommand(s.w, c.args...)
+			if c.out.post != nil {
+				messages++
+			}
 		}
+		s.conn.SetWriteDeadline(now.Add(redisReplyTimeout))
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		s.b.published.Add(int64(messages))
+		ping.Reset(redisPingEvery)
 	}
 }
 
-// receiveLoop reads what the subscriber connection gets: confirmations of
-// SUBSCRIBE, answers to PING, and the frames other processes published,
-// which it hands to the hub. Its own frames, which Redis sends back too,
-// it skips.
-func (s *redisSession) receiveLoop() error {
-	l, c := s.l, s.sub
+// readLoop reads what Redis sends until the connection fails or a reply is
+// later than redisReplyTimeout: pushes go to the broker as they come
+// (receive), and each reply to the command it answers.
+func (s *redisSession) readLoop() error {
 	for {
-		c.SetReadDeadline(time.Now().Add(3 * redisPingEvery))
-		reply, err := readReply(c.r)
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		kind, channel, data, err := pushOf(reply)
-		if err != nil {
-			return fmt.Errorf("receive: %w", err)
-		}
-		room, ok := strings.CutPrefix(channel, channelPrefix)
+		s.conn.SetReadDeadline(s.due())
+		var reply any
+		first, err := s.r.Peek(1)
 		switch {
-		case kind == "subscribe" && ok:
-			l.confirm(room)
-		case kind == "message" && ok && isKept(data):
-			process, client, entry, _ := keptFrom(data)
-			e, valid := parseEntry(entry)
-			from, err := strconv.ParseUint(client, 10, 64)
-			switch {
-			case !valid || err != nil:
-				l.reject(room)
-			case l.keepCount > 0:
-				l.received.Add(1)
-				l.hub.fromStream(room, e, process == string(l.id), from)
-			case process != string(l.id): // a process with shared history; this one keeps its own
-				l.received.Add(1)
-				l.hub.fromLayer(room, message{Action: "new_chat_message", Payload: e.msg})
-			}
-		case kind == "message" && ok:
-			from, payload, _ := bytes.Cut(data, []byte(" "))
-			if bytes.Equal(from, l.id) {
-				continue
-			}
-			msg, ok := relayable(payload)
-			if !ok {
-				l.reject(room)
-				continue
-			}
-			l.received.Add(1)
-			l.hub.fromLayer(room, msg)
+		case err != nil:
+		case first[0] != '>' && s.loading() > 0:
+			reply, err = readStream(s.r, s.loading())
+		default:
+			reply, err = readReply(s.r)
+		}
+		var refused redisError
+		switch {
+		case errors.As(err, &refused):
+			return fmt.Errorf("redis refused a command: %w", err)
+		case err != nil:
+			return fmt.Errorf("read: %w", err)
+		}
+		if p, ok := reply.(push); ok {
+			s.pushed(p)
+			continue
+		}
+		s.mu.Lock()
+		if len(s.waiting) == 0 {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: a reply to no command", errProtocol)
+		}
+		c := s.waiting[0]
+		s.waiting[0] = command{}
+		s.waiting = s.waiting[1:]
+		s.mu.Unlock()
+		if err := s.answered(c, reply); err != nil {
+			return err
 		}
 	}
 }
 
-// pushOf reads a reply of subscribe mode: an array of a kind ("message",
-// "subscribe", "unsubscribe", "pong"), a channel (for pong, its text) and,
-// for the rest, a payload or a count.
-func pushOf(reply any) (kind, channel string, data []byte, err error) {
-	parts, _ := reply.([]any)
-	if len(parts) < 2 {
-		return "", "", nil, fmt.Errorf("%w: %v in subscribe mode", errProtocol, reply)
+// due is the read deadline: the oldest unanswered command's reply is due
+// redisReplyTimeout after it was written, and while none waits, the next
+// ping's is.
+func (s *redisSession) due() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiting) > 0 {
+		return s.waiting[0].sent.Add(redisReplyTimeout)
 	}
-	k, _ := parts[0].([]byte)
-	ch, _ := parts[1].([]byte)
-	if len(parts) > 2 {
-		data, _ = parts[2].([]byte)
-	}
-	return string(k), string(ch), data, nil
+	return time.Now().Add(redisPingEvery + redisReplyTimeout)
 }
+
+// loading is, when the next reply is a load's, how many entries it asks
+// for: such a reply is read within a budget of its own (readStream). A
+// reply has begun to come, so its command has been written.
+func (s *redisSession) loading() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiting) == 0 {
+		return 0
+	}
+	return s.waiting[0].loadCount
+}
+
+// pushed handles a push: a room's message, or the confirmation of a
+// SUBSCRIBE, after which the room's stream is loaded (or caught up).
+func (s *redisSession) pushed(p push) {
+	if len(p) < 3 {
+		return
+	}
+	kind, _ := p[0].([]byte)
+	channel, _ := p[1].([]byte)
+	room, ok := cutPrefix(channel, channelPrefix)
+	if !ok {
+		return
+	}
+	switch string(kind) {
+	case "message":
+		data, _ := p[2].([]byte)
+		s.b.receive(room, data, s.ownHead)
+	case "subscribe":
+		s.b.subscribed(room)
+	}
+}
+
+// ownHead reports whether the oldest unanswered command is this process's
+// message number seq, and returns it: Redis publishes a message to its own
+// sender just before it replies to the script that placed it, so a push
+// of this process's own message comes while its command is the oldest
+// unanswered. That message needs no checking: this process checked it when
+// its member sent it.
+func (s *redisSession) ownHead(seq uint64) (outgoing, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiting) == 0 || s.waiting[0].out.post == nil || s.waiting[0].out.seq != seq {
+		return outgoing{}, false
+	}
+	return s.waiting[0].out, true
+}
+
+// answered acts on the reply to c.
+func (s *redisSession) answered(c command, reply any) error {
+	switch {
+	case c.out.post != nil:
+		return s.b.placed(c.out, reply)
+	case c.load != "":
+		s.b.loaded(c.load, reply)
+	}
+	return nil
+}
+
+// unplaced is what the session had not placed when it ended: the chat
+// messages written without a reply yet, then those not written, in order.
+// It is called once the loops have ended.
+func (s *redisSession) unplaced() []outgoing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []outgoing
+	for _, c := range append(s.waiting, s.queue...) {
+		if c.out.post != nil {
+			out = append(out, c.out)
+		}
+	}
+	s.waiting, s.queue = nil, nil
+	return out
+}
+
+// cutPrefix is strings.CutPrefix for a channel name Redis sent.
+func cutPrefix(b []byte, prefix string) (string, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return "", false
+	}
+	return string(b[len(prefix):]), true
+}
+
+// formatUint is strconv.FormatUint in base 10.
+func formatUint(n uint64) string { return strconv.FormatUint(n, 10) }

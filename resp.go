@@ -1,14 +1,16 @@
 package main
 
-// This file speaks RESP, the Redis wire protocol, as far as the Redis
-// channel layer (redis.go) needs it: commands out as arrays of bulk
-// strings, and replies in, of the five RESP2 types. It is small enough that
-// a client library would be most of the code it brings.
+// This file speaks RESP3, the Redis wire protocol, as far as the Redis
+// broker (redis.go) needs it: commands out as arrays of bulk strings, and
+// replies in. It is small enough that a client library would be most of the
+// code it brings.
 //
 // A command is "*<n>\r\n" then, for each argument, "$<len>\r\n<bytes>\r\n".
 // A reply starts with a type byte: + simple string, - error, : integer,
-// $ bulk string ($-1 is null), * array (*-1 is null); each line ends in
-// \r\n.
+// $ bulk string ($-1 is null), * array (*-1 is null), and, once HELLO 3 has
+// chosen RESP3, > push (a pub/sub message, outside the replies' order), %
+// map, ~ set, _ null, # boolean, , double, ( big number, = verbatim
+// string, ! bulk error and | attribute; each line ends in \r\n.
 
 import (
 	"bufio"
@@ -58,10 +60,15 @@ func writeCommand(w *bufio.Writer, args ...[]byte) {
 	}
 }
 
-// readReply reads one reply. Its value is a string (simple string), an
-// int64 (integer), a []byte (bulk string), a []any (array) or nil (null).
-// An error reply comes back as a redisError, with no value; a reply that is
-// not RESP as an error wrapping errProtocol.
+// push is a RESP3 push: what Redis sends a subscriber unasked, such as
+// ["message", channel, payload], as opposed to the reply to a command.
+type push []any
+
+// readReply reads one reply. Its value is a string (simple string, double,
+// big number), an int64 (integer), a bool, a []byte (bulk or verbatim
+// string), a []any (array, set, or map as key, value, key, value ...), a
+// push, or nil (null). An error reply comes back as a redisError, with no
+// value; a reply that is not RESP as an error wrapping errProtocol.
 func readReply(r *bufio.Reader) (any, error) {
 	return readReplyWithin(r, maxReplyBytes, maxReplyElements)
 }
@@ -84,32 +91,37 @@ func readValue(r *bufio.Reader, depth int, budget *replyBudget) (any, error) {
 	}
 	kind, rest := line[0], string(line[1:])
 	switch kind {
-	case '+':
+	case '+', ',', '(':
 		return rest, nil
 	case '-':
 		return nil, redisError(rest)
+	case '_':
+		return nil, nil
+	case '#':
+		return rest == "t", nil
 	case ':':
 		n, err := strconv.ParseInt(rest, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("%w: integer %q", errProtocol, rest)
 		}
 		return n, nil
-	case '$':
-		n, err := length(rest, budget.bytes)
-		if err != nil || n < 0 {
+	case '$', '=', '!':
+		b, err := readBulk(r, rest, budget)
+		switch {
+		case err != nil || b == nil:
 			return nil, err
+		case kind == '!':
+			return nil, redisError(b)
+		case kind == '=' && len(b) >= 4: // "txt:" or "mkd:", then the text
+			return b[4:], nil
 		}
-		budget.bytes -= n
-		b := make([]byte, n+2)
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, err
-		}
-		if b[n] != '\r' || b[n+1] != '\n' {
-			return nil, fmt.Errorf("%w: bulk string not ended by CRLF", errProtocol)
-		}
-		return b[:n], nil
-	case '*':
+		return b, nil
+	case '*', '~', '>', '%', '|':
 		n, err := length(rest, budget.elements)
+		if kind == '%' || kind == '|' { // pairs
+			n, err = length(rest, budget.elements/2)
+			n *= 2
+		}
 		if err != nil || n < 0 {
 			return nil, err
 		}
@@ -123,9 +135,33 @@ func readValue(r *bufio.Reader, depth int, budget *replyBudget) (any, error) {
 				return nil, err
 			}
 		}
+		switch kind {
+		case '>':
+			return push(elems), nil
+		case '|': // an attribute describes the value after it, which is the reply
+			return readValue(r, depth, budget)
+		}
 		return elems, nil
 	}
 	return nil, fmt.Errorf("%w: unknown type %q", errProtocol, kind)
+}
+
+// readBulk reads the bytes of a bulk string whose length line said n, or
+// nil for the null bulk string ($-1).
+func readBulk(r *bufio.Reader, n string, budget *replyBudget) ([]byte, error) {
+	size, err := length(n, budget.bytes)
+	if err != nil || size < 0 {
+		return nil, err
+	}
+	budget.bytes -= size
+	b := make([]byte, size+2)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	if b[size] != '\r' || b[size+1] != '\n' {
+		return nil, fmt.Errorf("%w: bulk string not ended by CRLF", errProtocol)
+	}
+	return b[:size], nil
 }
 
 // readLine reads one line without its CRLF.

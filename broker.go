@@ -1,0 +1,241 @@
+package main
+
+// This file is the road every chat message takes, and its in-memory end.
+// A message said in a room goes to the broker (publish); the broker gives it
+// its place in the room's stream (an id, when history is kept), keeps it,
+// and hands it to room.deliver in every process with members in the room,
+// this one included, in the stream's one order. The hub delivers what the
+// broker hands back, and nothing else, so it never asks which broker it has:
+// this file's memoryBroker, for one process, or redis.go's, for several.
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// A broker carries chat messages between their senders and the rooms that
+// hear them. The hub calls subscribe when a room gets its first member here
+// and unsubscribe when it loses its last, both with hub.mu held, so neither
+// may wait.
+type broker interface {
+	// subscribe attaches r to its room's stream here. The channel it
+	// returns is closed once the stream's messages reach r (with Redis, once
+	// Redis has confirmed and the stream is loaded).
+	subscribe(r *room) <-chan struct{}
+	unsubscribe(r *room)
+	// publish sends p down the road. It never waits for the network; p comes
+	// back through room.deliver, before publish returns or later.
+	publish(room string, p *post)
+	// join makes c a member of its room with the replay it asked for,
+	// holding the room's stream still meanwhile, so that every message is
+	// either in the replay or delivered after it.
+	join(c *client)
+	status() brokerStatus
+	close()
+}
+
+// A post is one chat message on its road: what was said, by whom, and, once
+// the broker has placed it, where in its room's stream. It is encoded once,
+// however many members get it.
+type post struct {
+	msg    chatPayload
+	from   uint64 // the client here that said it; 0 when said in another process
+	id     string // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
+	frame  frame  // msg as a new_chat_message frame
+	withID frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
+
+	// here is set when the members here have the message already (a
+	// broker delivered it early): a delivery then tells its sender alone.
+	here bool
+	// refused, when set, is why the message did not reach every process:
+	// its sender is told this instead of its id.
+	refused *fieldError
+}
+
+// newPost encodes what client from said, ready for the road.
+func newPost(msg chatPayload, from uint64) *post {
+	return &post{msg: msg, from: from, frame: encodeFrame("new_chat_message", msg)}
+}
+
+// ack is what p's sender hears of it, if it wants to (c): its id, or why
+// it did not reach everyone.
+func (p *post) ack(c *client) (frame, bool) {
+	switch {
+	case p.refused != nil:
+		return errorFrame(*p.refused), true
+	case c.history != nil && p.id != "":
+		return saidFrame(p.id), true
+	}
+	return frame{}, false
+}
+
+// withIDFrame is p's frame for members that asked for ids. Only the
+// broker's delivering goroutine touches p, so it is made without a lock.
+func (p *post) withIDFrame() frame {
+	if p.withID.wire == nil {
+		p.withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id}))
+	}
+	return p.withID
+}
+
+// brokerStatus is the broker's part of /healthz: which broker runs and,
+// for Redis, its connection and totals, whose fields JSON lifts into this one.
+type brokerStatus struct {
+	Kind         string `json:"kind"`
+	*redisStatus        // nil for the memory broker
+}
+
+// A stream is one room's messages in the order its broker gave them: the
+// history this process holds of them (history.go), and the room here they
+// are delivered to.
+type stream struct {
+	name string
+
+	// mu is held from a message's placing to its last delivery, and while a
+	// member joins with its replay: one order for both.
+	mu      sync.Mutex
+	room    *room // nil while the room has no members here
+	history history
+	gone    bool // dropped by its broker: whoever holds it must look again
+}
+
+// memoryBroker is the broker of a single process: every room's stream is
+// here, and a message is placed and delivered in the call that publishes it.
+// A room's history outlives its last member by historyKeep, so that someone
+// who comes back later still sees the conversation.
+type memoryBroker struct {
+	keep  int           // messages a room keeps; 0: none, and no ids
+	total *historyTotal // every room's history together
+	stop  chan struct{} // closed by close: the expiry loop ends
+
+	// mu guards the map of streams and which are idle. It is taken before a
+	// stream's lock, never while one is held.
+	mu      sync.Mutex
+	streams map[string]*stream
+	idle    map[*stream]time.Time // streams whose room is empty here, and since when
+}
+
+// newMemoryBroker returns the broker of one process, its rooms keeping keep
+// messages each.
+func newMemoryBroker(keep int) *memoryBroker {
+	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}),
+		streams: map[string]*stream{}, idle: map[*stream]time.Time{}}
+	go b.expireLoop()
+	return b
+}
+
+// subscribed is closed: in one process, a room is ready at once.
+var subscribed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.streamLocked(r.name)
+	delete(b.idle, s)
+	s.mu.Lock()
+	s.room = r
+	s.mu.Unlock()
+	return subscribed
+}
+
+func (b *memoryBroker) unsubscribe(r *room) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.streams[r.name]
+	s.mu.Lock()
+	s.room = nil
+	s.mu.Unlock()
+	b.idle[s] = time.Now()
+}
+
+// publish places p in its room's stream and delivers it, in one hold of the
+// stream's lock: every member sees the ids in order.
+func (b *memoryBroker) publish(room string, p *post) {
+	s := b.lock(room)
+	defer s.mu.Unlock()
+	s.history.place(p)
+	if s.room != nil {
+		s.room.deliver(p)
+	}
+}
+
+func (b *memoryBroker) join(c *client) {
+	s := b.lock(c.room.name)
+	defer s.mu.Unlock()
+	c.room.add(c, &s.history)
+}
+
+func (b *memoryBroker) status() brokerStatus { return brokerStatus{Kind: "memory"} }
+
+// close stops the expiry loop.
+func (b *memoryBroker) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.stop:
+	default:
+		close(b.stop)
+	}
+}
+
+// lock returns room's stream, started if there is none, with its lock held.
+func (b *memoryBroker) lock(room string) *stream {
+	for {
+		b.mu.Lock()
+		s := b.streamLocked(room)
+		b.mu.Unlock()
+		s.mu.Lock()
+		if !s.gone {
+			return s
+		}
+		s.mu.Unlock() // expired meanwhile: a new one is started
+	}
+}
+
+// streamLocked returns room's stream, starting one if there is none. It
+// runs with b.mu held.
+func (b *memoryBroker) streamLocked(room string) *stream {
+	s := b.streams[room]
+	if s == nil {
+		s = &stream{name: room, history: newHistory(b.keep, b.total)}
+		b.streams[room] = s
+		b.idle[s] = time.Now() // until a room subscribes it
+	}
+	return s
+}
+
+// expireLoop forgets, every expireEvery, the histories of rooms empty for
+// historyKeep, and, while all histories together pass historyTotalBytes,
+// those of the rooms empty longest.
+func (b *memoryBroker) expireLoop() {
+	tick := time.NewTicker(expireEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			b.expire(now)
+		}
+	}
+}
+
+// expire is one pass of expireLoop.
+func (b *memoryBroker) expire(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
+	for _, s := range idle {
+		if now.Sub(b.idle[s]) < historyKeep && b.total.Load() <= historyTotalBytes {
+			break
+		}
+		s.mu.Lock()
+		s.history.clear()
+		s.gone = true
+		s.mu.Unlock()
+		delete(b.streams, s.name)
+		delete(b.idle, s)
+	}
+}
