@@ -9,8 +9,6 @@ package main
 // this file's memoryBroker, for one process, or redis.go's, for several.
 
 import (
-	"maps"
-	"slices"
 	"sync"
 	"time"
 )
@@ -204,38 +202,4 @@ func (b *memoryBroker) streamLocked(room string) *stream {
 		b.idle[s] = time.Now() // until a room subscribes it
 	}
 	return s
-}
-
-// expireLoop forgets, every expireEvery, the histories of rooms empty for
-// historyKeep, and, while all histories together pass historyTotalBytes,
-// those of the rooms empty longest.
-func (b *memoryBroker) expireLoop() {
-	tick := time.NewTicker(expireEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case now := <-tick.C:
-			b.expire(now)
-		}
-	}
-}
-
-// expire is one pass of expireLoop.
-func (b *memoryBroker) expire(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
-	for _, s := range idle {
-		if now.Sub(b.idle[s]) < historyKeep && b.total.Load() <= historyTotalBytes {
-			break
-		}
-		s.mu.Lock()
-		s.history.clear()
-		s.gone = true
-		s.mu.Unlock()
-		delete(b.streams, s.name)
-		delete(b.idle, s)
-	}
 }

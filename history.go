@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,4 +224,38 @@ func parseHistoryRequest(query map[string][]string) *historyRequest {
 		return &historyRequest{}
 	}
 	return nil
+}
+
+// expireLoop forgets, every expireEvery, the histories of rooms empty for
+// historyKeep, and, while all histories together pass historyTotalBytes,
+// those of the rooms empty longest.
+func (b *memoryBroker) expireLoop() {
+	tick := time.NewTicker(expireEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			b.expire(now)
+		}
+	}
+}
+
+// expire is one pass of expireLoop.
+func (b *memoryBroker) expire(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
+	for _, s := range idle {
+		if now.Sub(b.idle[s]) < historyKeep && b.total.Load() <= historyTotalBytes {
+			break
+		}
+		s.mu.Lock()
+		s.history.clear()
+		s.gone = true
+		s.mu.Unlock()
+		delete(b.streams, s.name)
+		delete(b.idle, s)
+	}
 }

@@ -1,0 +1,106 @@
+package main
+
+// This file words errors as pydantic does, because Chanx sends pydantic's
+// errors and its clients show, or branch on, what they say: the quoting of
+// a tag that is not a string (Python's str()), the position of a JSON
+// syntax error, the names of the models. messages.go decides which error a
+// frame earns; this file only spells it.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// envelopeModel is the name pydantic gives a frame's model in a model_type
+// error for a frame that is not an object, as later Chanx versions answer
+// (Chanx 2.0.1 closes with 1011 instead).
+const envelopeModel = "Envelope"
+
+// notADict is pydantic's message for a value that should be model's object.
+func notADict(model string) string {
+	return "Input should be a valid dictionary or instance of " + model
+}
+
+// pythonStr writes a JSON value the way Python's str() writes what
+// Python's json module decodes it to, as pydantic quotes a tag: a string
+// as it is, null as None, true as True, 5 as 5 and 1e3 as 1000.0.
+func pythonStr(raw json.RawMessage) string {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&v) != nil {
+		return string(raw)
+	}
+	switch v := v.(type) {
+	case string:
+		return v
+	case nil:
+		return "None"
+	case bool:
+		return map[bool]string{true: "True", false: "False"}[v]
+	case json.Number:
+		if i, err := strconv.ParseInt(v.String(), 10, 64); err == nil {
+			return strconv.FormatInt(i, 10) // -0 is 0, as a Python int
+		}
+		if !strings.ContainsAny(v.String(), ".eE") {
+			return strings.TrimPrefix(v.String(), "+") // an int too large for int64
+		}
+		return pythonFloat(v.String())
+	}
+	return string(raw)
+}
+
+// pythonFloat is Python's repr of a float: the shortest digits that read
+// back the same, in fixed notation with at least one decimal between 1e-4
+// and 1e16, in exponent notation outside.
+func pythonFloat(num string) string {
+	f, err := strconv.ParseFloat(num, 64)
+	switch {
+	case err != nil && math.IsInf(f, 0): // 1e400: Python reads inf
+		return map[bool]string{true: "inf", false: "-inf"}[f > 0]
+	case err != nil:
+		return num
+	}
+	exp := 0
+	if f != 0 {
+		exp = int(math.Floor(math.Log10(math.Abs(f))))
+	}
+	if exp < -4 || exp >= 16 {
+		return strconv.FormatFloat(f, 'e', -1, 64)
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// expectedTags lists the known actions the way pydantic quotes them.
+var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '") + "'"
+
+// isJSONString, isJSONObject and isJSONArray look at the first byte of a
+// value that encoding/json has already checked; json.RawMessage holds no
+// leading space.
+func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
+func isJSONObject(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '{' }
+func isJSONArray(raw json.RawMessage) bool  { return len(raw) > 0 && raw[0] == '[' }
+
+// describeSyntaxError words a JSON syntax error with a line and column, as
+// pydantic's "Invalid JSON: expected value at line 1 column 1" does.
+func describeSyntaxError(data []byte, err *json.SyntaxError) string {
+	before := data[:min(int(err.Offset), len(data))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
+	if column == 0 {
+		column = 1
+	}
+	return fmt.Sprintf("%s at line %d column %d", err.Error(), line, column)
+}
+
