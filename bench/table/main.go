@@ -191,10 +191,17 @@ func growth(runs map[key][]result, names, scenarios []string) {
 		fmt.Printf("\nGrowth, %s:\n\n", s.label)
 		fmt.Printf("| server | `%s` | largest ÷ smallest |\n", strings.Join(have, "` | `"))
 		fmt.Printf("|---|%s---|\n", strings.Repeat("---|", len(have)))
+		behind := false
 		for _, n := range names {
 			var cells []string
 			for _, sc := range have {
-				cells = append(cells, cell(clean(runs[key{sc, n}]), s.m))
+				rs := clean(runs[key{sc, n}])
+				c := cell(rs, s.m)
+				if slices.ContainsFunc(rs, func(r result) bool { return r.Lost > 0 }) {
+					c += " †"
+					behind = true
+				}
+				cells = append(cells, c)
 			}
 			lo := median(clean(runs[key{have[0], n}]), s.m.value)
 			hi := median(clean(runs[key{have[len(have)-1], n}]), s.m.value)
@@ -203,6 +210,10 @@ func growth(runs map[key][]result, names, scenarios []string) {
 				ratio = fmt.Sprintf("%.2f×", hi/lo)
 			}
 			fmt.Printf("| %s | %s | %s |\n", n, strings.Join(cells, " | "), ratio)
+		}
+		if behind {
+			fmt.Println("\n† the server fell behind: frames were still on their way when the run ended. Its CPU went partly to a backlog that" +
+				" is not counted as delivered, and a backlog is written in fewer, larger writes: not a like-for-like figure.")
 		}
 	}
 }
