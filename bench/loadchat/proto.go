@@ -171,7 +171,7 @@ var (
 	chatPrefix = []byte(`{"action":"new_chat_message","payload":{"message":"`)
 	chatMiddle = []byte(`","name":"`)
 	chatEnd    = []byte(`"}`)
-	chatID     = []byte(`},"id":"`)
+	chatID     = []byte(`,"id":"`)
 )
 
 // fastChat parses the canonical compact encoding of a chat frame, with or
@@ -190,7 +190,7 @@ func fastChat(b []byte) (msg, name string, ok bool) {
 	if !ok || bytes.IndexByte(n, '\\') >= 0 || bytes.IndexByte(n, '"') >= 0 {
 		return "", "", false
 	}
-	// What follows the payload: "}" alone, or its id: },"id":"EPOCH-SEQ"}
+	// What follows the payload: "}" alone, or its id: ,"id":"EPOCH-SEQ"}
 	if string(tail) != "}" && !(bytes.HasPrefix(tail, chatID) && bytes.HasSuffix(tail, chatEnd) &&
 		bytes.IndexByte(tail[len(chatID):len(tail)-len(chatEnd)], '"') < 0) {
 		return "", "", false
