@@ -354,14 +354,16 @@ func loadMode(o *obj) {
 		}
 	}
 	wg.Wait()
-	others := int64(1) // every member of the room but the sender
+	// Each message reaches every member of its room but the sender, and the
+	// sender too where the server sends it its own copy.
+	skipped := int64(1)
 	if proto.ownCopy() {
-		others = 0 // and the sender too
+		skipped = 0
 	}
 	var sent, expected int64
 	for _, c := range live {
 		sent += c.sent
-		expected += c.sent * (int64(alive[c.room]) - others)
+		expected += c.sent * (int64(alive[c.room]) - skipped)
 	}
 	stop := time.Now().Add(*drain)
 	for r.delivered.Load() < expected && time.Now().Before(stop) {
