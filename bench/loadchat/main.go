@@ -1,14 +1,15 @@
-// Command loadchat drives a roomchat-protocol server (docs/protocol.md in the roomchat repository)
-// and prints one JSON line of results.
+// Command loadchat drives a roomchat-protocol server (docs/protocol.md in the roomchat repository),
+// or Centrifugo (-proto centrifugo, centrifugo.go), and prints one JSON line of results.
 //
 //	loadchat -url ws://127.0.0.1:8001/ws/chat/ -rooms 10 -clients 50 -rate 2 -duration 10s -size 100 [-pid PID]
+//	loadchat -url ... -rooms 1 -clients 5000 -senders 20 -rate 1 -pid PID   # a big room, 20 of its members talking
 //	loadchat -url ... -idle 5000 -rooms 50 -pid PID     # KiB of server RSS per idle connection
+//	loadchat -proto centrifugo -url ws://127.0.0.1:8003/connection/websocket ...
 //	loadchat -url ... -check [-pid PID]                  # protocol conformance checks (check.go)
 //	loadchat -freeport                                   # print a free 127.0.0.1 TCP port
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,29 +35,35 @@ func (t *tags) String() string     { return strings.Join(*t, ",") }
 func (t *tags) Set(s string) error { *t = append(*t, s); return nil }
 
 var (
-	baseURL  = flag.String("url", "ws://127.0.0.1:8001/ws/chat/", "room URL prefix; the room name and '/' are appended")
-	nRooms   = flag.Int("rooms", 10, "rooms (named r0..rN-1)")
-	nClients = flag.Int("clients", 50, "clients per room")
-	rate     = flag.Float64("rate", 2, "messages/s sent by each client (open loop)")
-	duration = flag.Duration("duration", 10*time.Second, "send window")
-	size     = flag.Int("size", 100, "bytes of payload.message")
-	pid      = flag.Int("pid", 0, "server PID for CPU and RSS readings (optional)")
-	url2     = flag.String("url2", "", "a second server sharing the same rooms (-redis): every other client of each room dials it")
-	pid2     = flag.Int("pid2", 0, "the second server's PID: its CPU counts as server CPU too")
-	redisPID = flag.Int("redispid", 0, "a Redis PID whose CPU is reported apart (redis_cpu_*)")
-	origin   = flag.String("origin", "", "Origin header to send (default none)")
-	idle     = flag.Int("idle", 0, "idle mode: open N idle connections spread over -rooms, report KiB/conn (needs -pid)")
-	idleWait = flag.Duration("idlewait", 3*time.Second, "idle mode: wait before reading RSS")
-	drain    = flag.Duration("drain", 2*time.Second, "longest wait for stragglers after the send window")
-	dialConc = flag.Int("dialconc", 50, "concurrent dials")
-	check    = flag.Bool("check", false, "run protocol conformance checks instead of load")
-	freePort = flag.Bool("freeport", false, "print a free TCP port on 127.0.0.1 and exit")
-	progress = flag.Duration("progress", 0, "print sent/delivered/server CPU to stderr at this interval (0 = off)")
-	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of loadchat itself to this file")
-	extra    tags
+	protoName = flag.String("proto", "roomchat", "wire protocol: roomchat (docs/protocol.md) or centrifugo (Centrifugo's JSON protocol)")
+	baseURL   = flag.String("url", "ws://127.0.0.1:8001/ws/chat/", "roomchat: room URL prefix, the room name and '/' are appended; centrifugo: the WebSocket endpoint (…/connection/websocket)")
+	nRooms    = flag.Int("rooms", 10, "rooms (named r0..rN-1; Centrifugo channels chat:r0..)")
+	nClients  = flag.Int("clients", 50, "clients per room")
+	nSenders  = flag.Int("senders", 0, "clients of each room that send (its first N); 0: all of them")
+	rate      = flag.Float64("rate", 2, "messages/s sent by each sending client (open loop)")
+	history   = flag.Bool("history", false, "roomchat: ask for the room's history (?history), so that messages come with ids, as Centrifugo's recovery gives offsets")
+	duration  = flag.Duration("duration", 10*time.Second, "send window")
+	size      = flag.Int("size", 100, "bytes of payload.message")
+	pid       = flag.Int("pid", 0, "server PID for CPU and RSS readings (optional)")
+	url2      = flag.String("url2", "", "a second server sharing the same rooms (-redis): every other client of each room dials it")
+	pid2      = flag.Int("pid2", 0, "the second server's PID: its CPU counts as server CPU too")
+	redisPID  = flag.Int("redispid", 0, "a Redis PID whose CPU is reported apart (redis_cpu_*)")
+	origin    = flag.String("origin", "", "Origin header to send (default none)")
+	idle      = flag.Int("idle", 0, "idle mode: open N idle connections spread over -rooms, report KiB/conn (needs -pid)")
+	idleWait  = flag.Duration("idlewait", 3*time.Second, "idle mode: wait before reading RSS")
+	drain     = flag.Duration("drain", 2*time.Second, "longest wait for stragglers after the send window")
+	dialConc  = flag.Int("dialconc", 50, "concurrent dials")
+	check     = flag.Bool("check", false, "run protocol conformance checks instead of load")
+	freePort  = flag.Bool("freeport", false, "print a free TCP port on 127.0.0.1 and exit")
+	progress  = flag.Duration("progress", 0, "print sent/delivered/server CPU to stderr at this interval (0 = off)")
+	cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of loadchat itself to this file")
+	extra     tags
 )
 
 var totalSent atomic.Int64
+
+// dialFailed counts the connections that did not open or did not join.
+var dialFailed atomic.Int64
 
 var errDetail sync.Map // name -> *atomic.Int64
 
@@ -75,13 +83,34 @@ func errSummary() (int64, map[string]int64) {
 	return total, m
 }
 
+// proto is the wire protocol of -proto.
+var proto protocol
+
 type client struct {
 	id, room, idx int // idx: position in its room
 	ws            *websocket.Conn
+	wmu           sync.Mutex // one writer at a time: the sender, or a reader answering a ping
+	nextID        uint32     // Centrifugo: the next command's id
 	sent          int64
-	pong          chan struct{}
-	seen          [][]uint64 // per sender idx: bitset of seqs received
-	maxSeq        []int64    // per sender idx: highest seq received
+	ready         chan struct{} // the answer to proto.readyFrame came
+	seen          [][]uint64    // per sender idx: bitset of seqs received
+	maxSeq        []int64       // per sender idx: highest seq received
+}
+
+// write sends one text frame.
+func (c *client) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, b)
+}
+
+// signalReady notes the answer to the readiness frame.
+func (c *client) signalReady() {
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
 }
 
 type run struct {
@@ -91,16 +120,16 @@ type run struct {
 	firstError            atomic.Value
 }
 
-func roomURL(c *client) string {
-	u := *baseURL
-	if *url2 != "" && c.idx%2 == 1 {
-		u = *url2
+// connEnded counts a connection that ended during the run.
+func (r *run) connEnded(err error) {
+	if r.stopping.Load() {
+		return
 	}
-	r := c.room
-	if !strings.HasSuffix(u, "/") {
-		u += "/"
+	name := "conn_closed"
+	if ce, ok := err.(*websocket.CloseError); ok {
+		name = fmt.Sprintf("close_%d", ce.Code)
 	}
-	return u + "r" + strconv.Itoa(r) + "/"
+	countErr(name)
 }
 
 func dialer() *websocket.Dialer {
@@ -116,7 +145,8 @@ func header() http.Header {
 	return h
 }
 
-// dialAll opens the connections with bounded concurrency; failed ones stay nil.
+// dialAll opens the connections with bounded concurrency, each joining its
+// room (proto.join); failed ones stay nil, counted by why.
 func dialAll(cs []*client) {
 	d, h := dialer(), header()
 	next := make(chan *client)
@@ -126,16 +156,19 @@ func dialAll(cs []*client) {
 		go func() {
 			defer wg.Done()
 			for c := range next {
-				ws, resp, err := d.Dial(roomURL(c), h)
+				ws, resp, err := d.Dial(proto.url(c), h)
 				if err != nil {
-					code := "dial"
-					if resp != nil {
-						code = fmt.Sprintf("dial_http_%d", resp.StatusCode)
-					}
-					countErr(code)
+					countErr(dialError(err, resp))
+					dialFailed.Add(1)
 					continue
 				}
 				c.ws = ws
+				if err := proto.join(c); err != nil {
+					countErr(err.Error())
+					dialFailed.Add(1)
+					ws.Close()
+					c.ws = nil
+				}
 			}
 		}()
 	}
@@ -144,93 +177,6 @@ func dialAll(cs []*client) {
 	}
 	close(next)
 	wg.Wait()
-}
-
-func (c *client) readLoop(r *run) {
-	var buf bytes.Buffer
-	var f struct {
-		Action  string          `json:"action"`
-		Payload json.RawMessage `json:"payload"`
-	}
-	var p struct{ Message, Name string }
-	for {
-		_, rd, err := c.ws.NextReader()
-		if err != nil {
-			if r.stopping.Load() {
-				return
-			}
-			name := "conn_closed"
-			if ce, ok := err.(*websocket.CloseError); ok {
-				name = fmt.Sprintf("close_%d", ce.Code)
-			}
-			countErr(name)
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(rd); err != nil {
-			continue
-		}
-		now := time.Now().UnixNano()
-		if r.frozen.Load() {
-			continue
-		}
-		if msg, name, ok := fastChat(buf.Bytes()); ok {
-			c.deliver(r, msg, name, now)
-			continue
-		}
-		f.Action, f.Payload = "", nil
-		if json.Unmarshal(buf.Bytes(), &f) != nil {
-			countErr("bad_frame")
-			continue
-		}
-		switch f.Action {
-		case "pong":
-			select {
-			case c.pong <- struct{}{}:
-			default:
-			}
-			continue
-		case "error":
-			countErr("error_frame")
-			r.firstError.CompareAndSwap(nil, buf.String())
-			continue
-		case "new_chat_message":
-		default:
-			countErr("bad_frame")
-			continue
-		}
-		p.Message, p.Name = "", ""
-		if json.Unmarshal(f.Payload, &p) != nil {
-			countErr("bad_frame")
-			continue
-		}
-		c.deliver(r, p.Message, p.Name, now)
-	}
-}
-
-var (
-	chatPrefix = []byte(`{"action":"new_chat_message","payload":{"message":"`)
-	chatMiddle = []byte(`","name":"`)
-	chatSuffix = []byte(`"}}`)
-)
-
-// fastChat parses the canonical compact encoding of a chat frame without
-// reflection; anything else (other key order, spacing, escapes) returns
-// ok=false and goes through encoding/json.
-func fastChat(b []byte) (msg, name string, ok bool) {
-	rest, ok := bytes.CutPrefix(b, chatPrefix)
-	if !ok {
-		return "", "", false
-	}
-	m, rest, ok := bytes.Cut(rest, chatMiddle)
-	if !ok || bytes.IndexByte(m, '\\') >= 0 {
-		return "", "", false
-	}
-	n, ok := bytes.CutSuffix(rest, chatSuffix)
-	if !ok || bytes.IndexByte(n, '\\') >= 0 || bytes.IndexByte(n, '"') >= 0 {
-		return "", "", false
-	}
-	return string(m), string(n), true
 }
 
 // deliver accounts one received chat message "<unixnano>:<sender>:<seq>:...".
@@ -250,7 +196,11 @@ func (c *client) deliver(r *run, msg, name string, now int64) {
 		return
 	}
 	si := sender % *nClients
-	if si == c.idx {
+	if si >= len(c.seen) {
+		countErr("bad_frame") // from a member that does not send
+		return
+	}
+	if si == c.idx && !proto.ownCopy() {
 		countErr("echo_to_sender") // exclude-sender broken
 		return
 	}
@@ -275,28 +225,13 @@ func (c *client) deliver(r *run, msg, name string, now int64) {
 func (c *client) sendLoop(start, end time.Time) {
 	interval := time.Duration(float64(time.Second) / *rate)
 	next := start.Add(time.Duration(rand.Int64N(int64(interval) + 1)))
-	name := "c" + strconv.Itoa(c.id)
 	buf := make([]byte, 0, *size+128)
 	for seq := 0; next.Before(end); seq++ {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
-		buf = append(buf[:0], `{"action":"new_chat_message","payload":{"message":"`...)
-		n := len(buf)
-		buf = strconv.AppendInt(buf, time.Now().UnixNano(), 10)
-		buf = append(buf, ':')
-		buf = strconv.AppendInt(buf, int64(c.id), 10)
-		buf = append(buf, ':')
-		buf = strconv.AppendInt(buf, int64(seq), 10)
-		buf = append(buf, ':')
-		for len(buf)-n < *size {
-			buf = append(buf, 'x')
-		}
-		buf = append(buf, `","name":"`...)
-		buf = append(buf, name...)
-		buf = append(buf, `"}}`...)
-		c.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		if err := c.ws.WriteMessage(websocket.TextMessage, buf); err != nil {
+		buf = proto.chatFrame(buf[:0], c, seq)
+		if err := c.write(buf); err != nil {
 			countErr("write")
 			return
 		}
@@ -342,12 +277,23 @@ func serverStats(o *obj, cpu0, redis0 float64, window, delivered float64) {
 	}
 }
 
+// sendersPerRoom is how many members of each room send: -senders, or all.
+func sendersPerRoom() int {
+	if *nSenders <= 0 || *nSenders > *nClients {
+		return *nClients
+	}
+	return *nSenders
+}
+
 func loadMode(o *obj) {
 	n := *nRooms * *nClients
+	senders := sendersPerRoom()
 	cs := make([]*client, n)
 	for i := range cs {
-		cs[i] = &client{id: i, room: i / *nClients, idx: i % *nClients, pong: make(chan struct{}, 1),
-			seen: make([][]uint64, *nClients), maxSeq: make([]int64, *nClients)}
+		// Only senders are tracked: a room of 5,000 with 20 talking keeps 20
+		// bitsets a member, not 5,000.
+		cs[i] = &client{id: i, room: i / *nClients, idx: i % *nClients, ready: make(chan struct{}, 1),
+			seen: make([][]uint64, senders), maxSeq: make([]int64, senders)}
 	}
 	t0 := time.Now()
 	dialAll(cs)
@@ -358,20 +304,21 @@ func loadMode(o *obj) {
 		if c.ws != nil {
 			alive[c.room]++
 			live = append(live, c)
-			go c.readLoop(r)
+			go proto.read(c, r)
 		}
 	}
-	// Readiness barrier: a pong proves the server is reading this connection.
-	pingMsg := []byte(`{"action":"ping"}`)
-	for _, c := range live {
-		c.ws.WriteMessage(websocket.TextMessage, pingMsg)
-	}
-	deadline := time.After(10 * time.Second)
-	for _, c := range live {
-		select {
-		case <-c.pong:
-		case <-deadline:
-			countErr("no_pong")
+	// Readiness barrier: an answer proves the server is reading this connection.
+	if f := proto.readyFrame(); f != nil {
+		for _, c := range live {
+			c.write(f)
+		}
+		deadline := time.After(10 * time.Second)
+		for _, c := range live {
+			select {
+			case <-c.ready:
+			case <-deadline:
+				countErr("no_pong")
+			}
 		}
 	}
 	connectS := time.Since(t0).Seconds()
@@ -401,14 +348,22 @@ func loadMode(o *obj) {
 		}()
 	}
 	for _, c := range live {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.sendLoop(start, end) }()
+		if c.idx < senders {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.sendLoop(start, end) }()
+		}
 	}
 	wg.Wait()
+	// Each message reaches every member of its room but the sender, and the
+	// sender too where the server sends it its own copy.
+	skipped := int64(1)
+	if proto.ownCopy() {
+		skipped = 0
+	}
 	var sent, expected int64
 	for _, c := range live {
 		sent += c.sent
-		expected += c.sent * int64(alive[c.room]-1)
+		expected += c.sent * (int64(alive[c.room]) - skipped)
 	}
 	stop := time.Now().Add(*drain)
 	for r.delivered.Load() < expected && time.Now().Before(stop) {
@@ -426,10 +381,20 @@ func loadMode(o *obj) {
 	}
 
 	o.set("mode", "load")
+	o.set("proto", *protoName)
 	o.set("connections", len(live))
+	o.set("connections_wanted", n)
 	o.set("rooms", *nRooms)
 	o.set("clients_per_room", *nClients)
+	o.set("senders_per_room", senders)
 	o.set("rate", *rate)
+	o.set("messages_per_s", round3(float64(*nRooms*senders)**rate))
+	if *history {
+		o.set("history", true)
+	}
+	// Centrifugo sends a publisher its own message back: delivered counts it,
+	// one delivery in clients_per_room.
+	o.set("own_copy_delivered", proto.ownCopy())
 	o.set("size", *size)
 	o.set("duration_s", duration.Seconds())
 	o.set("connect_s", round3(connectS))
@@ -471,18 +436,39 @@ func idleMode(o *obj) {
 	t0 := time.Now()
 	cs, ok := dialIdle(*idle, rooms)
 	connectS := time.Since(t0).Seconds()
+	// Every connection is read while it idles: Centrifugo's pings are
+	// answered, and a server that drops idle connections is counted.
+	r := &run{}
+	for _, c := range cs {
+		if c.ws != nil {
+			go proto.read(c, r)
+		}
+	}
 	time.Sleep(*idleWait)
 	after, _ := procRSSMB(*pid)
+	r.stopping.Store(true)
 	runtime.KeepAlive(cs) // unreachable connections would be closed by the collector
 	o.set("mode", "idle")
+	o.set("proto", *protoName)
 	o.set("connections", ok)
+	o.set("connections_wanted", *idle)
 	o.set("rooms", rooms)
 	o.set("connect_s", round3(connectS))
+	if ok > 0 && connectS > 0 {
+		// Connections that joined a second, one dial after another over
+		// -dialconc at a time: the WebSocket handshake, and Centrifugo's
+		// connect and subscribe.
+		o.set("handshakes_per_s", round3(float64(ok)/connectS))
+	}
 	o.set("server_rss_before_mb", round3(before))
 	o.set("server_rss_after_mb", round3(after))
 	if ok > 0 {
 		o.set("kib_per_conn", round3((after-before)*1024/float64(ok)))
 	}
+	if cpu, err := procCPU(*pid); err == nil {
+		o.set("server_cpu_s_total", round3(cpu)) // since it started: the handshakes, mostly
+	}
+	o.set("dial_failed", dialFailed.Load())
 	total, detail := errSummary()
 	o.set("errors", total)
 	o.set("error_detail", detail)
@@ -502,6 +488,16 @@ func main() {
 		return
 	}
 	nofile := raiseNoFile()
+	p, err := protocolNamed(*protoName)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadchat:", err)
+		os.Exit(2)
+	}
+	proto = p
+	if *protoName != "roomchat" && (*check || *attack != "") {
+		fmt.Fprintln(os.Stderr, "loadchat: -check and -attack speak roomchat's protocol only")
+		os.Exit(2)
+	}
 	if *check {
 		os.Exit(runChecks())
 	}
@@ -511,6 +507,13 @@ func main() {
 	}
 	if need+64 > nofile {
 		fmt.Fprintf(os.Stderr, "loadchat: %d connections need more than RLIMIT_NOFILE=%d\n", need, nofile)
+	}
+	perServer := need
+	if *url2 != "" {
+		perServer = (need + 1) / 2
+	}
+	if ports := portsPerDestination(); ports > 0 && perServer > uint64(ports) {
+		fmt.Fprintf(os.Stderr, "loadchat: %d connections to one server address need more local ports than net.ipv4.ip_local_port_range gives (%d)\n", perServer, ports)
 	}
 	if *rate <= 0 && *idle == 0 && *attack == "" {
 		fmt.Fprintln(os.Stderr, "loadchat: -rate must be > 0")
@@ -535,6 +538,17 @@ func main() {
 	default:
 		loadMode(&o)
 	}
+	if n := dialFailed.Load(); n > 0 {
+		_, detail := errSummary()
+		var why []string
+		for k, v := range detail {
+			if strings.HasPrefix(k, "dial_") || strings.HasPrefix(k, "join_") {
+				why = append(why, fmt.Sprintf("%s=%d", k, v))
+			}
+		}
+		slices.Sort(why)
+		fmt.Fprintf(os.Stderr, "loadchat: %d dials refused or failed: %s\n", n, strings.Join(why, " "))
+	}
 	out, _ := json.Marshal(o)
 	fmt.Println(string(out))
 }
@@ -544,7 +558,7 @@ func main() {
 func dialIdle(n, rooms int) (cs []*client, up int) {
 	cs = make([]*client, n)
 	for i := range cs {
-		cs[i] = &client{id: i, room: i % rooms}
+		cs[i] = &client{id: i, room: i % rooms, idx: i / rooms}
 	}
 	dialAll(cs)
 	for _, c := range cs {

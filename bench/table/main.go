@@ -1,6 +1,8 @@
 // Command table turns the JSON lines of compare.sh into the README's
 // side-by-side table: for each scenario and server, the median of every run,
-// and each server's CPU per delivery as a ratio of the first server's.
+// and each server's CPU per delivery as a ratio of the first server's. When
+// the scale scenarios are there, a second table shows how each server's cost
+// per connection and per delivery grows with their number.
 //
 //	go run ./table < runs.jsonl
 //
@@ -28,19 +30,36 @@ const busyRun = 0.1
 
 // result is the part of one loadchat JSON line that the table uses.
 type result struct {
-	Name       string  `json:"name"`
-	Scenario   string  `json:"scenario"`
-	CPUPerDel  float64 `json:"server_cpu_us_per_delivery"`
-	RedisCPU   float64 `json:"redis_cpu_us_per_delivery"`
-	DelPerSec  float64 `json:"deliveries_per_s"`
-	Lost       int64   `json:"lost"`
-	Errors     int64   `json:"errors"`
-	OtherCPU   float64 `json:"other_cpu_util"`
-	KiBPerConn float64 `json:"kib_per_conn"`
-	Latency    struct {
+	Name        string  `json:"name"`
+	Scenario    string  `json:"scenario"`
+	Mode        string  `json:"mode"`
+	CPUPerDel   float64 `json:"server_cpu_us_per_delivery"`
+	RedisCPU    float64 `json:"redis_cpu_us_per_delivery"`
+	DelPerSec   float64 `json:"deliveries_per_s"`
+	Lost        int64   `json:"lost"`
+	Errors      int64   `json:"errors"`
+	OtherCPU    float64 `json:"other_cpu_util"`
+	ClientCPU   float64 `json:"client_cpu_util"`
+	OwnCopy     bool    `json:"own_copy_delivered"`
+	KiBPerConn  float64 `json:"kib_per_conn"`
+	Handshakes  float64 `json:"handshakes_per_s"`
+	Connections float64 `json:"connections"`
+	Wanted      float64 `json:"connections_wanted"`
+	DialFailed  float64 `json:"dial_failed"`
+	Latency     struct {
 		P99 float64 `json:"p99"`
 	} `json:"latency_ms"`
 }
+
+// aggregate is how a row sums up the runs: their median, or the worst of
+// them where one bad run matters.
+type aggregate int
+
+const (
+	medianRun aggregate = iota
+	highestRun
+	lowestRun
+)
 
 // measure is one row of a scenario: what it is called and how to read it.
 // An optional row is left out when no run has it.
@@ -49,20 +68,38 @@ type measure struct {
 	value    func(result) float64
 	format   string
 	optional bool
+	agg      aggregate
 }
 
 var (
-	loadMeasures = []measure{
-		{"server CPU per delivery (µs)", func(r result) float64 { return r.CPUPerDel }, "%.2f", false},
-		{"Redis CPU per delivery (µs)", func(r result) float64 { return r.RedisCPU }, "%.2f", true},
-		{"p99 delivery latency (ms)", func(r result) float64 { return r.Latency.P99 }, "%.2f", false},
-		{"deliveries/s", func(r result) float64 { return r.DelPerSec }, "%.0f", false},
-		{"lost frames or errors (worst run)", nil, "%.0f", false},
+	cpuPerDelivery = measure{"server CPU per delivery (µs)", func(r result) float64 { return r.CPUPerDel }, "%.2f", false, medianRun}
+	kibPerConn     = measure{"server RSS per connection (KiB)", func(r result) float64 { return r.KiBPerConn }, "%.1f", false, medianRun}
+	loadMeasures   = []measure{
+		cpuPerDelivery,
+		{"Redis CPU per delivery (µs)", func(r result) float64 { return r.RedisCPU }, "%.2f", true, medianRun},
+		{"p99 delivery latency (ms)", func(r result) float64 { return r.Latency.P99 }, "%.2f", false, medianRun},
+		{"deliveries/s", func(r result) float64 { return r.DelPerSec }, "%.0f", false, medianRun},
+		{"loadchat's own CPU (cores; near 1, it was the limit)", func(r result) float64 { return r.ClientCPU }, "%.2f", false, medianRun},
+		{"lost frames or errors (worst run)", func(r result) float64 { return float64(max(r.Lost, r.Errors)) }, "%.0f", false, highestRun},
 	}
 	idleMeasures = []measure{
-		{"server RSS per connection (KiB)", func(r result) float64 { return r.KiBPerConn }, "%.1f", false},
+		kibPerConn,
+		{"handshakes/s (connections opened and joined)", func(r result) float64 { return r.Handshakes }, "%.0f", true, medianRun},
+		{"connections open (fewest in a run)", func(r result) float64 { return r.Connections }, "%.0f", true, lowestRun},
+		{"dials refused or failed (worst run)", func(r result) float64 { return r.DialFailed }, "%.0f", true, highestRun},
 	}
 )
+
+// series are the scale scenarios that differ in one number only, and the
+// measure that should stay flat as it grows.
+var series = []struct {
+	label     string
+	scenarios []string
+	m         measure
+}{
+	{"idle connections: server RSS per connection (KiB)", []string{"c1k", "c5k", "c15k"}, kibPerConn},
+	{"members of one room, 20 msg/s: server CPU per delivery (µs)", []string{"room-100", "room-1k", "bigroom"}, cpuPerDelivery},
+}
 
 func main() {
 	runs, names, scenarios, err := read(os.Stdin)
@@ -75,8 +112,9 @@ func main() {
 	fmt.Printf("| scenario | measure | %s |\n", strings.Join(names, " | "))
 	fmt.Printf("|---|---|%s\n", strings.Repeat("---|", len(names)))
 	for _, sc := range scenarios {
+		idle := isIdle(runs, sc, names)
 		measures := loadMeasures
-		if sc == "idle" {
+		if idle {
 			measures = idleMeasures
 		}
 		var counts []string
@@ -90,20 +128,92 @@ func main() {
 			for _, n := range names {
 				rs := clean(runs[key{sc, n}])
 				cells = append(cells, cell(rs, m))
-				seen = seen || (m.value != nil && median(rs, m.value) != 0)
+				seen = seen || median(rs, m.value) != 0
 			}
 			if m.optional && !seen {
 				continue
 			}
 			fmt.Printf("| | %s | %s |\n", m.label, strings.Join(cells, " | "))
 		}
-		if sc != "idle" && len(names) > 1 {
-			first := median(clean(runs[key{sc, names[0]}]), loadMeasures[0].value)
+		if !idle && len(names) > 1 {
+			first := median(clean(runs[key{sc, names[0]}]), cpuPerDelivery.value)
 			var cells []string
 			for _, n := range names {
-				cells = append(cells, fmt.Sprintf("%.2f×", first/median(clean(runs[key{sc, n}]), loadMeasures[0].value)))
+				cells = append(cells, fmt.Sprintf("%.2f×", first/median(clean(runs[key{sc, n}]), cpuPerDelivery.value)))
 			}
 			fmt.Printf("| | %s's CPU per delivery as a share of each | %s |\n", names[0], strings.Join(cells, " | "))
+		}
+	}
+	var echoing []string
+	for _, n := range names {
+		for _, sc := range scenarios {
+			if slices.ContainsFunc(runs[key{sc, n}], func(r result) bool { return r.OwnCopy }) {
+				echoing = append(echoing, n)
+				break
+			}
+		}
+	}
+	if echoing != nil {
+		column := "column"
+		if len(echoing) > 1 {
+			column = "columns"
+		}
+		fmt.Printf("\nIn the %s of %s, deliveries include each sender's copy of its own message, which that server sends back to the sender:"+
+			" one delivery in a room's members (1 in 100 in `fanout`).\n", column, strings.Join(echoing, ", "))
+	}
+	growth(runs, names, scenarios)
+}
+
+// isIdle says whether a scenario measured idle connections, not load.
+func isIdle(runs map[key][]result, sc string, names []string) bool {
+	for _, n := range names {
+		for _, r := range runs[key{sc, n}] {
+			return r.Mode == "idle"
+		}
+	}
+	return false
+}
+
+// growth prints, for each series of scale scenarios that ran, each server's
+// measure at every size and the largest size's as a multiple of the
+// smallest's: near 1.00×, the cost stays flat as the number grows.
+func growth(runs map[key][]result, names, scenarios []string) {
+	for _, s := range series {
+		var have []string
+		for _, sc := range s.scenarios {
+			if slices.Contains(scenarios, sc) {
+				have = append(have, sc)
+			}
+		}
+		if len(have) < 2 {
+			continue
+		}
+		fmt.Printf("\nGrowth, %s:\n\n", s.label)
+		fmt.Printf("| server | `%s` | largest ÷ smallest |\n", strings.Join(have, "` | `"))
+		fmt.Printf("|---|%s---|\n", strings.Repeat("---|", len(have)))
+		behind := false
+		for _, n := range names {
+			var cells []string
+			for _, sc := range have {
+				rs := clean(runs[key{sc, n}])
+				c := cell(rs, s.m)
+				if slices.ContainsFunc(rs, func(r result) bool { return r.Lost > 0 }) {
+					c += " †"
+					behind = true
+				}
+				cells = append(cells, c)
+			}
+			lo := median(clean(runs[key{have[0], n}]), s.m.value)
+			hi := median(clean(runs[key{have[len(have)-1], n}]), s.m.value)
+			ratio := "–"
+			if lo > 0 && hi > 0 {
+				ratio = fmt.Sprintf("%.2f×", hi/lo)
+			}
+			fmt.Printf("| %s | %s | %s |\n", n, strings.Join(cells, " | "), ratio)
+		}
+		if behind {
+			fmt.Println("\n† the server fell behind: frames were still on their way when the run ended. Its CPU went partly to a backlog that" +
+				" is not counted as delivered, and a backlog is written in fewer, larger writes: not a like-for-like figure.")
 		}
 	}
 }
@@ -154,20 +264,28 @@ func clean(rs []result) []result {
 	return quiet
 }
 
-// cell formats one measure of one server's runs: the median, or for lost
-// frames the worst run, since one lost frame matters.
+// cell formats one measure of one server's runs: the median, or the worst
+// run where one bad run matters (a lost frame, a refused connection).
 func cell(rs []result, m measure) string {
 	if len(rs) == 0 {
 		return "–"
 	}
-	if m.value == nil {
-		worst := int64(0)
-		for _, r := range rs {
-			worst = max(worst, r.Lost, r.Errors)
+	var v float64
+	switch m.agg {
+	case medianRun:
+		v = median(rs, m.value)
+	case highestRun:
+		v = m.value(rs[0])
+		for _, r := range rs[1:] {
+			v = max(v, m.value(r))
 		}
-		return fmt.Sprint(worst)
+	case lowestRun:
+		v = m.value(rs[0])
+		for _, r := range rs[1:] {
+			v = min(v, m.value(r))
+		}
 	}
-	return fmt.Sprintf(m.format, median(rs, m.value))
+	return fmt.Sprintf(m.format, v)
 }
 
 // median of one measure over runs.
