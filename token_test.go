@@ -128,6 +128,7 @@ func TestVerifyToken(t *testing.T) {
 		{name: "typ JWS", token: signed(`{"alg":"HS256","typ":"JWS"}`, claimsJSON("")), err: errTokenHeader},
 		{name: "typ null", token: signed(`{"alg":"HS256","typ":null}`, claimsJSON("")), err: errTokenHeader},
 		{name: "kid a number", token: signed(`{"alg":"HS256","kid":7}`, claimsJSON("")), err: errTokenHeader},
+		{name: "kid null", token: signed(`{"alg":"HS256","kid":null}`, claimsJSON("")), err: errTokenHeader},
 
 		// The signature.
 		{name: "tampered payload", token: h + "." + otherPayload + "." + sig, err: errTokenSignature},
@@ -158,6 +159,7 @@ func TestVerifyToken(t *testing.T) {
 		{name: "name null", token: signed(tokenHeader, fmt.Sprintf(`{"name":null,"sub":"u1","rooms":["r"],"exp":%d}`, exp)), err: errTokenClaims},
 		{name: "name a number", token: signed(tokenHeader, fmt.Sprintf(`{"name":7,"rooms":["r"],"exp":%d}`, exp)), err: errTokenClaims},
 		{name: "sub a number", token: signed(tokenHeader, claimsJSON(`,"sub":7`)), err: errTokenClaims},
+		{name: "sub null", token: signed(tokenHeader, claimsJSON(`,"sub":null`)), err: errTokenClaims},
 		{name: "name of 101 characters", token: signed(tokenHeader, fmt.Sprintf(`{"name":%q,"rooms":["r"],"exp":%d}`, hundred+"x", exp)), err: errTokenClaims},
 		{name: "sub of 101 characters without a name", token: signed(tokenHeader, fmt.Sprintf(`{"sub":%q,"rooms":["r"],"exp":%d}`, hundred+"x", exp)), err: errTokenClaims},
 		{name: "no rooms", token: signed(tokenHeader, fmt.Sprintf(`{"name":"A","exp":%d}`, exp)), err: errTokenClaims},
@@ -188,6 +190,9 @@ func TestVerifyToken(t *testing.T) {
 			}
 			if err != nil {
 				checkQuiet(t, err.Error(), tt.token)
+				if !sameClaims(got, tokenClaims{}) {
+					t.Errorf("refused, but claims %+v returned", got)
+				}
 				return
 			}
 			if tt.want != nil && !sameClaims(got, *tt.want) {
@@ -634,6 +639,39 @@ func FuzzVerifyToken(f *testing.F) {
 		}
 		if err != nil {
 			checkQuiet(t, err.Error(), token)
+		}
+	})
+}
+
+// FuzzTokenClaims signs whatever header and payload it is given, so that
+// the parsers behind the signature are fuzzed too: what they accept must
+// hold claims the server can trust, and read as encoding/json reads them.
+func FuzzTokenClaims(f *testing.F) {
+	f.Add(tokenHeader, claimsJSON(""))
+	f.Add(`{"alg":"HS256","kid":"k"}`, claimsJSON(`,"aud":["roomchat"],"nbf":1.5e9,"sub":"s"`))
+	f.Add(`{"alg":"HS256","alg":"HS256"}`, `{"sub":"\u00e9","rooms":["*","a"],"exp":18e8}`)
+	f.Fuzz(func(t *testing.T, header, payload string) {
+		token := signed(header, payload)
+		c, err := verifyToken([]byte(testSecret), token, testNow)
+		if err != nil {
+			return
+		}
+		var h, p map[string]any
+		if json.Unmarshal([]byte(header), &h) != nil || h["alg"] != "HS256" || json.Unmarshal([]byte(payload), &p) != nil {
+			t.Fatalf("accepted header %q, payload %q", header, payload)
+		}
+		name, _ := p["name"].(string)
+		if _, ok := p["name"]; !ok {
+			name, _ = p["sub"].(string)
+		}
+		if c.Name != name || c.Name == "" || len([]rune(c.Name)) > maxNameChars {
+			t.Errorf("name %q; encoding/json reads %q", c.Name, name)
+		}
+		if len(c.Rooms) == 0 || slices.ContainsFunc(c.Rooms, func(r string) bool { return r != anyRoom && !roomRE.MatchString(r) }) {
+			t.Errorf("rooms %q", c.Rooms)
+		}
+		if exp, ok := p["exp"].(float64); !ok || !testNow.Before(c.Expires.Add(tokenLeeway)) || c.Expires.Unix() != int64(exp) {
+			t.Errorf("exp %v, read as %v", p["exp"], c.Expires)
 		}
 	})
 }
