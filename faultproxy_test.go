@@ -67,6 +67,11 @@ type proxyMode struct {
 	// a host that drops packets does; without it they are reset at once, as
 	// by a host that is up with nothing listening.
 	hang bool
+	// conn, for faultDelay and faultStall, limits the fault to the conn-th
+	// connection the proxy accepted, counting from 1 (the others pass), as
+	// when one flow's path fails and the others' does not; 0 is every
+	// connection.
+	conn int64
 }
 
 // The modes, by name.
@@ -82,8 +87,24 @@ func stallDropMode() proxyMode { return proxyMode{fault: faultStall, drop: true}
 func cutMode() proxyMode       { return proxyMode{fault: faultCut} }
 func cutHangMode() proxyMode   { return proxyMode{fault: faultCut, hang: true} }
 
-// String names a mode for the tables: "delay ↑0s ↓300ms", "stall, then drop".
+// only limits m to the n-th connection accepted (proxyMode.conn).
+func (m proxyMode) only(n int64) proxyMode { m.conn = n; return m }
+
+// on is the mode as it applies to connection n: a fault limited to another
+// connection passes.
+func (m proxyMode) on(n int64) proxyMode {
+	if m.conn != 0 && m.conn != n && m.fault != faultCut {
+		return passMode()
+	}
+	return m
+}
+
+// String names a mode for the tables: "delay ↑0s ↓300ms", "stall, then
+// drop", "stall, then release, conn 1".
 func (m proxyMode) String() string {
+	if m.conn != 0 && m.fault != faultCut {
+		return m.only(0).String() + fmt.Sprintf(", conn %d", m.conn)
+	}
 	switch m.fault {
 	case faultDelay:
 		s := fmt.Sprintf("delay ↑%v ↓%v", m.toServer, m.toClient)
@@ -163,8 +184,8 @@ func (p *faultProxy) set(m proxyMode) {
 	p.mode = m
 	p.gen++
 	var doomed []*proxyConn
-	if m.fault == faultCut || (old.fault == faultStall && old.drop && m != old) {
-		for c := range p.conns {
+	for c := range p.conns {
+		if was := old.on(c.n); m.fault == faultCut || (was.fault == faultStall && was.drop && m.on(c.n) != was) {
 			c.stop() // before the writers see the change: not one more byte
 			delete(p.conns, c)
 			doomed = append(doomed, c)
@@ -228,7 +249,7 @@ func (p *faultProxy) acceptLoop() {
 		if err != nil {
 			return // closed
 		}
-		p.accepted.Add(1)
+		n := p.accepted.Add(1)
 		p.mu.Lock()
 		switch {
 		case p.closed:
@@ -239,24 +260,25 @@ func (p *faultProxy) acceptLoop() {
 			resetConn(c)
 		default:
 			p.wg.Add(1)
-			go p.open(c, p.mode, p.gen)
+			go p.open(c, n, p.mode, p.gen)
 		}
 		p.mu.Unlock()
 	}
 }
 
-// open dials the target for client, accepted in mode m (the gen-th), and
-// starts forwarding both ways.
-func (p *faultProxy) open(client net.Conn, m proxyMode, gen int) {
+// open dials the target for client, the n-th connection accepted, in mode
+// m (the gen-th), and starts forwarding both ways.
+func (p *faultProxy) open(client net.Conn, n int64, m proxyMode, gen int) {
 	defer p.wg.Done()
 	server, err := net.DialTimeout("tcp", p.target, proxyDialTimeout)
 	if err != nil {
 		resetConn(client) // as if the target refused the client itself
 		return
 	}
-	c := &proxyConn{p: p, client: client, server: server, done: make(chan struct{})}
+	c := &proxyConn{p: p, n: n, client: client, server: server, done: make(chan struct{})}
 	c.pipesLeft.Store(2)
 	p.mu.Lock()
+	m = m.on(n)
 	droppedMeanwhile := m.fault == faultStall && m.drop && p.gen != gen
 	if p.closed || p.mode.fault == faultCut || droppedMeanwhile {
 		p.mu.Unlock()
@@ -286,6 +308,7 @@ func resetConn(c net.Conn) {
 // proxyConn is one client connection and its connection to the target.
 type proxyConn struct {
 	p              *faultProxy
+	n              int64 // its place in the order of acceptance, from 1
 	client, server net.Conn
 	done           chan struct{} // closed by stop
 	stopOnce       sync.Once
@@ -346,6 +369,7 @@ func (pp *proxyPipe) read() {
 		n, err := pp.src.Read(buf)
 		if n > 0 {
 			m, _ := pp.c.p.current()
+			m = m.on(pp.c.n)
 			ch := proxyChunk{data: append([]byte(nil), buf[:n]...), arrived: time.Now()}
 			if m.fault == faultDelay {
 				ch.delay, ch.serial = m.toServer, m.serial
@@ -445,6 +469,7 @@ func (pp *proxyPipe) next() (proxyChunk, bool) {
 func (pp *proxyPipe) wait(ch proxyChunk, last time.Time) bool {
 	for {
 		m, changed := pp.c.p.current()
+		m = m.on(pp.c.n)
 		select {
 		case <-pp.c.done: // closed, or stopped before the change was made
 			return false
@@ -763,6 +788,24 @@ func TestFaultProxyCuts(t *testing.T) {
 			after.expect("after")
 		})
 	}
+}
+
+// TestFaultProxyLimitsAFaultToOneConnection stalls the first connection
+// only: the second goes on as if nothing happened.
+func TestFaultProxyLimitsAFaultToOneConnection(t *testing.T) {
+	e := startEcho(t)
+	p := startFaultProxy(t, e.ln.Addr().String())
+	first := dialEcho(t, p)
+	first.send("hi")
+	first.expect("hi") // accepted: it is the first
+	second := dialEcho(t, p)
+	p.set(stallMode().only(1))
+	first.send("held")
+	second.send("through")
+	second.expect("through")
+	first.expectNothing(quietFor)
+	p.set(passMode())
+	first.expect("held")
 }
 
 // TestFaultProxyLeavesNothingBehind closes a proxy with connections in
