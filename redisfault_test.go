@@ -62,7 +62,8 @@ const (
 	faultsFenceOldSessions = false
 
 	// faultScale stretches every phase and the wait for stragglers; 1 is
-	// what CI runs (the scenarios run in parallel, about 15 s in all). The
+	// what CI runs (the scenarios run in parallel, as many at once as
+	// -parallel allows: about 35 s in all on two cores). The
 	// stall phases stay longer than today's 3 s I/O timeout (the publisher
 	// gives up after it) and shorter than the 15 s in which the subscriber
 	// notices silence, so that the tables show who notices and who does not.
