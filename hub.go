@@ -61,14 +61,6 @@ type hub struct {
 	stats  stats
 }
 
-// stats are running totals for /healthz; atomics, because every
-// connection's goroutines add to them.
-type stats struct {
-	received  atomic.Int64 // messages read from clients
-	delivered atomic.Int64 // frames written to clients
-	dropped   atomic.Int64 // clients closed for not reading
-}
-
 // room is one chat room: the clients that hear each other. Its own lock lets
 // many senders fan out at once (read lock) while a join or leave, which is
 // rare, takes the write lock for a single map operation. A chat message the

@@ -103,6 +103,7 @@ type redisLayer struct {
 
 	published, received, dropped atomic.Int64
 	rejected                     atomic.Int64 // frames from Redis that were not the protocol's
+	reconnects                   atomic.Int64 // sessions begun again after one ended
 	dropping                     atomic.Bool  // in a burst of drops, logged once
 	rejecting                    atomic.Bool  // in a burst of rejections, logged once
 }
@@ -236,21 +237,23 @@ func (l *redisLayer) publish(room string, f frame) {
 
 // redisStatus is what /healthz says of the Redis layer.
 type redisStatus struct {
-	Connected bool  `json:"connected"`
-	Published int64 `json:"published"` // frames sent to other processes
-	Received  int64 `json:"received"`  // frames from other processes
-	Dropped   int64 `json:"dropped"`   // frames that could not be sent to them
-	Rejected  int64 `json:"rejected"`  // frames from Redis that were not the protocol's, never delivered
+	Connected  bool  `json:"connected"`
+	Published  int64 `json:"published"`  // frames sent to other processes
+	Received   int64 `json:"received"`   // frames from other processes
+	Dropped    int64 `json:"dropped"`    // frames that could not be sent to them
+	Rejected   int64 `json:"rejected"`   // frames from Redis that were not the protocol's, never delivered
+	Reconnects int64 `json:"reconnects"` // sessions begun again after one ended
 }
 
 // status is the layer's part of /healthz.
 func (l *redisLayer) status() layerStatus {
 	return layerStatus{Kind: "redis", redisStatus: &redisStatus{
-		Connected: l.up.Load(),
-		Published: l.published.Load(),
-		Received:  l.received.Load(),
-		Dropped:   l.dropped.Load(),
-		Rejected:  l.rejected.Load(),
+		Connected:  l.up.Load(),
+		Published:  l.published.Load(),
+		Received:   l.received.Load(),
+		Dropped:    l.dropped.Load(),
+		Rejected:   l.rejected.Load(),
+		Reconnects: l.reconnects.Load(),
 	}}
 }
 
@@ -404,6 +407,7 @@ func (l *redisLayer) run(s *redisSession) {
 		if s, backoff = l.redial(backoff); s == nil || !l.start(s) {
 			return // closed while down
 		}
+		l.reconnects.Add(1)
 		if !outage {
 			l.log.Info("redis layer back", "redis", l.addr, "down_for", time.Since(down).Round(time.Millisecond))
 		}
