@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -207,6 +208,41 @@ func TestMetricsPromtool(t *testing.T) {
 	})
 }
 
+// TestMetricsDocumented checks that docs/deploy.md's table of metrics
+// names every family the server writes, the Redis layer's included, with
+// its type, and nothing else.
+func TestMetricsDocumented(t *testing.T) {
+	h := newHub(newRateLimit(0), slog.New(slog.DiscardHandler))
+	h.layer = redisStatusLayer{}
+	written := map[string]string{}
+	for line := range strings.Lines(string(writeMetrics(h, newConnLimit(100, 0, nil)))) {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			name, typ, _ := strings.Cut(strings.TrimSpace(rest), " ")
+			written[name] = typ
+		}
+	}
+	doc, err := os.ReadFile("docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{}
+	row := regexp.MustCompile("(?m)^\\| `(roomchat_[a-z_]+)(?:\\{[a-z]+\\})?` \\| ([a-z]+) \\|")
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = m[2]
+	}
+	if !maps.Equal(written, documented) {
+		t.Errorf("the server writes\n%v\ndocs/deploy.md documents\n%v", written, documented)
+	}
+}
+
+// redisStatusLayer is the memory layer with the Redis layer's status, so
+// that the Redis metrics are written without a Redis.
+type redisStatusLayer struct{ memoryLayer }
+
+func (redisStatusLayer) status() layerStatus {
+	return layerStatus{Kind: "redis", redisStatus: &redisStatus{}}
+}
+
 // checkMetrics runs promtool check metrics on an exposition.
 func checkMetrics(t *testing.T, promtool string, body []byte) {
 	t.Helper()
@@ -349,15 +385,18 @@ func request(t testing.TB, url string, header http.Header) *http.Response {
 }
 
 // findProgram returns the path of a program the test needs: $env if set,
-// else name on the PATH. Without it the test skips, saying which Debian
-// package brings it; with CI=true it fails instead.
+// else name on the PATH or in /usr/sbin, where Debian puts nginx and a
+// user's PATH may not look. Without it the test skips, saying which
+// Debian package brings it; with CI=true it fails instead.
 func findProgram(t testing.TB, name, env, pkg string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
+	for _, candidate := range []string{name, "/usr/sbin/" + name} {
+		if p, err := exec.LookPath(candidate); err == nil {
+			return p
+		}
 	}
 	how := fmt.Sprintf("%s not found: sudo apt-get install %s, or set %s", name, pkg, env)
 	if os.Getenv("CI") == "true" {
