@@ -38,9 +38,9 @@ type stats struct {
 	delivered atomic.Int64 // frames written to clients
 	dropped   atomic.Int64 // clients closed for not reading
 
-	refused     [numRefusals]atomic.Int64 // requests refused, by reason (connLimit counts those it refuses at accept)
-	closes      [len(closeCodes) + 1]atomic.Int64
-	rateLimited [numLimits]atomic.Int64 // messages answered rate_limited, by limit
+	refused     [numRefusals]atomic.Int64         // requests refused, by reason (connLimit counts those it refuses at accept)
+	closes      [len(closeCodes) + 1]atomic.Int64 // connections ended, by close code: closeCodes' order, then any other
+	rateLimited [numLimits]atomic.Int64           // messages answered rate_limited, by limit
 
 	handshake histogram // a WebSocket handshake: chatHandler's start to the 101 written
 	delivery  histogram // a batch a member's writer wrote: its oldest frame's wait in the queue, and the write
@@ -177,12 +177,11 @@ func (h *histogram) wrote(queuedAt int64, err error) {
 	}
 }
 
-// What a scrape reads of the parts being rewritten: the hub's histories
-// and the channel layer's status. These two are the seam.
-
 // historyTotals is what every room's history holds: bytes (the hub's
 // running total) and messages, counted under the hub's lock and each
-// room's, as the histories are guarded.
+// room's, as the histories are guarded. It, and writeMetrics' call of
+// layer.status, are all that a scrape reads of the histories and of the
+// channel layer.
 func (h *hub) historyTotals() (bytes, messages int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
