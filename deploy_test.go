@@ -459,9 +459,9 @@ func startNginx(t *testing.T, appPort string) *nginxServer {
 		t.Fatal(err)
 	}
 	writeTestCertificate(t, dir)
-	https, http_ := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
-	site := deployFile(t, "nginx.conf", map[string]string{"https": https, "http": http_, "dir": dir, "app": appPort})
-	main := fmt.Sprintf(`pid %[1]s/nginx.pid;
+	https, plain := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	site := deployFile(t, "nginx.conf", map[string]string{"https": https, "http": plain, "dir": dir, "app": appPort})
+	mainConf := fmt.Sprintf(`pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 worker_processes 1;
 events { worker_connections 256; }
@@ -475,7 +475,7 @@ http {
     include %[1]s/roomchat.conf;
 }
 `, dir)
-	for name, text := range map[string]string{"nginx.conf": main, "roomchat.conf": site} {
+	for name, text := range map[string]string{"nginx.conf": mainConf, "roomchat.conf": site} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +491,7 @@ http {
 	addr := "127.0.0.1:" + https
 	dialer := &net.Dialer{}
 	return &nginxServer{
-		url: "https://localhost:" + https, httpURL: "http://127.0.0.1:" + http_, tls: cfg, addr: addr,
+		url: "https://localhost:" + https, httpURL: "http://127.0.0.1:" + plain, tls: cfg, addr: addr,
 		// localhost is 127.0.0.1 here, whatever the resolver says.
 		client: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg,
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -508,7 +508,7 @@ func (ng *nginxServer) dial(t testing.TB, from, room string, header http.Header)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TlsConfig, cfg.Header = ng.tls, header
+	cfg.Header = header // the connection is TLS already: dialFrom
 	conn, err := ng.dialFrom(from)
 	if err != nil {
 		t.Fatal(err)
