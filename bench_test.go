@@ -421,3 +421,32 @@ func BenchmarkRoomHistory(b *testing.B) {
 		runtime.KeepAlive(rooms)
 	}
 }
+
+// BenchmarkDeliveryHistogram is what the delivery histogram adds to one
+// batch: the clock read as a member's queue begins (client.noteQueued),
+// and after the write, the clock read again and the observation, into the
+// one histogram every writer shares. One op is one batch.
+func BenchmarkDeliveryHistogram(b *testing.B) {
+	var h histogram
+	b.RunParallel(func(pb *testing.PB) {
+		c := &client{}
+		for pb.Next() {
+			c.noteQueued()
+			h.wrote(c.queuedAt, nil)
+		}
+	})
+}
+
+// BenchmarkMetricsScrape is one scrape of a server with 1,000 rooms, each
+// with one member and a history: the scrape counts the histories' messages
+// under the hub's lock (hub.historyTotals).
+func BenchmarkMetricsScrape(b *testing.B) {
+	s := newTestServer(b, options{history: defaultHistory})
+	for i := range 1000 {
+		dialRaw(b, s.wsURL(strconv.Itoa(i))).SetDeadline(time.Time{})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		writeMetrics(s.hub, s.limit)
+	}
+}

@@ -81,8 +81,10 @@ func (p *post) withIDFrame() frame {
 // brokerStatus is the broker's part of /healthz: which broker runs and,
 // for Redis, its connection and totals, whose fields JSON lifts into this one.
 type brokerStatus struct {
-	Kind         string `json:"kind"`
-	*redisStatus        // nil for the memory broker
+	Kind            string `json:"kind"`
+	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
+	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	*redisStatus           // nil for the memory broker
 }
 
 // A stream is one room's messages in the order its broker gave them: the
@@ -165,7 +167,7 @@ func (b *memoryBroker) join(c *client) {
 	c.room.add(c, &s.history)
 }
 
-func (b *memoryBroker) status() brokerStatus { return brokerStatus{Kind: "memory"} }
+func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
 
 // close stops the expiry loop.
 func (b *memoryBroker) close() {

@@ -316,20 +316,22 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// startBrowser starts Chromium with an empty profile and connects to it.
-func startBrowser(t *testing.T) *browser {
+// startBrowser starts Chromium with an empty profile and connects to it;
+// flags go to Chromium after the usual ones.
+func startBrowser(t *testing.T, flags ...string) *browser {
 	bin := findChromium(t)
 	profile := t.TempDir()
 	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
 	// were not told of, and x/net/websocket always sends one: the port is
 	// chosen here so that its origin can be named.
 	port := freePort(t)
-	cmd := exec.Command(bin,
+	args := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-extensions", "--user-data-dir="+profile,
+		"--disable-extensions", "--user-data-dir=" + profile,
 		"--remote-debugging-address=127.0.0.1", fmt.Sprintf("--remote-debugging-port=%d", port),
-		fmt.Sprintf("--remote-allow-origins=http://127.0.0.1:%d", port), "about:blank")
+		fmt.Sprintf("--remote-allow-origins=http://127.0.0.1:%d", port)}
+	cmd := exec.Command(bin, append(append(args, flags...), "about:blank")...)
 	// Its own process group, so that stopping it stops its helpers too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()

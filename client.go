@@ -71,6 +71,7 @@ type client struct {
 	spare     [][]byte   // an empty array for the next batch, kept between writers
 	writing   bool       // a writer is running (and, once the close is sent, has run)
 	pongAt    int        // 1 + the queue index of the pong waiting there; 0: none
+	queuedAt  int64      // when the queue last began, for the delivery histogram (metrics.go)
 	closeCode int        // the close asked for; 0 until then
 	closeWhy  string     // why, for the log
 
@@ -223,6 +224,7 @@ func (c *client) enqueue(f frame, pong bool) {
 		c.dropSlow("send queue full")
 		return
 	default:
+		c.noteQueued()
 		c.queue = append(c.queue, f.wire)
 		if pong {
 			c.pongAt = len(c.queue)
@@ -263,6 +265,7 @@ func (c *client) writeLoop() {
 		}
 		batch, c.queue = c.queue, batch[:0]
 		c.pongAt = 0
+		queuedAt := c.queuedAt
 		c.mu.Unlock()
 
 		if code != 0 {
@@ -274,6 +277,7 @@ func (c *client) writeLoop() {
 		if err == nil {
 			err = c.writeBatch(batch)
 		}
+		c.hub.stats.delivery.wrote(queuedAt, err)
 		switch {
 		case isTimeout(err):
 			c.dropSlow("too slow to read")
@@ -320,6 +324,7 @@ func (c *client) logDisconnect(start time.Time) {
 	c.mu.Lock()
 	code, why := c.closeCode, c.closeWhy
 	c.mu.Unlock()
+	c.hub.stats.closed(code)
 	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.addr,
 		"code", code, "reason", why, "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -47,6 +47,8 @@ type connLimit struct {
 	perAddr map[netip.Addr]int
 	idle    map[*limitedConn]struct{}
 	refused int64 // for /healthz
+
+	refusedFor [numRefusals]int64 // by reason, for /metrics (metrics.go); guarded by mu
 }
 
 // newConnLimit returns limits of max connections in all and perClient per
@@ -102,6 +104,7 @@ func (l *connLimit) admit(addr netip.Addr) bool {
 	l.mu.Lock()
 	if l.perClient > 0 && l.perAddr[addr] >= l.perClient && !l.isProxy(addr) {
 		l.refused++
+		l.refusedFor[refusedTCPPerAddress]++
 		l.mu.Unlock()
 		return false
 	}
@@ -113,6 +116,7 @@ func (l *connLimit) admit(addr netip.Addr) bool {
 		}
 		if victim == nil {
 			l.refused++
+			l.refusedFor[refusedTCPLimit]++
 			l.mu.Unlock()
 			return false
 		}

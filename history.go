@@ -59,8 +59,17 @@ type history struct {
 	bytes   int
 }
 
-// historyTotal counts the bytes of every history, for historyTotalBytes.
-type historyTotal struct{ atomic.Int64 }
+// historyTotal counts the bytes of every history in this process, for
+// historyTotalBytes, and their messages, for /metrics.
+type historyTotal struct {
+	atomic.Int64 // bytes
+	messages     atomic.Int64
+}
+
+// status is a brokerStatus of kind with the histories' totals.
+func (t *historyTotal) status(kind string) brokerStatus {
+	return brokerStatus{Kind: kind, HistoryBytes: t.Load(), HistoryMessages: t.messages.Load()}
+}
 
 // historyEntry is one message as a replay sends it (static/asyncapi.json
 // has its schema, KeptMessage).
@@ -96,24 +105,26 @@ func (h *history) place(p *post) {
 func (h *history) push(e historyEntry) {
 	h.next = e.seq + 1
 	h.entries = append(h.entries, e)
-	h.grow(len(e.json))
+	h.grow(len(e.json), 1)
 	for len(h.entries) > h.keep ||
 		len(h.entries) > 1 && (h.bytes > historyRoomBytes || h.total.Load() > historyTotalBytes) {
-		h.grow(-len(h.entries[0].json))
+		h.grow(-len(h.entries[0].json), -1)
 		h.entries[0] = historyEntry{}
 		h.entries = h.entries[1:]
 	}
 }
 
-// grow counts n more bytes, here and in the total.
-func (h *history) grow(n int) {
+// grow counts n more bytes and messages more messages, here and in the
+// total.
+func (h *history) grow(n, messages int) {
 	h.bytes += n
 	h.total.Add(int64(n))
+	h.total.messages.Add(int64(messages))
 }
 
 // clear forgets every message, as a history that expires or starts over.
 func (h *history) clear() {
-	h.grow(-h.bytes)
+	h.grow(-h.bytes, -len(h.entries))
 	clear(h.entries)
 	h.entries = h.entries[:0]
 }

@@ -64,14 +64,6 @@ type hub struct {
 	stats  stats
 }
 
-// stats are running totals for /healthz; atomics, because every
-// connection's goroutines add to them.
-type stats struct {
-	received  atomic.Int64 // messages read from clients
-	delivered atomic.Int64 // frames written to clients
-	dropped   atomic.Int64 // clients closed for not reading
-}
-
 // room is one chat room: the clients here that hear each other. Its broker
 // delivers its messages one at a time, in its stream's order (deliver);
 // its lock guards the member set, which a join or a leave changes.

@@ -69,6 +69,7 @@ type options struct {
 	maxConns  int            // TCP connections in all; 0 is no limit
 	perClient int            // TCP connections, and WebSockets, per client address; 0 is no limit
 	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
+	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
 }
 
 func main() {
@@ -86,13 +87,15 @@ func main() {
 	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
 	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
+	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this `address` alone; without it, the main address serves it to loopback clients only")
+	logFormat := logFormatFlag()
 	flag.Parse()
 
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(*logFormat, os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	if *redis == "" {
 		*redis = os.Getenv(redisURLEnv)
@@ -109,6 +112,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ln, err := net.Listen("tcp", *addr)
+	if err == nil {
+		opts.metrics, err = listenMetrics(*metricsAddr)
+	}
 	if err == nil {
 		err = run(ctx, ln, opts, log)
 	}
@@ -129,6 +135,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 	}
 	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
 	ln = limit.listen(ln)
+	defer serveMetrics(h, limit, opts, log)()
 	srv := &http.Server{
 		Handler:           newMux(h, opts, limit),
 		ConnState:         limit.track,
@@ -197,9 +204,10 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
 	mux.HandleFunc("GET /ws/chat/{room}", chat)
 	mux.HandleFunc("GET /healthz", healthz(h, limit))
+	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
-	return protect(mux, opts.addr, opts.hosts)
+	return protect(mux, opts.addr, opts.hosts, &h.stats)
 }
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
@@ -215,6 +223,7 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 		allowed[normalizeOrigin(o)] = true
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		roomName, ok := admit(w, r, h)
 		if !ok {
 			return
@@ -224,6 +233,7 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 		conn, in, err := upgrade(w, r, func(r *http.Request) error {
 			if !originAllowed(r, allowed) {
 				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
+				h.stats.refuse(refusedOrigin)
 				return errForeignOrigin
 			}
 			return h.join(c, roomName)
@@ -235,6 +245,7 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 			h.leave(c) // undoes a join whose handshake then failed
 			return
 		}
+		h.stats.handshake.observe(time.Since(start))
 		go c.serve(conn, in)
 	}
 }
@@ -245,10 +256,13 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub) (roomName string, ok 
 	roomName = r.PathValue("room") // already percent-decoded
 	switch err := h.hasRoomFor(clientAddr(r, h.proxies)); {
 	case !roomRE.MatchString(roomName):
+		h.stats.refuse(refusedRoomName)
 		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
 	case errors.Is(err, errTooManyFromAddr):
+		h.stats.refuse(refusedPerAddress)
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 	case err != nil:
+		h.stats.refuse(refusalOf(err))
 		http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
 	default:
 		return roomName, true

@@ -104,6 +104,7 @@ func dispatch(c *client, data []byte, meter *meter) {
 		return
 	}
 	if refusal := meter.message(c.hub.limit, len(data)); refusal != nil {
+		c.hub.stats.rateLimit(c.hub.limit, refusal)
 		c.send(*refusal)
 		return
 	}

@@ -269,7 +269,8 @@ func (b *redisBroker) status() brokerStatus {
 	b.mu.Lock()
 	backlog := len(b.backlog)
 	b.mu.Unlock()
-	return brokerStatus{Kind: "redis", redisStatus: &redisStatus{
+	st := b.total.status("redis")
+	st.redisStatus = &redisStatus{
 		Connected:  b.up.Load(),
 		Published:  b.published.Load(),
 		Received:   b.received.Load(),
@@ -277,7 +278,8 @@ func (b *redisBroker) status() brokerStatus {
 		Rejected:   b.reject.Load(),
 		Backlog:    backlog,
 		Reconnects: b.reconnects.Load(),
-	}}
+	}
+	return st
 }
 
 // close stops the broker: its connection is closed and its goroutines gone

@@ -23,8 +23,9 @@ var securityHeaders = map[string]string{
 }
 
 // protect wraps the server's routes: it refuses a request whose Host the
-// server should not answer (hostAllowed), and sets securityHeaders.
-func protect(next http.Handler, listenAddr string, extraHosts []string) http.Handler {
+// server should not answer (hostAllowed), counted in s, and sets
+// securityHeaders.
+func protect(next http.Handler, listenAddr string, extraHosts []string, s *stats) http.Handler {
 	loopback := listensOnLoopback(listenAddr)
 	allowed := map[string]bool{}
 	for _, h := range extraHosts {
@@ -35,6 +36,7 @@ func protect(next http.Handler, listenAddr string, extraHosts []string) http.Han
 			w.Header().Set(k, v)
 		}
 		if loopback && !hostAllowed(r.Host, allowed) {
+			s.refuse(refusedHost)
 			http.Error(w, "this server answers to localhost only; start it with -hosts to allow another name", http.StatusMisdirectedRequest)
 			return
 		}
