@@ -103,4 +103,3 @@ func describeSyntaxError(data []byte, err *json.SyntaxError) string {
 	}
 	return fmt.Sprintf("%s at line %d column %d", err.Error(), line, column)
 }
-
