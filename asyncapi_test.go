@@ -239,7 +239,7 @@ func TestAsyncAPIExamplesAgainstServer(t *testing.T) {
 
 func TestSchemaCarriesTheRequestHost(t *testing.T) {
 	plain := newTestServer(t, options{})
-	secure := httptest.NewTLSServer(newMux(newHub(newMemoryBroker(0), rateLimit{}, slog.New(slog.DiscardHandler)), options{}, nil))
+	secure := httptest.NewTLSServer(newMux(newHub(newMemoryBroker(0), newRateLimit(0), slog.New(slog.DiscardHandler)), options{}, nil))
 	defer secure.Close()
 
 	tests := []struct {

@@ -40,7 +40,10 @@ type broker interface {
 type post struct {
 	msg    chatPayload
 	from   uint64 // the client here that said it; 0 when said in another process
+	cid    string // its sender's own id for it; "" for none
+	key    string // who said it, and cid: a second message with the same key is a copy; "" without a cid
 	id     string // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
+	seq    uint64 // the SEQ of its id
 	frame  frame  // msg as a new_chat_message frame
 	withID frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
 
@@ -57,23 +60,43 @@ func newPost(msg chatPayload, from uint64) *post {
 	return &post{msg: msg, from: from, frame: encodeFrame("new_chat_message", msg)}
 }
 
-// ack is what p's sender hears of it, if it wants to (c): its id, or why
-// it did not reach everyone.
+// postFrom is what c said, with the cid it gave: under its token's name,
+// when it has one (a payload's name is replaced), and known by who said it
+// and cid, so that a copy sent again is not delivered twice.
+func postFrom(c *client, msg chatPayload, cid string) *post {
+	who := msg.Name
+	if c.token != nil {
+		msg.Name, who = c.token.Name, "token:"+c.token.Subject
+		if c.token.Subject == "" {
+			who = "token name:" + c.token.Name
+		}
+	}
+	p := newPost(msg, c.id)
+	if cid != "" {
+		p.cid, p.key = cid, who+"\n"+cid
+	}
+	return p
+}
+
+// ack is what p's sender hears of it, if it wants to (c asked for ids, or
+// gave a cid): its id, or why it did not reach everyone.
 func (p *post) ack(c *client) (frame, bool) {
 	switch {
 	case p.refused != nil:
-		return errorFrame(*p.refused), true
-	case c.history != nil && p.id != "":
-		return saidFrame(p.id), true
+		return errorFrame(p.cid, *p.refused), true
+	case c.history != nil && p.id != "", p.cid != "":
+		return saidFrame(p.id, p.cid), true
 	}
 	return frame{}, false
 }
 
-// withIDFrame is p's frame for members that asked for ids. Only the
-// broker's delivering goroutine touches p, so it is made without a lock.
+// withIDFrame is p's frame for members that asked for ids: with its id,
+// and its sender's cid, so that a client given the message first without
+// an id can tell it when it comes again with one. Only the broker's
+// delivering goroutine touches p, so it is made without a lock.
 func (p *post) withIDFrame() frame {
 	if p.withID.wire == nil {
-		p.withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id}))
+		p.withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid}))
 	}
 	return p.withID
 }

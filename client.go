@@ -57,6 +57,7 @@ type client struct {
 	addr    netip.Addr // the client's address (clientAddr), for the limits and the log
 	hub     *hub
 	history *historyRequest // what it asked of the room's history; nil: nothing, and no ids
+	token   *tokenClaims    // who its token says it is; nil without tokens (token.go)
 
 	// room is set by hub.join, during the handshake, and cleared by
 	// hub.leave after the read loop ends; both hold hub.mu.

@@ -53,10 +53,12 @@ const (
 type history struct {
 	keep    int           // messages it keeps; 0: none, and no ids
 	total   *historyTotal // the bytes of every history in this process, this one's included
+	mirror  bool          // it mirrors a stream kept elsewhere (Redis), which may be ahead of it
 	epoch   string
-	next    uint64         // the seq the next message gets
-	entries []historyEntry // oldest first
-	bytes   int
+	next    uint64            // the seq the next message gets
+	entries []historyEntry    // oldest first
+	bytes   int               // of the entries' JSON
+	keys    map[string]uint64 // the seq of each entry with a key, to spot copies
 }
 
 // historyTotal counts the bytes of every history in this process, for
@@ -75,7 +77,8 @@ func (t *historyTotal) status(kind string) brokerStatus {
 // has its schema, KeptMessage).
 type historyEntry struct {
 	seq  uint64
-	json []byte // {"id":...,"message":...,"name":...}
+	key  string // its post's key: who said it and its cid; "" for none
+	json []byte // {"id":...,"message":...,"name":...,"cid":...}
 }
 
 // newHistory starts a room's stream, with an epoch of its own.
@@ -89,14 +92,18 @@ func (h *history) id(seq uint64) string {
 }
 
 // place gives p its id, the room's next, and keeps it; without history it
-// does nothing, and p has no id.
+// does nothing, and p has no id. A copy of a message kept (the same key)
+// gets the first one's id, and is marked as delivered already.
 func (h *history) place(p *post) {
 	if h.keep <= 0 {
 		return
 	}
-	seq := h.next
-	p.id = h.id(seq)
-	h.push(historyEntry{seq, keptJSON(p.id, p.frame)})
+	if seq, ok := h.keys[p.key]; ok && p.key != "" {
+		p.id, p.seq, p.here = h.id(seq), seq, true
+		return
+	}
+	p.id, p.seq = h.id(h.next), h.next
+	h.push(historyEntry{h.next, p.key, keptJSON(p)})
 }
 
 // push keeps e as the newest message, then drops the oldest while there are
@@ -106,9 +113,16 @@ func (h *history) push(e historyEntry) {
 	h.next = e.seq + 1
 	h.entries = append(h.entries, e)
 	h.grow(len(e.json), 1)
+	if e.key != "" {
+		if h.keys == nil {
+			h.keys = map[string]uint64{}
+		}
+		h.keys[e.key] = e.seq
+	}
 	for len(h.entries) > h.keep ||
 		len(h.entries) > 1 && (h.bytes > historyRoomBytes || h.total.Load() > historyTotalBytes) {
 		h.grow(-len(h.entries[0].json), -1)
+		delete(h.keys, h.entries[0].key)
 		h.entries[0] = historyEntry{}
 		h.entries = h.entries[1:]
 	}
@@ -127,20 +141,26 @@ func (h *history) clear() {
 	h.grow(-h.bytes, -len(h.entries))
 	clear(h.entries)
 	h.entries = h.entries[:0]
+	clear(h.keys)
 }
 
 // chatPrefix is how a chat message's frame payload begins (encodeJSON
 // writes the fields in this order); its payload object follows, and one }.
 const chatPrefix = `{"action":"new_chat_message","payload":`
 
-// keptJSON is a history entry, {"id":...,"message":...,"name":...}, spliced
-// from the chat message's frame rather than encoded again: a message is
-// encoded once, however many places keep it.
-func keptJSON(id string, f frame) []byte {
-	object := f.payload()[len(chatPrefix) : len(f.payload())-1] // {"message":...,"name":...}
-	entry := make([]byte, 0, len(id)+8+len(object))
-	entry = append(append(append(entry, `{"id":"`...), id...), `",`...)
-	return append(entry, object[1:]...)
+// keptJSON is p as a history entry, {"id":...,"message":...,"name":...}
+// and "cid" when it has one, spliced from its frame rather than encoded
+// again: a message is encoded once, however many places keep it.
+func keptJSON(p *post) []byte {
+	object := p.frame.payload()[len(chatPrefix) : len(p.frame.payload())-1] // {"message":...,"name":...}
+	entry := make([]byte, 0, len(p.id)+len(p.cid)+16+len(object))
+	entry = append(append(append(entry, `{"id":"`...), p.id...), `",`...)
+	entry = append(entry, object[1:]...)
+	if p.cid != "" { // printable ASCII: only " and \ need escaping
+		cid, _ := json.Marshal(p.cid)
+		entry = append(append(append(entry[:len(entry)-1], `,"cid":`...), cid...), '}')
+	}
+	return entry
 }
 
 // Why a replay is not all that was asked for.
@@ -156,7 +176,8 @@ func (h *history) replay(req *historyRequest) []frame {
 	if req == nil || h.keep <= 0 {
 		return nil
 	}
-	entries, gap := h.after(req.since)
+	entries, gap, ahead := h.after(req.since)
+	req.upTo = ahead
 	replay := []frame{historyFrame(h.epoch, entries)}
 	if gap != "" {
 		replay = slices.Insert(replay, 0, encodeFrame("history_gap", map[string]string{"reason": gap}))
@@ -166,25 +187,31 @@ func (h *history) replay(req *historyRequest) []frame {
 
 // after returns the messages after the id since, and why they are not all
 // that followed it ("" when they are). since "" asks for the recent
-// history, which is whole by definition.
-func (h *history) after(since string) (entries []historyEntry, gap string) {
+// history, which is whole by definition. An id of this stream beyond the
+// newest message is one it never gave (reset), unless the history is a
+// mirror: then another process is ahead of this one, and the id's seq is
+// ahead, with nothing to replay.
+func (h *history) after(since string) (entries []historyEntry, gap string, ahead uint64) {
 	if since == "" {
-		return h.entries, ""
+		return h.entries, "", 0
 	}
 	epoch, seqText, _ := strings.Cut(since, "-")
 	seq, err := strconv.ParseUint(seqText, 10, 64)
-	if err != nil || h.epoch == "" || epoch != h.epoch || seq >= h.next {
-		return h.entries, gapReset
+	switch {
+	case err != nil || h.epoch == "" || epoch != h.epoch || seq >= h.next && !h.mirror:
+		return h.entries, gapReset, 0
+	case seq >= h.next:
+		return nil, "", seq
 	}
 	first := h.next // the seq of the oldest message kept
 	if len(h.entries) > 0 {
 		first = h.entries[0].seq
 	}
 	if seq+1 < first {
-		return h.entries, gapTrimmed
+		return h.entries, gapTrimmed, 0
 	}
 	i, _ := slices.BinarySearchFunc(h.entries, seq+1, func(e historyEntry, s uint64) int { return cmp.Compare(e.seq, s) })
-	return h.entries[i:], ""
+	return h.entries[i:], "", 0
 }
 
 // tellGap tells the members here that asked for history that what they
@@ -214,16 +241,25 @@ func historyFrame(epoch string, entries []historyEntry) frame {
 	}{epoch, msgs})
 }
 
-// saidFrame tells a sender that asked for ids the id of its own message,
-// which it is not sent back, so that it can resume after it.
-func saidFrame(id string) frame {
-	return encodeFrame("said", map[string]string{"id": id})
+// saidFrame tells a sender the id of its own message, which it is not sent
+// back, so that it can resume after it, and the message's cid, so that it
+// knows which it was. Without history there is no id.
+func saidFrame(id, cid string) frame {
+	payload := map[string]string{}
+	if id != "" {
+		payload["id"] = id
+	}
+	return textFrame(encodeJSON(outFrame{Action: "said", Payload: payload, Cid: cid}))
 }
 
 // historyRequest is what a client asked for on its WebSocket URL: nothing
 // (nil), the recent history (?history), or what followed an id (?since=ID).
 type historyRequest struct {
 	since string
+	// upTo is the seq of an id the client had that this process had not
+	// reached when it joined: the messages up to it come live, and are not
+	// sent it again (room.deliver).
+	upTo uint64
 }
 
 // parseHistoryRequest reads the opt-in from a handshake's query.

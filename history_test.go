@@ -444,26 +444,31 @@ func TestHistoryDeployLosesNothing(t *testing.T) {
 
 // keptMessage is a history entry, decoded.
 type keptMessage struct {
-	ID string `json:"id"`
+	ID  string `json:"id"`
+	Cid string `json:"cid"`
 	chatPayload
 }
 
 // TestKeptJSONIsTheMessage checks the history entry spliced from a chat
-// message's frame: valid JSON, the same id and fields, whatever the text.
+// message's frame: valid JSON, the same id, fields and cid, whatever the
+// text.
 func TestKeptJSONIsTheMessage(t *testing.T) {
-	for _, p := range []chatPayload{
-		{Message: "hi", Name: "A"},
-		{Message: "héllo <b>&\"quoted\"\n\t\\", Name: "Zoë"},
-		{Message: "", Name: ""},
-		{Message: strings.Repeat("👋", maxMessageChars), Name: strings.Repeat("n", maxNameChars)},
-	} {
-		f := encodeFrame("new_chat_message", p)
-		if !strings.HasPrefix(string(f.payload()), chatPrefix) {
-			t.Fatalf("a chat frame begins %.50q, not %q", f.payload(), chatPrefix)
-		}
-		var got keptMessage
-		if err := json.Unmarshal(keptJSON("e-7", f), &got); err != nil || got.ID != "e-7" || got.chatPayload != p {
-			t.Errorf("%.60q gave %+v, %v", p.Message, got, err)
+	for _, cid := range []string{"", "c-1", `a "quoted" \ cid`} {
+		for _, msg := range []chatPayload{
+			{Message: "hi", Name: "A"},
+			{Message: "héllo <b>&\"quoted\"\n\t\\", Name: "Zoë"},
+			{Message: "", Name: ""},
+			{Message: strings.Repeat("👋", maxMessageChars), Name: strings.Repeat("n", maxNameChars)},
+		} {
+			p := newPost(msg, 1)
+			p.id, p.cid = "e-7", cid
+			if !strings.HasPrefix(string(p.frame.payload()), chatPrefix) {
+				t.Fatalf("a chat frame begins %.50q, not %q", p.frame.payload(), chatPrefix)
+			}
+			var got keptMessage
+			if err := json.Unmarshal(keptJSON(p), &got); err != nil || got.ID != "e-7" || got.Cid != cid || got.chatPayload != msg {
+				t.Errorf("%.60q with cid %q gave %+v, %v", msg.Message, cid, got, err)
+			}
 		}
 	}
 }

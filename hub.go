@@ -42,7 +42,7 @@ var (
 // TestLockOrder holds the code to this.
 type hub struct {
 	log       *slog.Logger
-	limit     rateLimit
+	limit     *rateLimit
 	broker    broker         // where every chat message goes, and comes back from (broker.go)
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
@@ -78,7 +78,7 @@ type room struct {
 
 // newHub returns an empty hub whose messages go through b, and whose
 // connections obey limit and log to log.
-func newHub(b broker, limit rateLimit, log *slog.Logger) *hub {
+func newHub(b broker, limit *rateLimit, log *slog.Logger) *hub {
 	return &hub{
 		log: log, limit: limit, broker: b,
 		idleTimeout: defaultIdleTimeout, writeTimeout: defaultWriteTimeout, pingInterval: defaultPingInterval,
@@ -180,7 +180,9 @@ func (r *room) deliver(p *post) {
 			}
 		case p.here: // these members have it already
 		case c.history != nil && p.id != "":
-			c.send(p.withIDFrame())
+			if p.seq > c.history.upTo {
+				c.send(p.withIDFrame())
+			}
 		default:
 			c.send(p.frame)
 		}

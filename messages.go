@@ -28,6 +28,10 @@ const (
 	// counts them in Chanx.
 	maxMessageChars = 4000
 	maxNameChars    = 100
+
+	// maxCidBytes bounds a client's id for a frame (cid): printable ASCII,
+	// so bytes and characters are the same.
+	maxCidBytes = 64
 )
 
 // chatPayload is the body of new_chat_message, the same in both directions:
@@ -38,7 +42,7 @@ type chatPayload struct {
 	Name    string `json:"name"`
 }
 
-// The error types, named as pydantic names them (the last one is
+// The error types, named as pydantic names them (the last two are
 // roomchat's own). static/asyncapi.json lists the same set.
 const (
 	errJSONInvalid      = "json_invalid"
@@ -47,7 +51,9 @@ const (
 	errUnionTagInvalid  = "union_tag_invalid"
 	errMissing          = "missing"
 	errStringType       = "string_type"
+	errStringTooShort   = "string_too_short"
 	errStringTooLong    = "string_too_long"
+	errStringPattern    = "string_pattern_mismatch"
 	errNoneRequired     = "none_required"
 	errRateLimited      = "rate_limited"
 	errNotRelayed       = "not_relayed"
@@ -56,7 +62,8 @@ const (
 // errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
-	errStringType, errStringTooLong, errNoneRequired, errRateLimited, errNotRelayed,
+	errStringType, errStringTooShort, errStringTooLong, errStringPattern, errNoneRequired,
+	errRateLimited, errNotRelayed,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow
@@ -73,6 +80,7 @@ type fieldError struct {
 type message struct {
 	Action  string
 	Payload any
+	Cid     string // the client's own id for the frame, echoed in what it causes; "" for none
 }
 
 // An action is one row of the routing table, the Go counterpart of a Chanx
@@ -80,7 +88,7 @@ type message struct {
 // handle acts on the result for the connection that sent it.
 type action struct {
 	decode func(payload json.RawMessage) (any, []fieldError)
-	handle func(c *client, payload any)
+	handle func(c *client, msg message)
 }
 
 // actions routes each "action" value to its handler. Adding a row here is
@@ -103,9 +111,9 @@ func dispatch(c *client, data []byte, meter *meter) {
 		c.close(closeInvalidPayload, "invalid UTF-8")
 		return
 	}
-	if refusal := meter.message(c.hub.limit, len(data)); refusal != nil {
-		c.hub.stats.rateLimit(c.hub.limit, refusal)
-		c.send(*refusal)
+	if r := meter.message(len(data)); r != nil {
+		c.hub.stats.rateLimited[r.limit].Add(1)
+		c.send(r.answer(data))
 		return
 	}
 	handle(c, data)
@@ -116,33 +124,31 @@ func dispatch(c *client, data []byte, meter *meter) {
 func handle(c *client, data []byte) {
 	msg, errs := decode(data)
 	if errs != nil {
-		c.send(errorFrame(errs...))
+		c.send(errorFrame(msg.Cid, errs...))
 		return
 	}
-	actions[msg.Action].handle(c, msg.Payload)
+	actions[msg.Action].handle(c, msg)
 }
 
 // handleChat sends the re-encoded message down the road every chat message
 // takes: to the broker, which gives it its place in the room's stream and
 // hands it to everyone in the room (hub.go:room.deliver).
-func handleChat(c *client, payload any) {
-	c.hub.broker.publish(c.room.name, newPost(payload.(chatPayload), c.id))
+func handleChat(c *client, msg message) {
+	c.hub.broker.publish(c.room.name, postFrom(c, msg.Payload.(chatPayload), msg.Cid))
 }
 
 // handlePing answers the sender only. The chat page pings every 25 s, to
 // see that the server still answers.
-func handlePing(c *client, _ any) {
-	c.send(pongFrame)
+func handlePing(c *client, msg message) {
+	if msg.Cid == "" {
+		c.send(pongFrame)
+		return
+	}
+	c.send(textFrame(encodeJSON(outFrame{Action: "pong", Cid: msg.Cid})))
 }
 
 // pongFrame never changes, so it is encoded once, at start-up.
 var pongFrame = encodeFrame("pong", nil)
-
-// rateLimitedFrame is the error a connection gets for a message over its
-// rate (ratelimit.go); each limit builds its own once.
-func rateLimitedFrame(msg string) frame {
-	return errorFrame(fieldError{Type: errRateLimited, Msg: msg})
-}
 
 // decode validates one text frame. It returns either a message whose action
 // has a handler, or a non-empty list of errors in the order docs/protocol.md
@@ -162,22 +168,61 @@ func decode(data []byte) (message, []fieldError) {
 	if top == nil { // the frame was the literal null
 		return message{}, oneError(errModelType, nil, notADict(envelopeModel))
 	}
+	var msg message
+	var cidErrs []fieldError
+	if raw, ok := top["cid"]; ok {
+		cidErrs = decodeCid(raw, &msg.Cid)
+	}
 
 	raw, ok := top["action"]
 	if !ok || isJSONObject(raw) || isJSONArray(raw) {
-		return message{}, oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'")
+		return msg, oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'")
 	}
 	name := pythonStr(raw)
 	act, ok := actions[name]
 	if !ok || !isJSONString(raw) {
-		return message{}, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
+		return msg, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
 			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
 	}
 	payload, errs := act.decode(top["payload"])
-	if errs != nil {
-		return message{}, errs
+	if errs = append(errs, cidErrs...); errs != nil {
+		return msg, errs
 	}
-	return message{Action: name, Payload: payload}, nil
+	msg.Action, msg.Payload = name, payload
+	return msg, nil
+}
+
+// decodeCid validates a frame's cid, a client's own id for it (1 to 64
+// printable ASCII characters), into dst; it is left "" when invalid.
+func decodeCid(raw json.RawMessage, dst *string) []fieldError {
+	var cid string
+	loc := []string{"cid"}
+	switch {
+	case !isJSONString(raw) || json.Unmarshal(raw, &cid) != nil:
+		return oneError(errStringType, loc, "Input should be a valid string")
+	case cid == "":
+		return oneError(errStringTooShort, loc, "String should have at least 1 character")
+	case len(cid) > maxCidBytes:
+		return oneError(errStringTooLong, loc, fmt.Sprintf("String should have at most %d characters", maxCidBytes))
+	case !validCid(cid):
+		return oneError(errStringPattern, loc, "String should match pattern '^[ -~]+$'")
+	}
+	*dst = cid
+	return nil
+}
+
+// validCid reports whether cid is 1 to maxCidBytes printable ASCII
+// characters.
+func validCid(cid string) bool {
+	if cid == "" || len(cid) > maxCidBytes {
+		return false
+	}
+	for i := range len(cid) {
+		if cid[i] < ' ' || cid[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeChat validates a new_chat_message payload: an object with the
@@ -244,11 +289,14 @@ func oneError(typ string, loc []string, msg string) []fieldError {
 }
 
 // outFrame is the shape of every frame the server sends. Only a client that
-// asked for history gets an id (history.go).
+// asked for history gets an id (history.go); cid is a client's own id for
+// the frame it sent that this one answers, or, for a client that asked for
+// history, for the message it carries.
 type outFrame struct {
 	Action  string `json:"action"`
 	Payload any    `json:"payload"`
 	ID      string `json:"id,omitempty"`
+	Cid     string `json:"cid,omitempty"`
 }
 
 // encodeFrame encodes one outgoing message as a WebSocket frame, ready for
@@ -272,12 +320,13 @@ func encodeJSON(out outFrame) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-// errorFrame encodes an error reply. A nil Loc goes out as [], never null.
-func errorFrame(errs ...fieldError) frame {
+// errorFrame encodes an error reply to a frame with the cid cid ("" for
+// none). A nil Loc goes out as [], never null.
+func errorFrame(cid string, errs ...fieldError) frame {
 	for i := range errs {
 		if errs[i].Loc == nil {
 			errs[i].Loc = []string{}
 		}
 	}
-	return encodeFrame("error", errs)
+	return textFrame(encodeJSON(outFrame{Action: "error", Payload: errs, Cid: cid}))
 }

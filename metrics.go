@@ -15,7 +15,6 @@ package main
 // answers it to loopback clients only (metricsOnMain).
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,16 +110,6 @@ const (
 )
 
 var limitNames = [numLimits]string{"messages", "bytes"}
-
-// rateLimit counts a message that meter.message refused with refusal,
-// one of l's two frames: their bytes tell which limit it was over.
-func (s *stats) rateLimit(l rateLimit, refusal *frame) {
-	which := limitMessages
-	if bytes.Equal(refusal.wire, l.tooMuch.wire) {
-		which = limitBytes
-	}
-	s.rateLimited[which].Add(1)
-}
 
 // bucketBounds are the upper bounds of every histogram's buckets, from a
 // handshake or a delivery on loopback (well under a millisecond) to the

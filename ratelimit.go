@@ -5,6 +5,7 @@ package main
 // and frames of every kind. Each is a token bucket of the connection's own.
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -34,33 +35,46 @@ const (
 // and frame limits that go with it. perSecond 0 turns all three off.
 type rateLimit struct {
 	perSecond float64
-	limited   frame // the rate_limited error for too many messages, built once
-	tooMuch   frame // the rate_limited error for too many bytes
+	refusals  [numLimits]overLimit // the answers to a message over each limit
+}
+
+// overLimit is the answer to a message over one of the limits: its error,
+// and its frame, built once for the messages that carry no cid.
+type overLimit struct {
+	limit int // limitMessages or limitBytes (metrics.go)
+	err   fieldError
+	frame frame
 }
 
 // newRateLimit returns the limit for perSecond messages a second.
-func newRateLimit(perSecond float64) rateLimit {
-	return rateLimit{
-		perSecond: perSecond,
-		limited:   rateLimitedFrame(fmt.Sprintf("Too many messages: at most %g per second", perSecond)),
-		tooMuch:   rateLimitedFrame(fmt.Sprintf("Too much data: at most %d bytes per second", bytesPerSecond)),
+func newRateLimit(perSecond float64) *rateLimit {
+	l := &rateLimit{perSecond: perSecond}
+	for i, msg := range [numLimits]string{
+		limitMessages: fmt.Sprintf("Too many messages: at most %g per second", perSecond),
+		limitBytes:    fmt.Sprintf("Too much data: at most %d bytes per second", bytesPerSecond),
+	} {
+		err := fieldError{Type: errRateLimited, Loc: []string{}, Msg: msg}
+		l.refusals[i] = overLimit{limit: i, err: err, frame: errorFrame("", err)}
 	}
+	return l
 }
 
 // meter is one connection's three buckets. Only the read loop touches it,
 // so it needs no lock. A nil meter allows everything.
 type meter struct {
+	limit                   *rateLimit
 	messages, bytes, frames tokenBucket
 }
 
 // newMeter returns full buckets for one connection, or nil when there is
 // no limit.
-func (l rateLimit) newMeter() *meter {
+func (l *rateLimit) newMeter() *meter {
 	if l.perSecond <= 0 {
 		return nil
 	}
 	now := time.Now()
 	return &meter{
+		limit:    l,
 		messages: newBucket(l.perSecond, now),
 		bytes:    newBucket(bytesPerSecond, now),
 		frames:   newBucket(framesPerMessage*l.perSecond, now),
@@ -71,17 +85,113 @@ func (l rateLimit) newMeter() *meter {
 func (m *meter) frame() bool { return m == nil || m.frames.take(1) }
 
 // message takes tokens for one text message of size bytes. It returns the
-// error to answer with when the message is over either limit, or nil.
-func (m *meter) message(l rateLimit, size int) *frame {
+// answer when the message is over either limit, or nil.
+func (m *meter) message(size int) *overLimit {
 	switch {
 	case m == nil:
 		return nil
 	case !m.messages.take(1):
-		return &l.limited
+		return &m.limit.refusals[limitMessages]
 	case !m.bytes.take(float64(size)):
-		return &l.tooMuch
+		return &m.limit.refusals[limitBytes]
 	}
 	return nil
+}
+
+// answer is the frame that refuses data: with data's cid when it has one.
+// The cid is found by a scan (peekCid), not a decode, which is what the
+// refusal spares the server.
+func (r *overLimit) answer(data []byte) frame {
+	if cid := peekCid(data); cid != "" {
+		return errorFrame(cid, r.err)
+	}
+	return r.frame
+}
+
+// peekCid returns the string value of the "cid" key at the top level of
+// the JSON object data, when it is a valid cid, else "". It reads each byte
+// at most once, and decodes nothing but the cid.
+func peekCid(data []byte) string {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return ""
+	}
+	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
+		key, end := scanString(data, i)
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return ""
+		}
+		i = skipSpace(data, i+1)
+		if string(key) == "cid" {
+			var cid string
+			if raw, end := scanString(data, i); raw != nil && len(raw) <= 6*maxCidBytes { // a cid, \u-escaped at worst
+				_ = json.Unmarshal(data[i:end], &cid) // a short string: cheap
+			}
+			if validCid(cid) {
+				return cid
+			}
+			return ""
+		}
+		if i = skipSpace(data, skipValue(data, i)); i >= len(data) || data[i] != ',' {
+			return ""
+		}
+		i = skipSpace(data, i+1)
+	}
+	return ""
+}
+
+// scanString returns the raw bytes of the JSON string that starts at
+// data[i] (a quote), and the index after it.
+func scanString(data []byte, i int) (raw []byte, end int) {
+	for j := i + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return data[i+1 : j], j + 1
+		}
+	}
+	return nil, len(data)
+}
+
+// skipValue returns the index after the JSON value that starts at data[i].
+func skipValue(data []byte, i int) int {
+	if i < len(data) && data[i] == '"' {
+		_, end := scanString(data, i)
+		return end
+	}
+	depth := 0
+	for ; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			_, end := scanString(data, i)
+			i = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
 }
 
 // tokenBucket allows what it has tokens for; tokens come back at rate a

@@ -24,20 +24,26 @@ import (
 const (
 	streamPrefix = "roomchat:history:" // the Stream of entries, each with the id 0-SEQ
 	metaPrefix   = "roomchat:stream:"  // a hash: the epoch, the last seq, and each process's last number
+	cidsPrefix   = "roomchat:cids:"    // hashes from who said a message and its cid to its id, two at a time
 )
 
 // publishScript places one message in its room's stream and publishes it,
-// in one step. KEYS: stream, meta, channel. ARGV: the message's JSON
-// ({"message":...,"name":...}); an epoch to use if the room has none (a new
-// stream, or Redis lost its data); the count to keep (catchUpFactor
-// histories, about: MAXLEN ~ trims whole nodes, which costs Redis far less
-// than trimming exactly; 0 keeps nothing and gives no id); how long the
-// keys live idle (ms); and the
-// sender: the process's name, its number for the message, the client. A
-// number no greater than the last one the process sent here is a copy sent
-// again after an outage, and is refused ("="). Otherwise the script returns
-// the id it gave ("" without history), and publishes "process number
-// client entry", the entry with its id.
+// in one step. KEYS: stream, meta, channel, and the prefix of the hashes
+// that remember the cids of the room's recent messages. ARGV: the message's
+// JSON ({"message":...,"name":...} and "cid" when it has one); an epoch to
+// use if the room has none (a new stream, or Redis lost its data); the
+// count to keep (catchUpFactor histories, about: MAXLEN ~ trims whole
+// nodes, which costs Redis far less than trimming exactly; 0 keeps nothing
+// and gives no id); how long the keys live idle (ms); the sender: the
+// process's name, its number for the message, the client; and the
+// message's key, who said it and its cid ("" for none).
+//
+// A number no greater than the last one the process sent here is a copy
+// sent again after an outage, and is refused ("="); a key the room has
+// seen within about two streams' worth of messages is a copy a client sent
+// again, and is refused with the first one's id ("=ID"). Otherwise the
+// script returns the id it gave ("" without history), and publishes
+// "process number client entry", the entry with its id.
 const publishScript = `
 local m = redis.call('HMGET', KEYS[2], 'epoch', 'seq', 'p:' .. ARGV[5])
 if tonumber(ARGV[6]) <= tonumber(m[3] or '0') then return '=' end
@@ -53,6 +59,11 @@ if not epoch then
   epoch, seq = ARGV[2], 0
   redis.call('DEL', KEYS[1])
 end
+local gen = math.floor(seq / tonumber(ARGV[3]))
+if ARGV[8] ~= '' then
+  local first = redis.call('HGET', KEYS[4] .. gen, ARGV[8]) or redis.call('HGET', KEYS[4] .. (gen - 1), ARGV[8])
+  if first then return '=' .. first end
+end
 seq = seq + 1
 local id = epoch .. '-' .. seq
 local entry = '{"id":"' .. id .. '",' .. string.sub(ARGV[1], 2)
@@ -60,6 +71,11 @@ redis.call('HSET', KEYS[2], 'epoch', epoch, 'seq', seq, 'p:' .. ARGV[5], ARGV[6]
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'm', entry, 't', tag)
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[4] .. gen, ARGV[8], id)
+  redis.call('PEXPIRE', KEYS[4] .. gen, ARGV[4])
+  redis.call('DEL', KEYS[4] .. (gen - 2))
+end
 redis.call('PUBLISH', KEYS[3], tag .. ' ' .. entry)
 return id`
 
@@ -75,13 +91,17 @@ return {epoch, redis.call('XREVRANGE', KEYS[1], '+', from, 'COUNT', ARGV[2])}`
 
 // publishCommand is the EVALSHA of publishScript that sends out.
 func (b *redisBroker) publishCommand(out outgoing) command {
-	payload, _ := json.Marshal(out.post.msg) // two strings: it cannot fail
+	p := out.post
+	payload, _ := json.Marshal(struct { // strings only: it cannot fail
+		chatPayload
+		Cid string `json:"cid,omitempty"`
+	}{p.msg, p.cid})
 	epoch := b.id[:6] + strconv.FormatInt(time.Now().UnixNano(), 36)
 	return command{out: out, args: [][]byte{
-		[]byte("EVALSHA"), []byte(b.session.scriptSHA), []byte("3"),
-		[]byte(streamPrefix + out.room), []byte(metaPrefix + out.room), []byte(channelPrefix + out.room),
+		[]byte("EVALSHA"), []byte(b.session.scriptSHA), []byte("4"),
+		[]byte(streamPrefix + out.room), []byte(metaPrefix + out.room), []byte(channelPrefix + out.room), []byte(cidsPrefix + out.room + ":"),
 		payload, []byte(epoch), []byte(strconv.Itoa(catchUpFactor * b.keep)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)),
-		[]byte(b.id), []byte(formatUint(out.seq)), []byte(formatUint(out.post.from)),
+		[]byte(b.id), []byte(formatUint(out.seq)), []byte(formatUint(p.from)), []byte(p.key),
 	}}
 }
 
@@ -118,7 +138,7 @@ type streamEntry struct {
 
 // json is the entry as a replay holds it, spliced from the post's frame:
 // never Redis's bytes.
-func (e streamEntry) json() []byte { return keptJSON(e.post.id, e.post.frame) }
+func (e streamEntry) json() []byte { return keptJSON(e.post) }
 
 // parseID reads an id from Redis: an epoch of 1 to 40 lower-case letters
 // and digits, a dash, and a seq from 1.
@@ -139,13 +159,15 @@ func parseEntry(raw []byte) (streamEntry, bool) {
 	var in struct {
 		ID            *string `json:"id"`
 		Message, Name *string
+		Cid           string `json:"cid"`
 	}
 	if len(raw) > maxMessageBytes || !utf8.Valid(raw) || json.Unmarshal(raw, &in) != nil ||
-		in.Message == nil || in.Name == nil ||
+		in.Message == nil || in.Name == nil || (in.Cid != "" && !validCid(in.Cid)) ||
 		utf8.RuneCountInString(*in.Message) > maxMessageChars || utf8.RuneCountInString(*in.Name) > maxNameChars {
 		return streamEntry{}, false
 	}
 	e := streamEntry{post: newPost(chatPayload{Message: *in.Message, Name: *in.Name}, 0)}
+	e.post.cid = in.Cid
 	if in.ID == nil {
 		return e, true
 	}
@@ -153,7 +175,7 @@ func parseEntry(raw []byte) (streamEntry, bool) {
 	if e.epoch, e.seq, ok = parseID(*in.ID); !ok {
 		return streamEntry{}, false
 	}
-	e.post.id = *in.ID
+	e.post.id, e.post.seq = *in.ID, e.seq
 	return e, true
 }
 
@@ -236,7 +258,7 @@ func (b *redisBroker) ownEntry(process, number, entry string, own func(uint64) (
 	if e.epoch, e.seq, ok = parseID(id); !ok {
 		return streamEntry{}, false
 	}
-	out.post.id = id
+	out.post.id, out.post.seq = id, e.seq
 	return e, true
 }
 
@@ -256,11 +278,27 @@ func (b *redisBroker) arrived(m *mirror, e streamEntry) {
 }
 
 // placed acts on the reply to a chat message's script. Its delivery came
-// before, as a push, when the room has members here; a copy Redis refused
-// ("=") was placed before, in a session that failed before it could say so.
+// before, as a push, when the room has members here. A copy of a message a
+// client sent before ("=ID") tells its sender the first one's id; a copy
+// this process sent again ("=") was placed in a session that failed before
+// it could say so, and its catch-up has dealt with it.
 func (b *redisBroker) placed(out outgoing, reply any) error {
-	if _, ok := reply.([]byte); !ok {
+	answer, ok := reply.([]byte)
+	if !ok {
 		return fmt.Errorf("%w: the publish script answered %v", errProtocol, reply)
+	}
+	id, copied := strings.CutPrefix(string(answer), "=")
+	if !copied || id == "" {
+		return nil
+	}
+	_, seq, ok := parseID(id)
+	if !ok {
+		return fmt.Errorf("%w: the publish script answered %q", errProtocol, answer)
+	}
+	out.post.id, out.post.seq, out.post.here = id, seq, true
+	if m := b.lock(out.room); m != nil {
+		defer m.mu.Unlock()
+		m.room.deliver(out.post) // to its sender alone: its first id
 	}
 	return nil
 }
@@ -343,9 +381,9 @@ func (b *redisBroker) catchUp(m *mirror, epoch string, entries []streamEntry) {
 	for _, e := range entries {
 		if e.process == b.id {
 			if i := slices.IndexFunc(b.backlog, func(o outgoing) bool { return o.seq == e.number }); i >= 0 {
-				id := e.post.id
+				id, seq := e.post.id, e.post.seq
 				e.post = b.backlog[i].post // here already: its sender learns its id
-				e.post.id = id
+				e.post.id, e.post.seq = id, seq
 				b.held -= len(e.post.frame.wire)
 				b.backlog = slices.Delete(b.backlog, i, i+1)
 			}
@@ -402,7 +440,7 @@ func (b *redisBroker) parseStream(room string, items []any) []streamEntry {
 // mirrorHistory is a history that mirrors a room's stream in Redis: it has
 // no epoch until the stream is loaded.
 func mirrorHistory(keep int, total *historyTotal) history {
-	return history{keep: keep, total: total, next: 1}
+	return history{keep: keep, total: total, mirror: true, next: 1}
 }
 
 // accept keeps e, an entry of the shared stream, in order: one from another
@@ -415,7 +453,7 @@ func (h *history) accept(e streamEntry) bool {
 	if e.seq < h.next {
 		return false
 	}
-	h.push(historyEntry{e.seq, e.json()})
+	h.push(historyEntry{e.seq, "", e.json()})
 	return true
 }
 
