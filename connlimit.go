@@ -7,6 +7,9 @@ package main
 // keep-alive is closed to make room before a new connection is refused.
 
 import (
+	"fmt"
+	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -22,19 +25,41 @@ const (
 	// embedded files' readers, DNS.
 	fdReserve = 64
 
-	// defaultMaxPerClient is how many TCP connections, and how many
-	// WebSockets, one client address may hold. A school behind one NAT,
-	// a few hundred people with a tab or two each plus the page's own
-	// requests, stays under it; one client cannot fill a server.
+	// defaultMaxPerClient is how many WebSockets one client address may
+	// hold. A school behind one NAT, a few hundred people with a tab or two
+	// each, stays under it; one client cannot fill a server.
 	defaultMaxPerClient = 500
 
-	// refuseTimeout bounds the write of the 503 to a refused connection.
+	// perClientSlack is how many TCP connections an address may hold
+	// beyond its WebSockets: the page's own requests, and the handshake of
+	// one WebSocket too many, which is then answered 429 rather than
+	// refused at accept.
+	perClientSlack = 64
+
+	// refuseTimeout bounds what a refused connection is given: the write
+	// of its 503, then the reading of what it sent, so that closing it does
+	// not reset it before it has read the answer.
 	refuseTimeout = time.Second
+
+	// refuseDrainBytes is the most read from a refused connection: a
+	// request's headers (maxHeaderBytes), and a little.
+	refuseDrainBytes = maxHeaderBytes + 1024
+
+	// maxRefusing bounds the refused connections being answered at once,
+	// each for up to refuseTimeout; past it, a flood's connections are
+	// closed without a word.
+	maxRefusing = 256
+
+	// A refusal's Retry-After is drawn from retryAfterMin to twice it
+	// (seconds), so that a crowd refused at once does not return at once.
+	retryAfterMin = 5
 )
 
-// refusal is what a connection over the cap is told before it is closed.
-const refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-	"Connection: close\r\nContent-Length: 37\r\n\r\ntoo many connections, try again later\n"
+// refusing counts the refused connections being answered (maxRefusing).
+var refusing = make(chan struct{}, maxRefusing)
+
+// retryAfterSeconds is a Retry-After for a refusal.
+func retryAfterSeconds() int { return retryAfterMin + mathrand.IntN(retryAfterMin+1) }
 
 // connLimit counts the server's TCP connections, in all and per address,
 // and knows which of them are idle keep-alives.
@@ -90,19 +115,35 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse tells a connection over the limit why, and closes it.
+// refuse tells a connection over the limit why (503, before reading its
+// request), and closes it once its side is done, within refuseTimeout: a
+// socket closed with unread bytes in it is reset, and a reset can destroy
+// the answer on its way.
 func refuse(conn net.Conn) {
-	// The client may be gone or may not read: either way it is closed.
-	_ = conn.SetWriteDeadline(time.Now().Add(refuseTimeout))
-	_, _ = conn.Write([]byte(refusal))
-	_ = conn.Close()
+	defer conn.Close() // the client may be gone or may not read: it is closed either way
+	select {
+	case refusing <- struct{}{}:
+		defer func() { <-refusing }()
+	default:
+		return // a flood: no word for it
+	}
+	const body = "too many connections, try again later\n"
+	answer := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Retry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", retryAfterSeconds(), len(body), body)
+	_ = conn.SetDeadline(time.Now().Add(refuseTimeout))
+	if _, err := io.WriteString(conn, answer); err != nil {
+		return
+	}
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_, _ = io.CopyN(io.Discard, conn, refuseDrainBytes) // until the client closes, or the deadline
+	}
 }
 
 // admit counts a new connection from addr, or reports false when it is
 // over either limit. At the total limit it first closes an idle keep-alive.
 func (l *connLimit) admit(addr netip.Addr) bool {
 	l.mu.Lock()
-	if l.perClient > 0 && l.perAddr[addr] >= l.perClient && !l.isProxy(addr) {
+	if l.perClient > 0 && l.perAddr[addr] >= l.perClient+perClientSlack && !l.isProxy(addr) {
 		l.refused++
 		l.refusedFor[refusedTCPPerAddress]++
 		l.mu.Unlock()
@@ -116,7 +157,7 @@ func (l *connLimit) admit(addr netip.Addr) bool {
 		}
 		if victim == nil {
 			l.refused++
-			l.refusedFor[refusedTCPLimit]++
+			l.refusedFor[refusedServerFull]++
 			l.mu.Unlock()
 			return false
 		}
@@ -266,4 +307,21 @@ func forwardedFor(h http.Header) []string {
 		}
 	}
 	return hops
+}
+
+// parsePrefixes reads CIDRs such as 10.0.0.0/8, or bare addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, err
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

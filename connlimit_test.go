@@ -62,10 +62,17 @@ func TestPerClientCap(t *testing.T) {
 				t.Fatalf("status %d", code)
 			}
 		}
-		// Over the cap at accept, whatever the connection is for, and
-		// whatever it says of itself in X-Forwarded-For.
-		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9")); code != http.StatusServiceUnavailable {
-			t.Fatalf("status %d, want 503", code)
+		// One WebSocket over the cap is told so, whatever it says of itself
+		// in X-Forwarded-For; its connection stays, a keep-alive.
+		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9")); code != http.StatusTooManyRequests {
+			t.Fatalf("status %d, want 429", code)
+		}
+		// The address may hold perClientSlack TCP connections beyond its
+		// WebSockets: past them, it is refused at accept.
+		for range perClientSlack - 1 {
+			if code, _ := hold(t, s, "/healthz", nil); code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
 		}
 		if code, _ := hold(t, s, "/healthz", nil); code != http.StatusServiceUnavailable {
 			t.Fatalf("status %d, want 503", code)
@@ -166,6 +173,55 @@ func TestDNSRebinding(t *testing.T) {
 		code, _ := hold(t, s, "/ws/chat/lobby/", http.Header{"Host": {hostport}, "Origin": {"http://" + hostport}})
 		if code != tt.want {
 			t.Errorf("Host %s: status %d, want %d", hostport, code, tt.want)
+		}
+	}
+}
+
+// TestRefusalsArriveWhole refuses connections at accept, each sending its
+// request at once, as a client in a hurry does: every one reads a whole 503
+// with a Retry-After, never a reset that the unread request would cause.
+func TestRefusalsArriveWhole(t *testing.T) {
+	s := newTestServer(t, options{maxConns: 1})
+	hold(t, s, "/ws/chat/full/", nil)
+	for i := range 30 {
+		code, header := refusedAtOnce(t, s)
+		retry, err := strconv.Atoi(header.Get("Retry-After"))
+		if code != http.StatusServiceUnavailable || err != nil || retry < retryAfterMin || retry > 2*retryAfterMin {
+			t.Fatalf("refusal %d: status %d, Retry-After %q", i, code, header.Get("Retry-After"))
+		}
+	}
+}
+
+// refusedAtOnce writes a request in the same write as the connection opens
+// its way, and reads the answer.
+func refusedAtOnce(t *testing.T, s *testServer) (int, http.Header) {
+	t.Helper()
+	conn, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(recvTimeout))
+	req, _ := http.NewRequest("GET", s.URL+"/ws/chat/full/", nil)
+	setUpgradeHeaders(req.Header)
+	req.Header.Set("X-Padding", strings.Repeat("x", 8<<10)) // more than one segment in flight
+	if err := req.Write(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+// TestEmptyRoomNames: a room name cannot be empty, however the path says so.
+func TestEmptyRoomNames(t *testing.T) {
+	s := newTestServer(t, options{})
+	for _, path := range []string{"/ws/chat//", "/ws/chat/"} {
+		if code, _ := hold(t, s, path, nil); code != http.StatusBadRequest {
+			t.Errorf("%s: status %d, want 400", path, code)
 		}
 	}
 }

@@ -16,14 +16,10 @@ import (
 	"time"
 )
 
-// maxConnections caps the WebSocket connections of the whole server; one
-// more is answered 503.
-const maxConnections = 10_000
-
-// Why a join is refused.
+// Why a WebSocket is refused (hub.enter). The server holds as many as it
+// holds TCP connections (-max-conns, connlimit.go): every WebSocket is one.
 var (
 	errShuttingDown    = errors.New("server is shutting down")
-	errServerFull      = errors.New("server full")
 	errTooManyFromAddr = errors.New("too many connections from one address")
 )
 
@@ -86,32 +82,18 @@ func newHub(b broker, limit *rateLimit, log *slog.Logger) *hub {
 	}
 }
 
-// join makes c a member of its room, creating the room on first use. It runs
-// during the handshake, before the 101 response is written, so c hears every
-// message sent after its client sees the connection open. A room new here
-// first waits (subscribeWait at most) for the broker to bring its messages;
-// then the broker adds c, with the replay c asked for (room.add).
-func (h *hub) join(c *client, roomName string) error {
-	r, err := h.enter(c, roomName)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-r.ready:
-	case <-time.After(subscribeWait):
-		h.log.Warn("joined before the broker confirmed the room", "conn", c.id, "room", roomName)
-	}
-	h.broker.join(c)
-	return nil
-}
-
-// enter counts c in, and in its room, which it creates and subscribes if
-// c is the first.
-func (h *hub) enter(c *client, roomName string) (*room, error) {
+// enter counts c in, and in its room, which it creates and subscribes if c
+// is the first; it reports why not when the server is closing or c's
+// address holds all the WebSockets it may. It runs before the handshake is
+// answered, so that a refusal can still be an HTTP answer.
+func (h *hub) enter(c *client, roomName string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err := h.hasRoomForLocked(c.addr); err != nil {
-		return nil, err
+	switch {
+	case h.closing:
+		return errShuttingDown
+	case h.perClient > 0 && h.perAddr[c.addr] >= h.perClient:
+		return errTooManyFromAddr
 	}
 	r := h.rooms[roomName]
 	if r == nil {
@@ -125,7 +107,21 @@ func (h *hub) enter(c *client, roomName string) (*room, error) {
 	h.perAddr[c.addr]++
 	h.live.Add(1)
 	h.pinger.Do(func() { go h.pingLoop() })
-	return r, nil
+	return nil
+}
+
+// join makes c, entered, a member of its room. It runs during the
+// handshake, before the 101 response is written, so c hears every message
+// sent after its client sees the connection open. A room new here first
+// waits (subscribeWait at most) for the broker to bring its messages; then
+// the broker adds c, with the replay c asked for (room.add).
+func (h *hub) join(c *client) {
+	select {
+	case <-c.room.ready:
+	case <-time.After(subscribeWait):
+		h.log.Warn("joined before the broker confirmed the room", "conn", c.id, "room", c.room.name)
+	}
+	h.broker.join(c)
 }
 
 // add makes c a member of r, and sends it the replay it asked for (h, the
@@ -194,26 +190,6 @@ func (h *hub) counts() (rooms, conns int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.rooms), h.conns
-}
-
-// hasRoomFor reports why a new WebSocket from addr would be refused, or nil.
-func (h *hub) hasRoomFor(addr netip.Addr) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.hasRoomForLocked(addr)
-}
-
-// hasRoomForLocked is hasRoomFor, with h.mu held.
-func (h *hub) hasRoomForLocked(addr netip.Addr) error {
-	switch {
-	case h.closing:
-		return errShuttingDown
-	case h.conns >= maxConnections:
-		return errServerFull
-	case h.perClient > 0 && h.perAddr[addr] >= h.perClient:
-		return errTooManyFromAddr
-	}
-	return nil
 }
 
 // shutdown stops the pinger, closes every connection with 1001 and waits for

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,10 +18,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,6 +69,7 @@ type options struct {
 	perClient int            // TCP connections, and WebSockets, per client address; 0 is no limit
 	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
 	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
+	secret    []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
 }
 
 func main() {
@@ -105,9 +105,14 @@ func main() {
 		log.Error("-trust-proxy", "err", err)
 		os.Exit(2)
 	}
+	secret, err := tokenSecretFrom(os.LookupEnv)
+	if err != nil {
+		log.Error("$"+tokenSecretEnv, "err", err)
+		os.Exit(2)
+	}
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
-		maxConns: *maxConns, perClient: *perClient, proxies: proxies,
+		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -147,7 +152,8 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	base := "http://" + browsableHost(ln.Addr().String())
-	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "broker", h.broker.status().Kind)
+	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "broker", h.broker.status().Kind,
+		"tokens", opts.secret != nil)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -194,55 +200,63 @@ func buildHub(opts options, log *slog.Logger) (*hub, error) {
 // behind the Host check and the security headers (security.go). limit, the
 // TCP connection counts for /healthz, may be nil.
 func newMux(h *hub, opts options, limit *connLimit) http.Handler {
-	chat := chatHandler(h, opts.origins)
+	chat := chatHandler(h, opts)
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", http.RedirectHandler("/chat/", http.StatusFound))
 	mux.HandleFunc("GET /chat/{$}", servePage("static/chat.html"))
 	mux.Handle("GET /static/", noListing(http.FileServerFS(static)))
 	// The slash-less path is served, not redirected: a browser's
-	// WebSocket handshake does not follow redirects.
+	// WebSocket handshake does not follow redirects. An empty room name
+	// is a bad room name, however the path is written.
 	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
 	mux.HandleFunc("GET /ws/chat/{room}", chat)
+	mux.HandleFunc("GET /ws/chat/{$}", chat)
 	mux.HandleFunc("GET /healthz", healthz(h, limit))
 	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
-	return protect(mux, opts.addr, opts.hosts, &h.stats)
+	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ws/chat//") {
+			chat(w, r) // an empty room name: 400, not the mux's redirect of the doubled slash
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return protect(routes, opts.addr, opts.hosts, &h.stats)
 }
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
 // three steps. admit refuses, with a plain HTTP answer, what must not be
-// upgraded (a bad room name is 400, a full server 503). upgrade answers the
-// handshake on a connection taken from net/http (upgrade.go); before it
-// writes the 101, the origin is checked and the client joins its room. Then
-// the connection is served on a goroutine of its own, and this handler
-// returns: net/http keeps nothing for it.
-func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
-	allowed := make(map[string]bool, len(extraOrigins))
-	for _, o := range extraOrigins {
+// upgraded: a bad room name (400), a bad token (401, 403), a full server
+// (503). upgrade answers the handshake on a connection taken from net/http
+// (upgrade.go); before it writes the 101, the origin is checked and the
+// client joins its room. Then the connection is served on a goroutine of
+// its own, and this handler returns: net/http keeps nothing for it.
+func chatHandler(h *hub, opts options) http.HandlerFunc {
+	allowed := make(map[string]bool, len(opts.origins))
+	for _, o := range opts.origins {
 		allowed[normalizeOrigin(o)] = true
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		roomName, ok := admit(w, r, h)
+		c, ok := admit(w, r, h, opts.secret)
 		if !ok {
 			return
 		}
-		c := newClient(h, clientAddr(r, h.proxies))
-		c.history = parseHistoryRequest(r.URL.Query())
 		conn, in, err := upgrade(w, r, func(r *http.Request) error {
 			if !originAllowed(r, allowed) {
 				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
 				h.stats.refuse(refusedOrigin)
 				return errForeignOrigin
 			}
-			return h.join(c, roomName)
+			h.join(c)
+			return nil
 		})
 		if err != nil {
 			if !errors.Is(err, errRefused) {
 				h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
 			}
-			h.leave(c) // undoes a join whose handshake then failed
+			h.leave(c) // undoes what admit counted
 			return
 		}
 		h.stats.handshake.observe(time.Since(start))
@@ -251,75 +265,40 @@ func chatHandler(h *hub, extraOrigins []string) http.HandlerFunc {
 }
 
 // admit answers, with a plain-text reason, a request that must not be
-// upgraded, and otherwise returns the room it asks for.
-func admit(w http.ResponseWriter, r *http.Request, h *hub) (roomName string, ok bool) {
-	roomName = r.PathValue("room") // already percent-decoded
-	switch err := h.hasRoomFor(clientAddr(r, h.proxies)); {
-	case !roomRE.MatchString(roomName):
+// upgraded. Otherwise it returns the client, counted in its room (hub.enter),
+// so that the server cannot fill up between the answer and the join.
+func admit(w http.ResponseWriter, r *http.Request, h *hub, secret []byte) (*client, bool) {
+	roomName := r.PathValue("room") // already percent-decoded
+	if !roomRE.MatchString(roomName) {
 		h.stats.refuse(refusedRoomName)
 		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
+		return nil, false
+	}
+	c := newClient(h, clientAddr(r, h.proxies))
+	c.history = parseHistoryRequest(r.URL.Query())
+	if secret != nil {
+		if c.token = checkToken(w, r, h, secret, roomName); c.token == nil {
+			return nil, false
+		}
+	}
+	switch err := h.enter(c, roomName); {
 	case errors.Is(err, errTooManyFromAddr):
 		h.stats.refuse(refusedPerAddress)
-		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		refuseRetry(w, "too many connections from your address", http.StatusTooManyRequests)
 	case err != nil:
-		h.stats.refuse(refusalOf(err))
-		http.Error(w, "server full, try again later", http.StatusServiceUnavailable)
+		h.stats.refuse(refusedShuttingDown)
+		refuseRetry(w, "server shutting down, try again later", http.StatusServiceUnavailable)
 	default:
-		return roomName, true
+		return c, true
 	}
-	return "", false
+	return nil, false
 }
 
-// errForeignOrigin refuses a handshake from a page on another site.
-var errForeignOrigin = errors.New("origin not allowed")
-
-// originAllowed is the defence against cross-site WebSocket hijacking: a
-// page on another site must not open a socket with this site's cookies.
-// Browsers always send Origin; a request without one is not from a page and
-// is allowed. x/net/websocket's default check accepts any parseable Origin,
-// so it is no defence, which is why the server brings its own.
-func originAllowed(r *http.Request, allowed map[string]bool) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	if allowed[normalizeOrigin(origin)] {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" { // "null" (sandboxed pages, files) has no host
-		return false
-	}
-	return strings.EqualFold(u.Host, r.Host)
-}
-
-// normalizeOrigin makes "HTTPS://Chat.Example.com/" and
-// "https://chat.example.com" the same entry.
-func normalizeOrigin(o string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")
-}
-
-// healthz reports that the server is up, with its counts and running totals:
-// enough for a load balancer, and for a test to see a connection go.
-func healthz(h *hub, limit *connLimit) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rooms, conns := h.counts()
-		tcp, refused := 0, int64(0)
-		if limit != nil {
-			tcp, refused = limit.counts()
-		}
-		writeJSON(w, map[string]any{
-			"tcp_connections":      tcp,
-			"refused_connections":  refused,
-			"status":               "ok",
-			"rooms":                rooms,
-			"connections":          conns,
-			"messages_received":    h.stats.received.Load(),
-			"frames_delivered":     h.stats.delivered.Load(),
-			"slow_clients_dropped": h.stats.dropped.Load(),
-			"layer":                h.broker.status(), // its name before brokers, kept for monitors that read it
-		})
-	}
+// refuseRetry answers a request that may be tried again, with a
+// Retry-After that spreads the retries of a crowd refused at once.
+func refuseRetry(w http.ResponseWriter, reason string, code int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds()))
+	http.Error(w, reason, code)
 }
 
 // servePage serves one embedded HTML page.
@@ -327,42 +306,6 @@ func servePage(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, static, name)
 	}
-}
-
-// writeJSON answers with v as JSON.
-func writeJSON(w http.ResponseWriter, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeBody(w, "application/json", append(body, '\n'))
-}
-
-// writeBody sends a response. A write fails only when the client has gone
-// away, and then there is no one left to tell: it is logged at debug level.
-func writeBody(w http.ResponseWriter, contentType string, body []byte) {
-	w.Header().Set("Content-Type", contentType)
-	if _, err := w.Write(body); err != nil {
-		slog.Debug("response not sent", "err", err)
-	}
-}
-
-// parsePrefixes reads CIDRs such as 10.0.0.0/8, or bare addresses.
-func parsePrefixes(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, err
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }
 
 // splitList turns "a, b,,c" into [a b c].

@@ -15,6 +15,7 @@ package main
 // answers it to loopback clients only (metricsOnMain).
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,12 +51,12 @@ type stats struct {
 type refusalReason int
 
 const (
-	refusedTCPLimit      refusalReason = iota // at accept: -max-conns held, no idle keep-alive to close (connlimit.go)
-	refusedTCPPerAddress                      // at accept: the address holds -max-per-client TCP connections
-	refusedServerFull                         // the handshake: maxConnections WebSockets (503)
+	refusedServerFull    refusalReason = iota // at accept: -max-conns held (every WebSocket is one), no idle keep-alive to close (connlimit.go)
+	refusedTCPPerAddress                      // at accept: the address holds its TCP connections
 	refusedPerAddress                         // the handshake: the address holds -max-per-client WebSockets (429)
 	refusedShuttingDown                       // the handshake, during shutdown (503)
 	refusedRoomName                           // the handshake: not a room name (400)
+	refusedToken                              // the handshake: no token, a bad one (401), or one for other rooms (403)
 	refusedOrigin                             // the handshake: a page from another site (403)
 	refusedHost                               // any request: a Host a loopback server does not answer to (421)
 	numRefusals
@@ -63,7 +64,7 @@ const (
 
 // refusalNames are the label values, in refusalReason's order.
 var refusalNames = [numRefusals]string{
-	"tcp_limit", "tcp_per_address", "server_full", "per_address", "shutting_down", "room_name", "origin", "host",
+	"server_full", "tcp_per_address", "per_address", "shutting_down", "room_name", "token", "origin", "host",
 }
 
 // refuse counts a refusal. s may be nil, for a handler built without a hub.
@@ -71,17 +72,6 @@ func (s *stats) refuse(why refusalReason) {
 	if s != nil {
 		s.refused[why].Add(1)
 	}
-}
-
-// refusalOf is the reason for an error of hub.hasRoomFor.
-func refusalOf(err error) refusalReason {
-	switch {
-	case errors.Is(err, errTooManyFromAddr):
-		return refusedPerAddress
-	case errors.Is(err, errShuttingDown):
-		return refusedShuttingDown
-	}
-	return refusedServerFull
 }
 
 // closeCodes are the codes the server closes with (frameread.go), the
@@ -361,5 +351,47 @@ func serveMetrics(h *hub, limit *connLimit, opts options, log *slog.Logger) (sto
 		// A scrape cut off mid-answer is retried by the next one.
 		_ = srv.Close()
 		<-done
+	}
+}
+
+// healthz reports that the server is up, with its counts and running totals:
+// enough for a load balancer, and for a test to see a connection go.
+func healthz(h *hub, limit *connLimit) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rooms, conns := h.counts()
+		tcp, refused := 0, int64(0)
+		if limit != nil {
+			tcp, refused = limit.counts()
+		}
+		writeJSON(w, map[string]any{
+			"tcp_connections":      tcp,
+			"refused_connections":  refused,
+			"status":               "ok",
+			"rooms":                rooms,
+			"connections":          conns,
+			"messages_received":    h.stats.received.Load(),
+			"frames_delivered":     h.stats.delivered.Load(),
+			"slow_clients_dropped": h.stats.dropped.Load(),
+			"layer":                h.broker.status(), // its name before brokers, kept for monitors that read it
+		})
+	}
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeBody(w, "application/json", append(body, '\n'))
+}
+
+// writeBody sends a response. A write fails only when the client has gone
+// away, and then there is no one left to tell: it is logged at debug level.
+func writeBody(w http.ResponseWriter, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
+	if _, err := w.Write(body); err != nil {
+		slog.Debug("response not sent", "err", err)
 	}
 }

@@ -518,6 +518,32 @@ func tokenFromRequest(r *http.Request) (string, error) {
 	return "", errNoToken
 }
 
+// checkToken is admit's check of a handshake's token, on a server with
+// tokens: it returns the claims of a valid token for roomName, or answers
+// 401 (no token, or a bad one) or 403 (one for other rooms) and returns
+// nil. The log says why, and from where, never the token.
+func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, roomName string) *tokenClaims {
+	tok, err := tokenFromRequest(r)
+	var claims tokenClaims
+	if err == nil {
+		claims, err = verifyToken(secret, tok, time.Now())
+	}
+	switch {
+	case err != nil:
+		h.log.Info("refused a token", "remote", clientAddr(r, h.proxies), "room", roomName, "why", err)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="invalid_token"`)
+		http.Error(w, "a valid token is needed to join: "+err.Error(), http.StatusUnauthorized)
+	case !claims.mayJoin(roomName):
+		h.log.Info("refused a token for other rooms", "remote", clientAddr(r, h.proxies), "room", roomName, "name", claims.Name)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="insufficient_scope"`)
+		http.Error(w, "your token does not let you join this room", http.StatusForbidden)
+	default:
+		return &claims
+	}
+	h.stats.refuse(refusedToken)
+	return nil
+}
+
 // chosenSubprotocol is what the handshake must set as its config.Protocol,
 // so that the 101 says `Sec-WebSocket-Protocol: roomchat.token` to a client
 // that offered it, and nothing to any other. Left alone, x/net/websocket

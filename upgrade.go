@@ -48,7 +48,12 @@ func upgrade(w http.ResponseWriter, r *http.Request, check func(*http.Request) e
 	rw := bufio.NewReadWriter(in, bufio.NewWriterSize(conn, handshakeBufferSize))
 	done := false
 	websocket.Server{
-		Handshake: func(_ *websocket.Config, r *http.Request) error { return check(r) },
+		Handshake: func(cfg *websocket.Config, r *http.Request) error {
+			// Only roomchat.token is ever chosen: x/net would echo any
+			// single offer, a token offered alone included (token.go).
+			cfg.Protocol = chosenSubprotocol(r)
+			return check(r)
+		},
 		// x/net's Conn is not kept: roomchat reads and writes the socket
 		// itself from here on (frameread.go, framewrite.go).
 		Handler: func(*websocket.Conn) { done = true },
