@@ -336,7 +336,7 @@ func runChildServer() {
 				return
 			}
 		}
-		writeJSON(w, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns})
+		writeJSON(w, http.StatusOK, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -30,6 +30,13 @@ type broker interface {
 	// holding the room's stream still meanwhile, so that every message is
 	// either in the replay or delivered after it.
 	join(c *client)
+	// present says how many members room has here now, and presence how
+	// many each room has in every process (room "" for every room), and
+	// whether that is all of them. They serve the HTTP API (api.go).
+	present(room string, members int)
+	presence(room string) (members map[string]int, complete bool, err error)
+	// history is a copy of room's history, for the HTTP API.
+	history(room string) (history, error)
 	status() brokerStatus
 	close()
 }
@@ -53,6 +60,16 @@ type post struct {
 	// refused, when set, is why the message did not reach every process:
 	// its sender is told this instead of its id.
 	refused *fieldError
+	// placed, when not nil, is closed once the message has its place,
+	// for a sender that waits for it (the HTTP API).
+	placed chan struct{}
+}
+
+// wasPlaced ends the wait of p's sender, if it waits.
+func (p *post) wasPlaced() {
+	if p.placed != nil {
+		closeOnce(p.placed)
+	}
 }
 
 // newPost encodes what client from said, ready for the road.
@@ -182,12 +199,40 @@ func (b *memoryBroker) publish(room string, p *post) {
 	if s.room != nil {
 		s.room.deliver(p)
 	}
+	p.wasPlaced()
 }
 
 func (b *memoryBroker) join(c *client) {
 	s := b.lock(c.room.name)
 	defer s.mu.Unlock()
 	c.room.add(c, &s.history)
+}
+
+// present needs to tell no one: in one process, presence counts members
+// where they are.
+func (b *memoryBroker) present(string, int) {}
+
+// presence counts the members of the rooms that have some.
+func (b *memoryBroker) presence(room string) (map[string]int, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	members := map[string]int{}
+	for name, s := range b.streams {
+		if room == "" || room == name {
+			s.mu.Lock()
+			if s.room != nil {
+				members[name] = s.room.size()
+			}
+			s.mu.Unlock()
+		}
+	}
+	return members, true, nil
+}
+
+func (b *memoryBroker) history(room string) (history, error) {
+	s := b.lock(room)
+	defer s.mu.Unlock()
+	return s.history.snapshot(), nil
 }
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }

@@ -144,6 +144,13 @@ func (h *history) clear() {
 	clear(h.keys)
 }
 
+// snapshot is a copy of h to read from without its lock, which counts in
+// no total.
+func (h *history) snapshot() history {
+	return history{keep: h.keep, total: new(historyTotal), mirror: h.mirror, epoch: h.epoch, next: h.next,
+		entries: slices.Clone(h.entries), bytes: h.bytes}
+}
+
 // chatPrefix is how a chat message's frame payload begins (encodeJSON
 // writes the fields in this order); its payload object follows, and one }.
 const chatPrefix = `{"action":"new_chat_message","payload":`

@@ -102,6 +102,7 @@ func (h *hub) enter(c *client, roomName string) error {
 		h.rooms[roomName] = r
 	}
 	r.clients++
+	h.broker.present(r.name, r.clients)
 	c.room = r
 	h.conns++
 	h.perAddr[c.addr]++
@@ -148,7 +149,9 @@ func (h *hub) leave(c *client) {
 	r.mu.Lock()
 	delete(r.members, c)
 	r.mu.Unlock()
-	if r.clients--; r.clients == 0 {
+	r.clients--
+	h.broker.present(r.name, r.clients)
+	if r.clients == 0 {
 		delete(h.rooms, r.name)
 		h.broker.unsubscribe(r)
 	}
@@ -183,6 +186,13 @@ func (r *room) deliver(p *post) {
 			c.send(p.frame)
 		}
 	}
+}
+
+// size is how many members r has.
+func (r *room) size() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.members)
 }
 
 // counts reports the number of rooms and connections, for /healthz.

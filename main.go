@@ -70,6 +70,7 @@ type options struct {
 	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
 	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
 	secret    []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
+	apiKey    []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
 }
 
 func main() {
@@ -110,9 +111,14 @@ func main() {
 		log.Error("$"+tokenSecretEnv, "err", err)
 		os.Exit(2)
 	}
+	apiKey, err := apiKeyFrom(os.LookupEnv)
+	if err != nil {
+		log.Error("$"+apiKeyEnv, "err", err)
+		os.Exit(2)
+	}
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
-		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret,
+		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret, apiKey: apiKey,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -153,7 +159,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 	}
 	base := "http://" + browsableHost(ln.Addr().String())
 	log.Info("roomchat listening", "chat", base+"/chat/", "docs", base+"/asyncapi/docs/", "broker", h.broker.status().Kind,
-		"tokens", opts.secret != nil)
+		"tokens", opts.secret != nil, "api", opts.apiKey != nil)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -215,6 +221,9 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
+	if opts.apiKey != nil {
+		mux.Handle("/api/", apiHandler(h, opts.apiKey))
+	}
 	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/ws/chat//") {
 			chat(w, r) // an empty room name: 400, not the mux's redirect of the doubled slash

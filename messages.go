@@ -285,6 +285,9 @@ func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
 
 // oneError is the common case of an error list with a single entry.
 func oneError(typ string, loc []string, msg string) []fieldError {
+	if loc == nil {
+		loc = []string{} // [] in JSON, never null
+	}
 	return []fieldError{{Type: typ, Loc: loc, Msg: msg}}
 }
 
@@ -321,12 +324,7 @@ func encodeJSON(out outFrame) []byte {
 }
 
 // errorFrame encodes an error reply to a frame with the cid cid ("" for
-// none). A nil Loc goes out as [], never null.
+// none).
 func errorFrame(cid string, errs ...fieldError) frame {
-	for i := range errs {
-		if errs[i].Loc == nil {
-			errs[i].Loc = []string{}
-		}
-	}
 	return textFrame(encodeJSON(outFrame{Action: "error", Payload: errs, Cid: cid}))
 }

@@ -15,6 +15,7 @@ package main
 // answers it to loopback clients only (metricsOnMain).
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -363,7 +364,7 @@ func healthz(h *hub, limit *connLimit) http.HandlerFunc {
 		if limit != nil {
 			tcp, refused = limit.counts()
 		}
-		writeJSON(w, map[string]any{
+		writeJSON(w, http.StatusOK, map[string]any{
 			"tcp_connections":      tcp,
 			"refused_connections":  refused,
 			"status":               "ok",
@@ -377,21 +378,22 @@ func healthz(h *hub, limit *connLimit) http.HandlerFunc {
 	}
 }
 
-// writeJSON answers with v as JSON.
-func writeJSON(w http.ResponseWriter, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+// writeJSON answers code with v as JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // "<" as "<": this is JSON, not HTML
+	if err := enc.Encode(v); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	writeBody(w, "application/json", append(body, '\n'))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body.Bytes()) // fails only when the client has gone: no one to tell
 }
 
-// writeBody sends a response. A write fails only when the client has gone
-// away, and then there is no one left to tell: it is logged at debug level.
+// writeBody sends a response of contentType.
 func writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	w.Header().Set("Content-Type", contentType)
-	if _, err := w.Write(body); err != nil {
-		slog.Debug("response not sent", "err", err)
-	}
+	_, _ = w.Write(body) // fails only when the client has gone: no one to tell
 }

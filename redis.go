@@ -95,6 +95,7 @@ type redisBroker struct {
 	stopped  bool               // close was called
 	session  *redisSession      // nil while Redis is away
 	mirrors  map[string]*mirror // the rooms with members here
+	members  map[string]int     // how many each has (redispresence.go)
 	backlog  []outgoing         // said here while Redis was away, oldest first
 	held     int                // the bytes of the backlog's messages
 	sequence uint64             // the number of the last message this process sent
@@ -139,6 +140,7 @@ func dialRedisBroker(rawURL string, log *slog.Logger, keep int) (*redisBroker, e
 		total:   new(historyTotal),
 		stop:    make(chan struct{}),
 		mirrors: map[string]*mirror{},
+		members: map[string]int{},
 		id:      strings.ToLower(rand.Text()[:12]),
 	}
 	if err := b.parseURL(rawURL); err != nil {
@@ -363,6 +365,11 @@ func (b *redisBroker) start(s *redisSession) bool {
 	}
 	b.session = s
 	b.up.Store(true)
+	s.send(b.heartbeat(s))
+	s.send(command{args: args("DEL", presencePrefix+b.id)})
+	for room, n := range b.members {
+		s.send(b.presentCommand(room, n))
+	}
 	for name, m := range b.mirrors {
 		m.mu.Lock()
 		m.loading, m.early = b.keep > 0, nil

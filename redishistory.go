@@ -10,7 +10,6 @@ package main
 // replays from the mirror.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -97,27 +96,30 @@ func (b *redisBroker) publishCommand(out outgoing) command {
 		Cid string `json:"cid,omitempty"`
 	}{p.msg, p.cid})
 	epoch := b.id[:6] + strconv.FormatInt(time.Now().UnixNano(), 36)
-	return command{out: out, args: [][]byte{
-		[]byte("EVALSHA"), []byte(b.session.scriptSHA), []byte("4"),
-		[]byte(streamPrefix + out.room), []byte(metaPrefix + out.room), []byte(channelPrefix + out.room), []byte(cidsPrefix + out.room + ":"),
-		payload, []byte(epoch), []byte(strconv.Itoa(catchUpFactor * b.keep)), []byte(strconv.FormatInt(historyKeep.Milliseconds(), 10)),
-		[]byte(b.id), []byte(formatUint(out.seq)), []byte(formatUint(p.from)), []byte(p.key),
-	}}
+	c := b.session.evalsha(publishScript,
+		[]string{streamPrefix + out.room, metaPrefix + out.room, channelPrefix + out.room, cidsPrefix + out.room + ":"},
+		string(payload), epoch, strconv.Itoa(catchUpFactor*b.keep), strconv.FormatInt(historyKeep.Milliseconds(), 10),
+		b.id, formatUint(out.seq), formatUint(p.from), p.key)
+	c.out = out
+	return c
 }
 
 // loadCommand is the EVALSHA of loadScript that loads room's stream for
 // h, what this process holds of it: its newest entries, as many as a
 // history keeps, the first time (known false); later, to catch up, all it
-// still holds after h's last, up to catchUpFactor histories.
-func (b *redisBroker) loadCommand(room string, h *history, known bool) command {
+// still holds after h's last, up to catchUpFactor histories. Its reply is
+// read within a budget of the server's own limits rather than Redis's
+// word: each entry is seven elements ([id, [m, entry, t, tag]]) and a
+// message's bytes and a little; the usual budget of one reply would not
+// hold a hundred long messages.
+func (b *redisBroker) loadCommand(s *redisSession, room string, h *history, known bool) command {
 	from, count := "", b.keep
 	if known {
 		from, count = formatUint(h.next-1), catchUpFactor*b.keep
 	}
-	return command{load: room, loadCount: count, args: [][]byte{
-		[]byte("EVALSHA"), []byte(b.session.loadSHA), []byte("2"),
-		[]byte(streamPrefix + room), []byte(metaPrefix + room), []byte(from), []byte(strconv.Itoa(count)), []byte(h.epoch),
-	}}
+	c := s.evalsha(loadScript, []string{streamPrefix + room, metaPrefix + room}, from, strconv.Itoa(count), h.epoch)
+	c.load, c.budget = room, replyBudget{count*(maxMessageBytes+512) + 1024, 7*count + 4}
+	return c
 }
 
 // catchUpFactor is how many histories' worth a room's stream keeps in
@@ -277,28 +279,34 @@ func (b *redisBroker) arrived(m *mirror, e streamEntry) {
 	}
 }
 
-// placed acts on the reply to a chat message's script. Its delivery came
-// before, as a push, when the room has members here. A copy of a message a
-// client sent before ("=ID") tells its sender the first one's id; a copy
-// this process sent again ("=") was placed in a session that failed before
-// it could say so, and its catch-up has dealt with it.
+// placed acts on the reply to a chat message's script, and ends its
+// sender's wait, if it waits. Its delivery came before, as a push, when the
+// room has members here; when it has none, the reply gives the id. A copy
+// of a message a client sent before ("=ID") tells its sender the first
+// one's id; a copy this process sent again ("=") was placed in a session
+// that failed before it could say so, and its catch-up has dealt with it.
 func (b *redisBroker) placed(out outgoing, reply any) error {
 	answer, ok := reply.([]byte)
 	if !ok {
 		return fmt.Errorf("%w: the publish script answered %v", errProtocol, reply)
 	}
+	p := out.post
+	defer p.wasPlaced()
 	id, copied := strings.CutPrefix(string(answer), "=")
-	if !copied || id == "" {
+	if id == "" || p.id != "" { // no id to give, or the push gave it
 		return nil
 	}
 	_, seq, ok := parseID(id)
 	if !ok {
 		return fmt.Errorf("%w: the publish script answered %q", errProtocol, answer)
 	}
-	out.post.id, out.post.seq, out.post.here = id, seq, true
-	if m := b.lock(out.room); m != nil {
-		defer m.mu.Unlock()
-		m.room.deliver(out.post) // to its sender alone: its first id
+	p.id, p.seq = id, seq
+	if copied {
+		p.here = true
+		if m := b.lock(out.room); m != nil {
+			defer m.mu.Unlock()
+			m.room.deliver(p) // to its sender alone: its first id
+		}
 	}
 	return nil
 }
@@ -318,7 +326,7 @@ func (b *redisBroker) subscribed(room string) {
 		return
 	}
 	m.mu.Lock()
-	load := b.loadCommand(room, &m.history, m.known)
+	load := b.loadCommand(b.session, room, &m.history, m.known)
 	m.mu.Unlock()
 	b.session.send(load)
 }
@@ -327,13 +335,7 @@ func (b *redisBroker) subscribed(room string) {
 // what came live meanwhile follows, the members that waited for it may
 // join, and this process's backlog for the room goes to Redis.
 func (b *redisBroker) loaded(room string, reply any) {
-	parts, _ := reply.([]any)
-	var epoch []byte
-	var items []any
-	if len(parts) == 2 {
-		epoch, _ = parts[0].([]byte)
-		items, _ = parts[1].([]any)
-	}
+	epoch, items := loadedOf(reply)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m := b.mirrors[room]
@@ -341,7 +343,7 @@ func (b *redisBroker) loaded(room string, reply any) {
 		return
 	}
 	m.mu.Lock()
-	b.catchUp(m, string(epoch), b.parseStream(room, items))
+	b.catchUp(m, epoch, b.parseStream(room, items))
 	early := m.early
 	m.early, m.loading = nil, false
 	for _, e := range early {
@@ -352,6 +354,17 @@ func (b *redisBroker) loaded(room string, reply any) {
 	if b.session != nil {
 		b.sendBacklogLocked(func(r string) bool { return r == room })
 	}
+}
+
+// loadedOf reads loadScript's reply: the epoch, and the entries.
+func loadedOf(reply any) (epoch string, items []any) {
+	parts, _ := reply.([]any)
+	if len(parts) == 2 {
+		e, _ := parts[0].([]byte)
+		items, _ = parts[1].([]any)
+		epoch = string(e)
+	}
+	return epoch, items
 }
 
 // catchUp brings m up to its stream in Redis: epoch ("" when there is no
@@ -392,16 +405,6 @@ func (b *redisBroker) catchUp(m *mirror, epoch string, entries []streamEntry) {
 			m.room.deliver(e.post)
 		}
 	}
-}
-
-// readStream reads the reply to a load of count entries, within a budget
-// of the server's own limits rather than Redis's word: at most count
-// entries, each of seven elements ([id, [m, entry, t, tag]]) and at most a
-// message and a little of bytes, and the epoch. The usual budget of one
-// reply would not hold a hundred long messages. A push that comes first is
-// read within it too, which bounds it all the same.
-func readStream(r *bufio.Reader, count int) (any, error) {
-	return readReplyWithin(r, count*(maxMessageBytes+512)+1024, 7*count+4)
 }
 
 // parseStream reads the entries of an XREVRANGE reply, newest first, each

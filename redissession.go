@@ -24,15 +24,14 @@ import (
 
 // redisSession is one connection to Redis and its two loops.
 type redisSession struct {
-	b         *redisBroker
-	conn      net.Conn
-	r         *bufio.Reader
-	w         *bufio.Writer
-	scriptSHA string        // publishScript's, for EVALSHA
-	loadSHA   string        // loadScript's
-	wake      chan struct{} // tells the writer there are commands
-	closing   chan struct{} // closed by close
-	once      sync.Once
+	b       *redisBroker
+	conn    net.Conn
+	r       *bufio.Reader
+	w       *bufio.Writer
+	sha     map[string]string // each of redisScripts' SHA, for EVALSHA
+	wake    chan struct{}     // tells the writer there are commands
+	closing chan struct{}     // closed by close
+	once    sync.Once
 
 	mu      sync.Mutex
 	queue   []command // to be written, in order
@@ -43,12 +42,26 @@ type redisSession struct {
 type command struct {
 	args [][]byte
 	// What it is, for the reader: a chat message to place (out.post != nil),
-	// a room's stream to load (load != ""), or neither (SUBSCRIBE and
-	// UNSUBSCRIBE, whose answers are pushes, and PING).
-	out       outgoing
-	load      string
-	loadCount int       // the most entries the load asks for
-	sent      time.Time // when it was written, for redisReplyTimeout
+	// a room's stream to load into its mirror (load != ""), a question
+	// someone waits for the answer to (reply != nil), or none of these
+	// (SUBSCRIBE and UNSUBSCRIBE, whose answers are pushes, and the
+	// heartbeat).
+	out    outgoing
+	load   string
+	reply  chan any
+	budget replyBudget // for a reply larger than most; zero: the usual
+	sent   time.Time   // when it was written, for redisReplyTimeout
+}
+
+// evalsha is the command that runs script, one of redisScripts, with keys
+// and then args.
+func (s *redisSession) evalsha(script string, keys []string, args ...string) command {
+	c := command{args: make([][]byte, 0, 3+len(keys)+len(args))}
+	c.args = append(c.args, []byte("EVALSHA"), []byte(s.sha[script]), []byte(strconv.Itoa(len(keys))))
+	for _, a := range append(keys, args...) {
+		c.args = append(c.args, []byte(a))
+	}
+	return c
 }
 
 // replied reports whether Redis answers the command with a reply of its
@@ -109,8 +122,9 @@ func (s *redisSession) hello() error {
 		}
 	}
 	writeCommand(s.w, hello...)
-	writeCommand(s.w, args("SCRIPT", "LOAD", publishScript)...)
-	writeCommand(s.w, args("SCRIPT", "LOAD", loadScript)...)
+	for _, script := range redisScripts {
+		writeCommand(s.w, args("SCRIPT", "LOAD", script)...)
+	}
 	if err := s.w.Flush(); err != nil {
 		return err
 	}
@@ -119,7 +133,8 @@ func (s *redisSession) hello() error {
 	} else if _, ok := reply.([]any); !ok {
 		return fmt.Errorf("%w: HELLO 3 answered %v (Redis 6 or later is needed)", errProtocol, reply)
 	}
-	for _, sha := range []*string{&s.scriptSHA, &s.loadSHA} {
+	s.sha = map[string]string{}
+	for _, script := range redisScripts {
 		reply, err := readReply(s.r)
 		if err != nil {
 			return err
@@ -128,10 +143,13 @@ func (s *redisSession) hello() error {
 		if !ok {
 			return fmt.Errorf("%w: SCRIPT LOAD answered %v", errProtocol, reply)
 		}
-		*sha = string(b)
+		s.sha[script] = string(b)
 	}
 	return nil
 }
+
+// redisScripts are the scripts every session loads.
+var redisScripts = []string{publishScript, loadScript, heartbeatScript, presenceScript}
 
 // send queues a command for the writer. It never waits.
 func (s *redisSession) send(c command) {
@@ -168,16 +186,17 @@ func (s *redisSession) close() {
 var errSessionClosed = errors.New("closed")
 
 // writeLoop writes the queued commands, as many as are waiting in one
-// write, without waiting for replies; and a PING when it has written
-// nothing for redisPingEvery, so that the reader has a reply to wait for.
+// write, without waiting for replies; and a heartbeat every
+// redisPingEvery (presence.go), which is also a reply for the reader to
+// wait for, so that a Redis that stops answering is found.
 func (s *redisSession) writeLoop() error {
-	ping := time.NewTimer(redisPingEvery)
+	ping := time.NewTicker(redisPingEvery)
 	defer ping.Stop()
 	for {
 		select {
 		case <-s.wake:
 		case <-ping.C:
-			s.send(command{args: args("PING")})
+			s.send(s.b.heartbeat(s))
 			continue
 		case <-s.closing:
 			return errSessionClosed
@@ -205,7 +224,6 @@ func (s *redisSession) writeLoop() error {
 			return fmt.Errorf("write: %w", err)
 		}
 		s.b.published.Add(int64(messages))
-		ping.Reset(redisPingEvery)
 	}
 }
 
@@ -217,12 +235,12 @@ func (s *redisSession) readLoop() error {
 		s.conn.SetReadDeadline(s.due())
 		var reply any
 		first, err := s.r.Peek(1)
-		switch {
-		case err != nil:
-		case first[0] != '>' && s.loading() > 0:
-			reply, err = readStream(s.r, s.loading())
-		default:
-			reply, err = readReply(s.r)
+		if err == nil {
+			budget := replyBudget{maxReplyBytes, maxReplyElements}
+			if first[0] != '>' { // a reply, whose command has been written
+				budget = s.budget()
+			}
+			reply, err = readValue(s.r, 0, &budget)
 		}
 		var refused redisError
 		switch {
@@ -262,16 +280,15 @@ func (s *redisSession) due() time.Time {
 	return time.Now().Add(redisPingEvery + redisReplyTimeout)
 }
 
-// loading is, when the next reply is a load's, how many entries it asks
-// for: such a reply is read within a budget of its own (readStream). A
-// reply has begun to come, so its command has been written.
-func (s *redisSession) loading() int {
+// budget is what the next reply may take: the usual, unless its command
+// says otherwise (a room's stream, every room's presence).
+func (s *redisSession) budget() replyBudget {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.waiting) == 0 {
-		return 0
+	if len(s.waiting) > 0 && s.waiting[0].budget != (replyBudget{}) {
+		return s.waiting[0].budget
 	}
-	return s.waiting[0].loadCount
+	return replyBudget{maxReplyBytes, maxReplyElements}
 }
 
 // pushed handles a push: a room's message, or the confirmation of a
@@ -317,6 +334,8 @@ func (s *redisSession) answered(c command, reply any) error {
 		return s.b.placed(c.out, reply)
 	case c.load != "":
 		s.b.loaded(c.load, reply)
+	case c.reply != nil:
+		c.reply <- reply // buffered: the asker may have given up
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -683,4 +684,89 @@ func BenchmarkVerifyToken(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestTokenAtTheHandshake runs a server with tokens: each kind of token is
+// answered as docs/protocol.md says, before the 101, and the log says why
+// without the token; a member's messages go out under its token's name.
+func TestTokenAtTheHandshake(t *testing.T) {
+	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
+	var logs syncBuffer
+	h, err := buildHub(options{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveHub(t, h, options{secret: secret})
+	now := time.Now()
+	mint := func(c tokenClaims) string {
+		t.Helper()
+		tok, err := mintToken(secret, c, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	alice := mint(tokenClaims{Name: "Alice", Subject: "u1", Rooms: []string{"room1"}, Expires: now.Add(time.Hour)})
+	anyRoomToken := mint(tokenClaims{Subject: "u2", Rooms: []string{anyRoom}, Expires: now.Add(time.Hour)})
+	other, _ := mintToken([]byte(strings.Repeat("x", minTokenSecretBytes)), tokenClaims{Name: "Eve", Rooms: []string{anyRoom}, Expires: now.Add(time.Hour)}, now)
+	header, payload, _ := segments(alice)
+	tests := []struct {
+		name, room, bearer, protocol string
+		want                         int
+	}{
+		{"no token", "room1", "", "", 401},
+		{"a token signed with another secret", "room1", other, "", 401},
+		{"tampered", "room1", header + "." + b64(`{"name":"Alice","rooms":["*"],"exp":9999999999}`) + "." + strings.Split(alice, ".")[2], "", 401},
+		{"alg none", "room1", b64(`{"alg":"none"}`) + "." + payload + ".", "", 401},
+		{"expired", "room1", signToken(secret, []byte(tokenHeader), []byte(fmt.Sprintf(`{"name":"Alice","rooms":["room1"],"exp":%d}`, now.Add(-time.Hour).Unix()))), "", 401},
+		{"a room outside its claims", "room2", alice, "", 403},
+		{"bearer", "room1", alice, "", 101},
+		{"subprotocol", "room1", "", alice, 101},
+		{"any room", "elsewhere", anyRoomToken, "", 101},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			header := http.Header{}
+			if tt.bearer != "" {
+				header.Set("Authorization", "Bearer "+tt.bearer)
+			}
+			if tt.protocol != "" {
+				header.Set("Sec-WebSocket-Protocol", tokenSubprotocol+", "+tt.protocol)
+			}
+			code, conn := hold(t, s, "/ws/chat/"+tt.room+"/", header)
+			if code != tt.want {
+				t.Fatalf("status %d, want %d", code, tt.want)
+			}
+			conn.Close()
+		})
+	}
+	for _, tok := range []string{alice, other, anyRoomToken, payload} {
+		checkQuiet(t, logs.String(), tok)
+	}
+	if !strings.Contains(logs.String(), "token expired") || !strings.Contains(logs.String(), "bad token signature") {
+		t.Errorf("the log does not say why tokens were refused:\n%s", logs.String())
+	}
+
+	// Alice says something in Mallory's name: the room hears Alice's.
+	bob := dialWithToken(t, s, "room1", anyRoomToken)
+	a := dialWithToken(t, s, "room1", alice)
+	sendText(t, a, chat("hi", "Mallory"))
+	expectText(t, bob, chat("hi", "Alice"))
+}
+
+// dialWithToken joins room as a program does, with the token in
+// Authorization.
+func dialWithToken(t *testing.T, s *testServer, room, token string) *websocket.Conn {
+	t.Helper()
+	cfg, err := websocket.NewConfig(s.wsURL(room), s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Header = http.Header{"Authorization": {"Bearer " + token}}
+	c, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
