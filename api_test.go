@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -198,5 +202,51 @@ func TestAPIRateLimit(t *testing.T) {
 	}
 	if limited == 0 {
 		t.Errorf("no request of %d was refused", 2*apiRequestsPerSecond+20)
+	}
+}
+
+// TestAPIDocExamples runs the curl examples of docs/protocol.md's HTTP API
+// section against a live server, and compares each answer with the one the
+// document gives after it (the server's epoch read as the document's).
+func TestAPIDocExamples(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl not found; install it (Debian: sudo apt-get install curl)")
+		}
+		t.Skip("curl not found")
+	}
+	doc, err := os.ReadFile(protocolDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(doc)[strings.Index(string(doc), "## The HTTP API"):]
+	section = section[:strings.Index(section[3:], "\n## ")+3]
+	blocks := regexp.MustCompile("(?s)```sh\n(.*?)\n```\n\n```json\n(.*?)\n```").FindAllStringSubmatch(section, -1)
+	if len(blocks) < 4 {
+		t.Fatalf("%d examples in the HTTP API section", len(blocks))
+	}
+	s := newAPIServer(t, options{history: defaultHistory})
+	epoch := ""
+	for _, b := range blocks {
+		command, want := strings.ReplaceAll(b[1], "http://localhost:8000", s.URL), b[2]
+		cmd := exec.Command("bash", "-c", command)
+		cmd.Env = append(os.Environ(), apiKeyEnv+"="+testAPIKey, "PATH="+filepath.Dir(curl)+":"+os.Getenv("PATH"))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", command, err)
+		}
+		got := strings.TrimSpace(string(out))
+		if epoch == "" {
+			if m := regexp.MustCompile(`"id":"([a-z0-9]+)-`).FindStringSubmatch(got); m != nil {
+				epoch = m[1]
+			}
+		}
+		if epoch != "" {
+			got = strings.ReplaceAll(got, epoch, "k3d9x2ab")
+		}
+		if got != want {
+			t.Errorf("%s\ngot  %s\nwant %s", command, got, want)
+		}
 	}
 }

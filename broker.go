@@ -56,7 +56,9 @@ type post struct {
 
 	// here is set when the members here have the message already (a
 	// broker delivered it early): a delivery then tells its sender alone.
-	here bool
+	// early is set while it is delivered here ahead of its place (Redis is
+	// away): its sender is told nothing yet.
+	here, early bool
 	// refused, when set, is why the message did not reach every process:
 	// its sender is told this instead of its id.
 	refused *fieldError
@@ -99,6 +101,7 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 // gave a cid): its id, or why it did not reach everyone.
 func (p *post) ack(c *client) (frame, bool) {
 	switch {
+	case p.early:
 	case p.refused != nil:
 		return errorFrame(p.cid, *p.refused), true
 	case c.history != nil && p.id != "", p.cid != "":

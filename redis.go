@@ -326,7 +326,9 @@ func (b *redisBroker) lock(room string) *mirror {
 func (b *redisBroker) deliverHereLocked(out outgoing) {
 	if m := b.mirrors[out.room]; m != nil {
 		m.mu.Lock()
+		out.post.early = true
 		m.room.deliver(out.post)
+		out.post.early = false
 		m.mu.Unlock()
 	}
 	out.post.here = true

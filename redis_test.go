@@ -702,3 +702,25 @@ func freePort(t testing.TB) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestRedisBacklogFull talks on while Redis is away, past what the backlog
+// holds: the members here get every message, and the sender of the one
+// that does not fit is told, with its cid, that it reached only them.
+func TestRedisBacklogFull(t *testing.T) {
+	r := startRedis(t, "")
+	s := newTestServer(t, options{redis: r.url(), history: defaultHistory})
+	from, here := s.dial(t, "full"), s.dial(t, "full")
+	r.stop()
+	s.waitHealth(t, func(h health) bool { return !h.Layer.Connected })
+	read := sendPaced(backlogMessages, func(i int) error { return websocket.Message.Send(from, chat(strconv.Itoa(i), "A")) })
+	for i := range backlogMessages {
+		expectText(t, here, chat(strconv.Itoa(i), "A"))
+		read()
+	}
+	sendText(t, from, chatWithCid("one too many", "A", "last"))
+	expectText(t, here, chat("one too many", "A"))
+	expectText(t, from, `{"action":"error","payload":[{"type":"not_relayed","loc":[],"msg":"`+notRelayed.Msg+`"}],"cid":"last"}`)
+	if h := s.health(t); h.Layer.Backlog != backlogMessages || h.Layer.Dropped != 1 {
+		t.Errorf("/healthz: %+v", h.Layer)
+	}
+}
