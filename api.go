@@ -273,3 +273,40 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 func apiError(w http.ResponseWriter, code int, why string) {
 	writeJSON(w, code, map[string]string{"detail": why})
 }
+
+// What the memory broker answers the HTTP API with (redispresence.go has
+// the Redis broker's answers).
+
+// present needs to tell no one: in one process, presence counts members
+// where they are.
+func (b *memoryBroker) present(string, int) {}
+
+// presence counts the members of the rooms that have some.
+func (b *memoryBroker) presence(room string) (map[string]int, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	members := map[string]int{}
+	for name, s := range b.streams {
+		if room == "" || room == name {
+			s.mu.Lock()
+			if s.room != nil {
+				members[name] = s.room.size()
+			}
+			s.mu.Unlock()
+		}
+	}
+	return members, true, nil
+}
+
+func (b *memoryBroker) history(room string) (history, error) {
+	s := b.lock(room)
+	defer s.mu.Unlock()
+	return s.history.snapshot(), nil
+}
+
+// size is how many members r has.
+func (r *room) size() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.members)
+}

@@ -54,17 +54,10 @@ type post struct {
 	frame  frame  // msg as a new_chat_message frame
 	withID frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
 
-	// here is set when the members here have the message already (a
-	// broker delivered it early): a delivery then tells its sender alone.
-	// early is set while it is delivered here ahead of its place (Redis is
-	// away): its sender is told nothing yet.
-	here, early bool
-	// refused, when set, is why the message did not reach every process:
-	// its sender is told this instead of its id.
-	refused *fieldError
-	// placed, when not nil, is closed once the message has its place,
-	// for a sender that waits for it (the HTTP API).
-	placed chan struct{}
+	here    bool          // the members here have it already (delivered early, or a copy): tell its sender alone
+	early   bool          // being delivered here ahead of its place (Redis away): tell its sender nothing yet
+	refused *fieldError   // why it did not reach every process: its sender is told this, not its id
+	placed  chan struct{} // closed once it has its place, when its sender waits for that (the HTTP API)
 }
 
 // wasPlaced ends the wait of p's sender, if it waits.
@@ -119,29 +112,6 @@ func (p *post) withIDFrame() frame {
 		p.withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid}))
 	}
 	return p.withID
-}
-
-// brokerStatus is the broker's part of /healthz: which broker runs and,
-// for Redis, its connection and totals, whose fields JSON lifts into this one.
-type brokerStatus struct {
-	Kind            string `json:"kind"`
-	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
-	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
-	*redisStatus           // nil for the memory broker
-}
-
-// A stream is one room's messages in the order its broker gave them: the
-// history this process holds of them (history.go), and the room here they
-// are delivered to.
-type stream struct {
-	name string
-
-	// mu is held from a message's placing to its last delivery, and while a
-	// member joins with its replay: one order for both.
-	mu      sync.Mutex
-	room    *room // nil while the room has no members here
-	history history
-	gone    bool // dropped by its broker: whoever holds it must look again
 }
 
 // memoryBroker is the broker of a single process: every room's stream is
@@ -209,33 +179,6 @@ func (b *memoryBroker) join(c *client) {
 	s := b.lock(c.room.name)
 	defer s.mu.Unlock()
 	c.room.add(c, &s.history)
-}
-
-// present needs to tell no one: in one process, presence counts members
-// where they are.
-func (b *memoryBroker) present(string, int) {}
-
-// presence counts the members of the rooms that have some.
-func (b *memoryBroker) presence(room string) (map[string]int, bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	members := map[string]int{}
-	for name, s := range b.streams {
-		if room == "" || room == name {
-			s.mu.Lock()
-			if s.room != nil {
-				members[name] = s.room.size()
-			}
-			s.mu.Unlock()
-		}
-	}
-	return members, true, nil
-}
-
-func (b *memoryBroker) history(room string) (history, error) {
-	s := b.lock(room)
-	defer s.mu.Unlock()
-	return s.history.snapshot(), nil
 }
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }

@@ -6,8 +6,6 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -22,10 +20,6 @@ const (
 	// nothing while the client keeps up: the slice only grows when frames
 	// pile up. A client that lets it fill is dropped as slow (1008).
 	sendQueueLen = 256
-
-	// keptQueueCap is the largest queue array an idle connection keeps for
-	// reuse (24 bytes a slot).
-	keptQueueCap = 16
 
 	// sendBufferBytes bounds the kernel's send buffer for each socket
 	// (the kernel doubles it for its own bookkeeping), so that a client
@@ -102,8 +96,7 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 	c.linger(conn)
 	c.logDisconnect(start)
 	c.hub.leave(c)
-	// An error here means the socket is closed already.
-	_ = conn.Close()
+	_ = conn.Close() // an error means it is closed already
 }
 
 // attach gives the client its socket: frames queued since the join, or a
@@ -179,28 +172,6 @@ func (c *client) readLoop() (code int, why string) {
 		}
 		msg, inMessage = nil, false
 	}
-}
-
-// control reads and answers a ping, a pong or a close frame. It reports
-// stop, with the close code and reason, when the connection is over.
-func (c *client) control(h frameHeader) (code int, why string, stop bool) {
-	payload, err := readPayload(c.in, h, nil)
-	if err != nil {
-		code, why = closeCodeOf(err)
-		return code, why, true
-	}
-	switch h.opcode {
-	case opPing:
-		c.sendPong(newFrame(opPong, payload))
-	case opClose:
-		if err := checkClose(payload); err != nil {
-			code, why = closeCodeOf(err)
-			return code, why, true
-		}
-		return closeNormal, "client closed", true
-	}
-	// A pong needs no answer: like every frame, it renewed the deadline.
-	return 0, "", false
 }
 
 // send queues f for this client without waiting. A client whose queue is
@@ -292,40 +263,12 @@ func (c *client) writeLoop() {
 	}
 }
 
-// keepSmall empties a queue array for reuse, unless a burst made it big:
-// an idle connection should not hold on to that.
-func keepSmall(q [][]byte) [][]byte {
-	if cap(q) > keptQueueCap {
-		return nil
-	}
-	return q[:0]
-}
-
 // writeBatch writes a batch of frames in one system call (writeFrames).
 func (c *client) writeBatch(batch [][]byte) error {
-	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-		for _, wire := range batch {
-			c.hub.log.Debug("frame out", "conn", c.id, "opcode", wire[0]&opcodeBits, "data", string(payloadOf(wire)))
-		}
-	}
+	logFramesOut(c, batch)
 	if err := writeFrames(c.conn, batch); err != nil {
 		return err
 	}
 	c.hub.stats.delivered.Add(int64(len(batch)))
 	return nil
-}
-
-// logConnect says who connected to which room.
-func (c *client) logConnect() {
-	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.addr)
-}
-
-// logDisconnect says how the connection ended, and flags a slow client.
-func (c *client) logDisconnect(start time.Time) {
-	c.mu.Lock()
-	code, why := c.closeCode, c.closeWhy
-	c.mu.Unlock()
-	c.hub.stats.closed(code)
-	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.addr,
-		"code", code, "reason", why, "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -324,4 +325,11 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// refuseRetry answers a request that may be tried again, with a
+// Retry-After that spreads the retries of a crowd refused at once.
+func refuseRetry(w http.ResponseWriter, reason string, code int) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds()))
+	http.Error(w, reason, code)
 }

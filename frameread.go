@@ -190,3 +190,25 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// control reads and answers a ping, a pong or a close frame. It reports
+// stop, with the close code and reason, when the connection is over.
+func (c *client) control(h frameHeader) (code int, why string, stop bool) {
+	payload, err := readPayload(c.in, h, nil)
+	if err != nil {
+		code, why = closeCodeOf(err)
+		return code, why, true
+	}
+	switch h.opcode {
+	case opPing:
+		c.sendPong(newFrame(opPong, payload))
+	case opClose:
+		if err := checkClose(payload); err != nil {
+			code, why = closeCodeOf(err)
+			return code, why, true
+		}
+		return closeNormal, "client closed", true
+	}
+	// A pong needs no answer: like every frame, it renewed the deadline.
+	return 0, "", false
+}

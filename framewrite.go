@@ -6,7 +6,10 @@ package main
 // one system call (writeFrames).
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"net"
 )
 
@@ -90,4 +93,36 @@ func writeFrames(conn net.Conn, frames [][]byte) error {
 	bufs := net.Buffers(frames)
 	_, err := bufs.WriteTo(conn)
 	return err
+}
+
+// outFrame is the shape of every frame the server sends. Only a client that
+// asked for history gets an id (history.go); cid is a client's own id for
+// the frame it sent that this one answers, or, for a client that asked for
+// history, for the message it carries.
+type outFrame struct {
+	Action  string `json:"action"`
+	Payload any    `json:"payload"`
+	ID      string `json:"id,omitempty"`
+	Cid     string `json:"cid,omitempty"`
+}
+
+// encodeFrame encodes one outgoing message as a WebSocket frame, ready for
+// any number of send queues.
+func encodeFrame(action string, payload any) frame {
+	return textFrame(encodeJSON(outFrame{Action: action, Payload: payload}))
+}
+
+// encodeJSON encodes one outgoing message. HTML escaping is off so that
+// "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
+func encodeJSON(out outFrame) []byte {
+	action := out.Action
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		// Only values this package built reach here; failing to encode
+		// one is a bug, not a client's doing.
+		panic(fmt.Sprintf("encode %s frame: %v", action, err))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -47,6 +48,20 @@ const (
 	// over for expiry.
 	expireEvery = 20 * time.Second
 )
+
+// A stream is one room's messages in the order its broker gave them: the
+// history this process holds of them (history.go), and the room here they
+// are delivered to.
+type stream struct {
+	name string
+
+	// mu is held from a message's placing to its last delivery, and while a
+	// member joins with its replay: one order for both.
+	mu      sync.Mutex
+	room    *room // nil while the room has no members here
+	history history
+	gone    bool // dropped by its broker: whoever holds it must look again
+}
 
 // history is one room's recent messages, oldest first, with what it takes
 // to give the next one its id. Its stream's lock guards it.

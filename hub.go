@@ -7,7 +7,6 @@ package main
 // so a delivery holds its room's lock for one pass over the members.
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -185,77 +184,5 @@ func (r *room) deliver(p *post) {
 		default:
 			c.send(p.frame)
 		}
-	}
-}
-
-// size is how many members r has.
-func (r *room) size() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.members)
-}
-
-// counts reports the number of rooms and connections, for /healthz.
-func (h *hub) counts() (rooms, conns int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.rooms), h.conns
-}
-
-// shutdown stops the pinger, closes every connection with 1001 and waits for
-// them to go. When ctx ends first, it cuts the rest off: their writes and
-// reads fail at once. Last, it closes the broker.
-func (h *hub) shutdown(ctx context.Context) {
-	defer h.broker.close()
-	h.mu.Lock()
-	if !h.closing {
-		close(h.stop)
-	}
-	h.closing = true
-	h.mu.Unlock()
-	h.forEach(func(c *client) { c.close(closeGoingAway, "server shutting down") })
-
-	done := make(chan struct{})
-	go func() { h.live.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		h.forEach((*client).cut)
-		<-done
-	}
-}
-
-// pingLoop pings every client each pingInterval, as Daphne does: a client
-// that answers (any frame will do) renews its idle deadline, so a quiet
-// listener stays connected and a dead peer is found within idleTimeout.
-// One loop for the server, started by the first join, not a timer per
-// connection: idle connections stay small.
-func (h *hub) pingLoop() {
-	tick := time.NewTicker(h.pingInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-h.stop:
-			return
-		case <-tick.C:
-			h.forEach(func(c *client) { c.send(pingFrame) })
-		}
-	}
-}
-
-// pingFrame is the server's ping, built once; its payload is empty.
-var pingFrame = newFrame(opPing, nil)
-
-// forEach calls f for every member of every room. f must not block: it runs
-// with the hub and room locks held.
-func (h *hub) forEach(f func(*client)) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range h.rooms {
-		r.mu.RLock()
-		for c := range r.members {
-			f(c)
-		}
-		r.mu.RUnlock()
 	}
 }

@@ -5,10 +5,12 @@ package main
 // parses them. Both carry the same fields; only their spelling differs.
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 )
 
 // The log formats -log accepts.
@@ -41,4 +43,35 @@ func logHandler(format string, w io.Writer, opts *slog.HandlerOptions) slog.Hand
 		return slog.NewJSONHandler(w, opts)
 	}
 	return slog.NewTextHandler(w, opts)
+}
+
+// logConnect says who connected to which room.
+func (c *client) logConnect() {
+	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.addr)
+}
+
+// logDisconnect says how the connection ended, and flags a slow client.
+func (c *client) logDisconnect(start time.Time) {
+	c.mu.Lock()
+	code, why := c.closeCode, c.closeWhy
+	c.mu.Unlock()
+	c.hub.stats.closed(code)
+	c.hub.log.Info("disconnected", "conn", c.id, "room", c.room.name, "remote", c.addr,
+		"code", code, "reason", why, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// logFrameIn logs a message from c, at debug level (-v).
+func logFrameIn(c *client, data []byte) {
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.hub.log.Debug("frame in", "conn", c.id, "data", string(data))
+	}
+}
+
+// logFramesOut logs a batch of frames to c, at debug level (-v).
+func logFramesOut(c *client, batch [][]byte) {
+	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
+		for _, wire := range batch {
+			c.hub.log.Debug("frame out", "conn", c.id, "opcode", wire[0]&opcodeBits, "data", string(payloadOf(wire)))
+		}
+	}
 }

@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -135,9 +134,8 @@ func main() {
 	}
 }
 
-// run serves on ln until ctx ends, then shuts down: no new connections,
-// every WebSocket closed with 1001, all within shutdownTimeout. Every
-// connection ln accepts is counted against opts' limits (connlimit.go).
+// run serves on ln until ctx ends, then shuts down within shutdownTimeout.
+// Every connection ln accepts is counted against opts' limits (connlimit.go).
 func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) error {
 	h, err := buildHub(opts, log)
 	if err != nil {
@@ -235,12 +233,10 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 }
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
-// three steps. admit refuses, with a plain HTTP answer, what must not be
-// upgraded: a bad room name (400), a bad token (401, 403), a full server
-// (503). upgrade answers the handshake on a connection taken from net/http
-// (upgrade.go); before it writes the 101, the origin is checked and the
-// client joins its room. Then the connection is served on a goroutine of
-// its own, and this handler returns: net/http keeps nothing for it.
+// three steps: admit refuses, with a plain HTTP answer, what must not be
+// upgraded; upgrade answers the handshake (upgrade.go), checking the origin
+// and joining the client to its room before the 101; then the connection
+// is served on a goroutine of its own, and net/http keeps nothing for it.
 func chatHandler(h *hub, opts options) http.HandlerFunc {
 	allowed := make(map[string]bool, len(opts.origins))
 	for _, o := range opts.origins {
@@ -303,41 +299,9 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, secret []byte) (*clie
 	return nil, false
 }
 
-// refuseRetry answers a request that may be tried again, with a
-// Retry-After that spreads the retries of a crowd refused at once.
-func refuseRetry(w http.ResponseWriter, reason string, code int) {
-	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds()))
-	http.Error(w, reason, code)
-}
-
 // servePage serves one embedded HTML page.
 func servePage(name string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, static, name)
 	}
-}
-
-// splitList turns "a, b,,c" into [a b c].
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
-}
-
-// browsableHost turns a listening address into one a browser can open:
-// ":8000" and "0.0.0.0:8000" listen everywhere, and localhost reaches them;
-// "localhost:8000" listens on 127.0.0.1, and reads better as it was given.
-func browsableHost(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -7,13 +7,9 @@ package main
 // table names.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -104,9 +100,7 @@ var actions = map[string]action{
 // over the rate is refused undecoded, and the rest goes to handle.
 func dispatch(c *client, data []byte, meter *meter) {
 	c.hub.stats.received.Add(1)
-	if c.hub.log.Enabled(context.Background(), slog.LevelDebug) {
-		c.hub.log.Debug("frame in", "conn", c.id, "data", string(data))
-	}
+	logFrameIn(c, data)
 	if !utf8.Valid(data) {
 		c.close(closeInvalidPayload, "invalid UTF-8")
 		return
@@ -192,39 +186,6 @@ func decode(data []byte) (message, []fieldError) {
 	return msg, nil
 }
 
-// decodeCid validates a frame's cid, a client's own id for it (1 to 64
-// printable ASCII characters), into dst; it is left "" when invalid.
-func decodeCid(raw json.RawMessage, dst *string) []fieldError {
-	var cid string
-	loc := []string{"cid"}
-	switch {
-	case !isJSONString(raw) || json.Unmarshal(raw, &cid) != nil:
-		return oneError(errStringType, loc, "Input should be a valid string")
-	case cid == "":
-		return oneError(errStringTooShort, loc, "String should have at least 1 character")
-	case len(cid) > maxCidBytes:
-		return oneError(errStringTooLong, loc, fmt.Sprintf("String should have at most %d characters", maxCidBytes))
-	case !validCid(cid):
-		return oneError(errStringPattern, loc, "String should match pattern '^[ -~]+$'")
-	}
-	*dst = cid
-	return nil
-}
-
-// validCid reports whether cid is 1 to maxCidBytes printable ASCII
-// characters.
-func validCid(cid string) bool {
-	if cid == "" || len(cid) > maxCidBytes {
-		return false
-	}
-	for i := range len(cid) {
-		if cid[i] < ' ' || cid[i] > '~' {
-			return false
-		}
-	}
-	return true
-}
-
 // decodeChat validates a new_chat_message payload: an object with the
 // strings message and name, each within its limit.
 func decodeChat(payload json.RawMessage) (any, []fieldError) {
@@ -240,87 +201,6 @@ func decodeChat(payload json.RawMessage) (any, []fieldError) {
 		return nil, errs
 	}
 	return p, nil
-}
-
-// decodeObject validates a required payload that must be a JSON object, and
-// returns its fields by key, for decodeString to check one by one. model is
-// the payload's name in Chanx, which pydantic's message names.
-func decodeObject(payload json.RawMessage, loc []string, model string) (map[string]json.RawMessage, []fieldError) {
-	if payload == nil {
-		return nil, oneError(errMissing, loc, "Field required")
-	}
-	var fields map[string]json.RawMessage
-	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
-		return nil, oneError(errModelType, loc, notADict(model))
-	}
-	return fields, nil
-}
-
-// decodeString validates one required string field of an object, appending
-// at most one error for it.
-func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent []string, key string, maxChars int, dst *string) []fieldError {
-	loc := append(slices.Clip(parent), key)
-	raw, ok := fields[key]
-	switch {
-	case !ok:
-		return append(errs, fieldError{errMissing, loc, "Field required"})
-	case !isJSONString(raw) || json.Unmarshal(raw, dst) != nil:
-		return append(errs, fieldError{errStringType, loc, "Input should be a valid string"})
-	case utf8.RuneCountInString(*dst) > maxChars:
-		return append(errs, fieldError{errStringTooLong, loc, fmt.Sprintf("String should have at most %d characters", maxChars)})
-	}
-	return errs
-}
-
-// decodeNoPayload validates an action that carries nothing: the payload may
-// be absent or null, as pydantic's None allows.
-func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
-	return func(payload json.RawMessage) (any, []fieldError) {
-		if payload != nil && string(payload) != "null" {
-			return nil, oneError(errNoneRequired, []string{name, "payload"}, "Input should be None")
-		}
-		return nil, nil
-	}
-}
-
-// oneError is the common case of an error list with a single entry.
-func oneError(typ string, loc []string, msg string) []fieldError {
-	if loc == nil {
-		loc = []string{} // [] in JSON, never null
-	}
-	return []fieldError{{Type: typ, Loc: loc, Msg: msg}}
-}
-
-// outFrame is the shape of every frame the server sends. Only a client that
-// asked for history gets an id (history.go); cid is a client's own id for
-// the frame it sent that this one answers, or, for a client that asked for
-// history, for the message it carries.
-type outFrame struct {
-	Action  string `json:"action"`
-	Payload any    `json:"payload"`
-	ID      string `json:"id,omitempty"`
-	Cid     string `json:"cid,omitempty"`
-}
-
-// encodeFrame encodes one outgoing message as a WebSocket frame, ready for
-// any number of send queues.
-func encodeFrame(action string, payload any) frame {
-	return textFrame(encodeJSON(outFrame{Action: action, Payload: payload}))
-}
-
-// encodeJSON encodes one outgoing message. HTML escaping is off so that
-// "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
-func encodeJSON(out outFrame) []byte {
-	action := out.Action
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(out); err != nil {
-		// Only values this package built reach here; failing to encode
-		// one is a bug, not a client's doing.
-		panic(fmt.Sprintf("encode %s frame: %v", action, err))
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // errorFrame encodes an error reply to a frame with the cid cid ("" for

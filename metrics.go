@@ -397,3 +397,19 @@ func writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(body) // fails only when the client has gone: no one to tell
 }
+
+// brokerStatus is the broker's part of /healthz: which broker runs and,
+// for Redis, its connection and totals, whose fields JSON lifts into this one.
+type brokerStatus struct {
+	Kind            string `json:"kind"`
+	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
+	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	*redisStatus           // nil for the memory broker
+}
+
+// counts reports the number of rooms and connections, for /healthz.
+func (h *hub) counts() (rooms, conns int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rooms), h.conns
+}

@@ -1,10 +1,11 @@
 package main
 
-// This file words errors as pydantic does, because Chanx sends pydantic's
-// errors and its clients show, or branch on, what they say: the quoting of
-// a tag that is not a string (Python's str()), the position of a JSON
-// syntax error, the names of the models. messages.go decides which error a
-// frame earns; this file only spells it.
+// This file checks fields and words errors as pydantic does, because Chanx
+// sends pydantic's errors and its clients show, or branch on, what they
+// say: the checks of an object's string fields, the quoting of a tag that
+// is not a string (Python's str()), the position of a JSON syntax error,
+// the names of the models. messages.go decides what a frame must hold; this
+// file checks it field by field, and spells what is wrong.
 
 import (
 	"bytes"
@@ -102,4 +103,53 @@ func describeSyntaxError(data []byte, err *json.SyntaxError) string {
 		column = 1
 	}
 	return fmt.Sprintf("%s at line %d column %d", err.Error(), line, column)
+}
+
+// decodeObject validates a required payload that must be a JSON object, and
+// returns its fields by key, for decodeString to check one by one. model is
+// the payload's name in Chanx, which pydantic's message names.
+func decodeObject(payload json.RawMessage, loc []string, model string) (map[string]json.RawMessage, []fieldError) {
+	if payload == nil {
+		return nil, oneError(errMissing, loc, "Field required")
+	}
+	var fields map[string]json.RawMessage
+	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
+		return nil, oneError(errModelType, loc, notADict(model))
+	}
+	return fields, nil
+}
+
+// decodeString validates one required string field of an object, appending
+// at most one error for it.
+func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent []string, key string, maxChars int, dst *string) []fieldError {
+	loc := append(slices.Clip(parent), key)
+	raw, ok := fields[key]
+	switch {
+	case !ok:
+		return append(errs, fieldError{errMissing, loc, "Field required"})
+	case !isJSONString(raw) || json.Unmarshal(raw, dst) != nil:
+		return append(errs, fieldError{errStringType, loc, "Input should be a valid string"})
+	case utf8.RuneCountInString(*dst) > maxChars:
+		return append(errs, fieldError{errStringTooLong, loc, fmt.Sprintf("String should have at most %d characters", maxChars)})
+	}
+	return errs
+}
+
+// decodeNoPayload validates an action that carries nothing: the payload may
+// be absent or null, as pydantic's None allows.
+func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
+	return func(payload json.RawMessage) (any, []fieldError) {
+		if payload != nil && string(payload) != "null" {
+			return nil, oneError(errNoneRequired, []string{name, "payload"}, "Input should be None")
+		}
+		return nil, nil
+	}
+}
+
+// oneError is the common case of an error list with a single entry.
+func oneError(typ string, loc []string, msg string) []fieldError {
+	if loc == nil {
+		loc = []string{} // [] in JSON, never null
+	}
+	return []fieldError{{Type: typ, Loc: loc, Msg: msg}}
 }

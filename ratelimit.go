@@ -5,7 +5,6 @@ package main
 // and frames of every kind. Each is a token bucket of the connection's own.
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -106,92 +105,6 @@ func (r *overLimit) answer(data []byte) frame {
 		return errorFrame(cid, r.err)
 	}
 	return r.frame
-}
-
-// peekCid returns the string value of the "cid" key at the top level of
-// the JSON object data, when it is a valid cid, else "". It reads each byte
-// at most once, and decodes nothing but the cid.
-func peekCid(data []byte) string {
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
-		return ""
-	}
-	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
-		key, end := scanString(data, i)
-		i = skipSpace(data, end)
-		if i >= len(data) || data[i] != ':' {
-			return ""
-		}
-		i = skipSpace(data, i+1)
-		if string(key) == "cid" {
-			var cid string
-			if raw, end := scanString(data, i); raw != nil && len(raw) <= 6*maxCidBytes { // a cid, \u-escaped at worst
-				_ = json.Unmarshal(data[i:end], &cid) // a short string: cheap
-			}
-			if validCid(cid) {
-				return cid
-			}
-			return ""
-		}
-		if i = skipSpace(data, skipValue(data, i)); i >= len(data) || data[i] != ',' {
-			return ""
-		}
-		i = skipSpace(data, i+1)
-	}
-	return ""
-}
-
-// scanString returns the raw bytes of the JSON string that starts at
-// data[i] (a quote), and the index after it.
-func scanString(data []byte, i int) (raw []byte, end int) {
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			j++
-		case '"':
-			return data[i+1 : j], j + 1
-		}
-	}
-	return nil, len(data)
-}
-
-// skipValue returns the index after the JSON value that starts at data[i].
-func skipValue(data []byte, i int) int {
-	if i < len(data) && data[i] == '"' {
-		_, end := scanString(data, i)
-		return end
-	}
-	depth := 0
-	for ; i < len(data); i++ {
-		switch data[i] {
-		case '"':
-			_, end := scanString(data, i)
-			i = end - 1
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i
-			}
-			if depth--; depth == 0 {
-				return i + 1
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		}
-	}
-	return i
-}
-
-// skipSpace returns the index of the first byte at or after i that is not
-// JSON whitespace.
-func skipSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
-	}
-	return i
 }
 
 // tokenBucket allows what it has tokens for; tokens come back at rate a

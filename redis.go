@@ -26,6 +26,7 @@ import (
 	mathrand "math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,18 +228,23 @@ func (b *redisBroker) unsubscribe(r *room) {
 
 // publish sends p to Redis, for it to place and hand to every process. It
 // never waits: while Redis is away, p is delivered here at once, without an
-// id, and kept in the backlog until Redis is back.
+// id, and kept in the backlog until Redis is back; and while its room's
+// backlog waits for its catch-up, p waits behind it, so that its room's
+// messages reach Redis in the order they were said.
 func (b *redisBroker) publish(room string, p *post) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sequence++
 	out := outgoing{room: room, post: p, seq: b.sequence}
-	if b.session != nil {
+	switch {
+	case b.session == nil:
+		b.deliverHereLocked(out)
+		b.holdLocked(out)
+	case slices.ContainsFunc(b.backlog, func(o outgoing) bool { return o.room == room }):
+		b.holdLocked(out) // behind the room's backlog, which waits for its catch-up
+	default:
 		b.session.send(b.publishCommand(out))
-		return
 	}
-	b.deliverHereLocked(out)
-	b.holdLocked(out)
 }
 
 // join adds c to its room with its replay, from what this process holds of
@@ -425,6 +431,9 @@ func (b *redisBroker) end(s *redisSession) {
 		b.holdLocked(out)
 	}
 	for _, out := range backlog { // what a failed start had not sent yet
+		if !out.post.here {
+			b.deliverHereLocked(out)
+		}
 		b.holdLocked(out)
 	}
 }

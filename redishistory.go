@@ -205,12 +205,15 @@ func (b *redisBroker) receive(room string, data []byte, own func(number uint64) 
 	_, entry, _ := strings.Cut(rest, " ")
 	e, ok := b.ownEntry(process, number, entry, own)
 	if !ok {
-		n, err := strconv.ParseUint(number, 10, 64)
-		if e, ok = parseEntry([]byte(entry)); !ok || err != nil {
+		_, n, from, tagged := parseTag(string(data[:len(data)-len(entry)-1]))
+		if e, ok = parseEntry([]byte(entry)); !ok || !tagged {
 			b.rejected(room)
 			return
 		}
 		e.process, e.number = process, n
+		if process == b.id {
+			e.post.from = from // said here, in a session that failed: its sender is not sent it back
+		}
 	}
 	b.received.Add(1)
 	if m := b.lock(room); m != nil {
@@ -429,12 +432,15 @@ func (b *redisBroker) parseStream(room string, items []any) []streamEntry {
 			}
 		}
 		e, ok := parseEntry(entry)
-		process, number, _, tagged := parseTag(string(tag))
+		process, number, from, tagged := parseTag(string(tag))
 		if !ok || !tagged || e.epoch == "" {
 			b.rejected(room)
 			continue
 		}
 		e.process, e.number = process, number
+		if process == b.id {
+			e.post.from = from // its sender is not sent it back
+		}
 		out = append(out, e)
 	}
 	return out

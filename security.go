@@ -117,3 +117,28 @@ func originAllowed(r *http.Request, allowed map[string]bool) bool {
 func normalizeOrigin(o string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")
 }
+
+// splitList turns "a, b,,c" into [a b c].
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// browsableHost turns a listening address into one a browser can open:
+// ":8000" and "0.0.0.0:8000" listen everywhere, and localhost reaches them;
+// "localhost:8000" listens on 127.0.0.1, and reads better as it was given.
+func browsableHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && (ip.IsUnspecified() || ip.IsLoopback())) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

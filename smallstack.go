@@ -1,6 +1,7 @@
 package main
 
-// This file is memory machinery, and can be skipped on a first reading.
+// This file is memory machinery, and can be skipped on a first reading:
+// what keeps an idle connection small.
 //
 // A goroutine's stack grows to fit the deepest call it ever makes, and the
 // garbage collector shrinks it only while the goroutine uses less than a
@@ -32,4 +33,19 @@ func onSpareStack(f func()) {
 		f()
 	}()
 	<-done
+}
+
+// keptQueueCap is the largest queue array an idle connection keeps for
+// reuse (24 bytes a slot): client.writeLoop swaps two arrays, and keeps
+// them between writers, so that a busy connection allocates nothing per
+// frame.
+const keptQueueCap = 16
+
+// keepSmall empties a queue array for reuse, unless a burst made it big:
+// an idle connection should not hold on to that.
+func keepSmall(q [][]byte) [][]byte {
+	if cap(q) > keptQueueCap {
+		return nil
+	}
+	return q[:0]
 }
