@@ -103,13 +103,16 @@ func (p *post) ack(c *client) (frame, bool) {
 	return frame{}, false
 }
 
-// withIDFrame is p's frame for members that asked for ids: with its id,
-// and its sender's cid, so that a client given the message first without
-// an id can tell it when it comes again with one. Only the broker's
+// withIDFrame is p's frame for members that asked for ids: with its id
+// when it has one, and its sender's cid, so that a client given the
+// message first without an id can tell it when it comes again with one. Only the broker's
 // delivering goroutine touches p, so it is made without a lock.
 func (p *post) withIDFrame() frame {
+	if p.id == "" && p.cid == "" {
+		return p.frame
+	}
 	if p.withID.wire == nil {
-		p.withID = textFrame(encodeJSON(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid}))
+		p.withID = framed(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid})
 	}
 	return p.withID
 }

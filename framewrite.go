@@ -53,21 +53,23 @@ func closeFrame(code int, reason string) frame {
 	return newFrame(opClose, payload)
 }
 
-// newFrame builds a final frame with the given opcode around payload: the
-// payload length goes in 7 bits, or 16, or 64.
+// newFrame builds a final frame with the given opcode around payload.
 func newFrame(opcode byte, payload []byte) frame {
-	n := len(payload)
-	b := make([]byte, 0, maxHeadLen+n)
+	b := appendHeader(make([]byte, 0, maxHeadLen+len(payload)), opcode, len(payload))
+	return frame{wire: append(b, payload...)}
+}
+
+// appendHeader appends the header of a final frame with the given opcode
+// and an n-byte payload: the length goes in 7 bits, or 16, or 64.
+func appendHeader(b []byte, opcode byte, n int) []byte {
 	b = append(b, finalBit|opcode)
 	switch {
 	case n <= maxShortLen:
-		b = append(b, byte(n))
+		return append(b, byte(n))
 	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, len16), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, len64), uint64(n))
+		return binary.BigEndian.AppendUint16(append(b, len16), uint16(n))
 	}
-	return frame{wire: append(b, payload...)}
+	return binary.BigEndian.AppendUint64(append(b, len64), uint64(n))
 }
 
 // payload is the frame without its header: the JSON, for a text frame.
@@ -109,20 +111,51 @@ type outFrame struct {
 // encodeFrame encodes one outgoing message as a WebSocket frame, ready for
 // any number of send queues.
 func encodeFrame(action string, payload any) frame {
-	return textFrame(encodeJSON(outFrame{Action: action, Payload: payload}))
+	return framed(outFrame{Action: action, Payload: payload})
 }
 
-// encodeJSON encodes one outgoing message. HTML escaping is off so that
-// "<" travels as "<", as Chanx sends it; the chat page inserts text as text.
-func encodeJSON(out outFrame) []byte {
-	action := out.Action
+// framed encodes out as a text frame. The JSON is written once, into the
+// frame's own bytes, behind room left for its header, which is filled in
+// once the length is known: one buffer, sized for the message, and no copy.
+func framed(out outFrame) frame {
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf.Grow(maxHeadLen + sizeHint(out))
+	buf.Write(make([]byte, maxHeadLen))
+	encodeInto(&buf, out)
+	b := buf.Bytes()
+	payload := len(b) - maxHeadLen - 1 // the encoder's newline is dropped
+	head := appendHeader(make([]byte, 0, maxHeadLen), opText, payload)
+	start := maxHeadLen - len(head)
+	copy(b[start:], head)
+	return frame{wire: b[start : len(b)-1]}
+}
+
+// sizeHint guesses how long out's JSON is: long for a chat message, whose
+// text is most of it, a little otherwise.
+func sizeHint(out outFrame) int {
+	n := 64 + len(out.ID) + len(out.Cid)
+	if p, ok := out.Payload.(chatPayload); ok {
+		n += len(p.Message) + len(p.Name) + len(p.Message)/8 // and some escapes
+	}
+	return n
+}
+
+// encodeJSON encodes one outgoing message, for what needs its JSON alone.
+func encodeJSON(out outFrame) []byte {
+	var buf bytes.Buffer
+	encodeInto(&buf, out)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// encodeInto writes out's JSON to buf, with a newline. HTML escaping is off
+// so that "<" travels as "<", as Chanx sends it; the chat page inserts text
+// as text.
+func encodeInto(buf *bytes.Buffer, out outFrame) {
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(out); err != nil {
 		// Only values this package built reach here; failing to encode
 		// one is a bug, not a client's doing.
-		panic(fmt.Sprintf("encode %s frame: %v", action, err))
+		panic(fmt.Sprintf("encode %s frame: %v", out.Action, err))
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

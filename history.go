@@ -34,11 +34,16 @@ const (
 	// first when the newest would pass it. 100 messages of 2 KiB fit.
 	historyRoomBytes = 256 << 10
 
-	// historyTotalBytes bounds every room's history together, in this
-	// process: past it, a room that speaks drops its own oldest messages
-	// at once, and the histories of empty rooms go at the next expiry,
-	// longest empty first.
-	historyTotalBytes = 64 << 20
+	// historyMemory bounds the memory every room's history together costs
+	// this process: past it, a room that speaks drops its own oldest
+	// messages at once, and the histories of empty rooms go at the next
+	// expiry, longest empty first. A kept byte costs about two: Go's
+	// garbage collector lets the heap grow to twice what is live before it
+	// collects, and under a flood of messages it does. So the messages
+	// themselves are held to historyTotalBytes, half of it
+	// (TestHistoryMemoryBound measures the process's memory under a flood).
+	historyMemory     = 64 << 20
+	historyTotalBytes = historyMemory / 2
 
 	// historyKeep is how long a room's history outlives its last member,
 	// so that someone who comes back later still sees the conversation.
@@ -271,7 +276,7 @@ func saidFrame(id, cid string) frame {
 	if id != "" {
 		payload["id"] = id
 	}
-	return textFrame(encodeJSON(outFrame{Action: "said", Payload: payload, Cid: cid}))
+	return framed(outFrame{Action: "said", Payload: payload, Cid: cid})
 }
 
 // historyRequest is what a client asked for on its WebSocket URL: nothing

@@ -177,12 +177,10 @@ func (r *room) deliver(p *post) {
 				c.send(f)
 			}
 		case p.here: // these members have it already
-		case c.history != nil && p.id != "":
-			if p.seq > c.history.upTo {
-				c.send(p.withIDFrame())
-			}
-		default:
+		case c.history == nil:
 			c.send(p.frame)
+		case p.id == "" || p.seq > c.history.upTo:
+			c.send(p.withIDFrame())
 		}
 	}
 }

@@ -813,6 +813,9 @@ type layerHealth struct {
 	Dropped   int64  `json:"dropped"`
 	Rejected  int64  `json:"rejected"`
 	Backlog   int    `json:"backlog"`
+
+	HistoryBytes    int64 `json:"history_bytes"`
+	HistoryMessages int64 `json:"history_messages"`
 }
 
 func (s *testServer) health(t testing.TB) health {

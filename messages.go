@@ -138,7 +138,7 @@ func handlePing(c *client, msg message) {
 		c.send(pongFrame)
 		return
 	}
-	c.send(textFrame(encodeJSON(outFrame{Action: "pong", Cid: msg.Cid})))
+	c.send(framed(outFrame{Action: "pong", Cid: msg.Cid}))
 }
 
 // pongFrame never changes, so it is encoded once, at start-up.
@@ -149,17 +149,16 @@ var pongFrame = encodeFrame("pong", nil)
 // gives: the frame, then the action, then the payload's fields as the schema
 // declares them.
 func decode(data []byte) (message, []fieldError) {
-	// A map, not a struct: encoding/json matches struct fields without
-	// regard to case, and "Action" must not count as "action".
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
+	if !json.Valid(data) {
 		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) {
+		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntax) {
 			return message{}, oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
 		}
-		return message{}, oneError(errModelType, nil, notADict(envelopeModel))
 	}
-	if top == nil { // the frame was the literal null
+	// A map, not a struct: encoding/json matches struct fields without
+	// regard to case, and "Action" must not count as "action".
+	top, ok := objectFields(data)
+	if !ok {
 		return message{}, oneError(errModelType, nil, notADict(envelopeModel))
 	}
 	var msg message
@@ -206,5 +205,5 @@ func decodeChat(payload json.RawMessage) (any, []fieldError) {
 // errorFrame encodes an error reply to a frame with the cid cid ("" for
 // none).
 func errorFrame(cid string, errs ...fieldError) frame {
-	return textFrame(encodeJSON(outFrame{Action: "error", Payload: errs, Cid: cid}))
+	return framed(outFrame{Action: "error", Payload: errs, Cid: cid})
 }

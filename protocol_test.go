@@ -125,7 +125,7 @@ func TestProtocolLimits(t *testing.T) {
 		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
 		{"messages a room keeps", fmt.Sprint(defaultHistory)},
 		{"bytes a room's history keeps", thousands(historyRoomBytes)},
-		{"bytes all rooms' histories keep", fmt.Sprintf("%d MiB", historyTotalBytes>>20)},
+		{"memory all rooms' histories take", fmt.Sprintf("%d MiB (%d MiB of messages)", historyMemory>>20, historyTotalBytes>>20)},
 		{"time a room's history outlives its last member", fmt.Sprintf("%g min", historyKeep.Minutes())},
 		{"`cid`", fmt.Sprintf("1 to %d printable ASCII characters", maxCidBytes)},
 	}

@@ -33,6 +33,10 @@ func notADict(model string) string {
 // Python's json module decodes it to, as pydantic quotes a tag: a string
 // as it is, null as None, true as True, 5 as 5 and 1e3 as 1000.0.
 func pythonStr(raw json.RawMessage) string {
+	var s string
+	if isJSONString(raw) && json.Unmarshal(raw, &s) == nil { // a tag is a string, but for a mistake
+		return s
+	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -112,8 +116,8 @@ func decodeObject(payload json.RawMessage, loc []string, model string) (map[stri
 	if payload == nil {
 		return nil, oneError(errMissing, loc, "Field required")
 	}
-	var fields map[string]json.RawMessage
-	if !isJSONObject(payload) || json.Unmarshal(payload, &fields) != nil {
+	fields, ok := objectFields(payload)
+	if !ok {
 		return nil, oneError(errModelType, loc, notADict(model))
 	}
 	return fields, nil

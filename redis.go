@@ -237,6 +237,8 @@ func (b *redisBroker) publish(room string, p *post) {
 	b.sequence++
 	out := outgoing{room: room, post: p, seq: b.sequence}
 	switch {
+	case b.session == nil && b.heldCopy(out):
+		// sent again while the first waits: its sender hears of the first
 	case b.session == nil:
 		b.deliverHereLocked(out)
 		b.holdLocked(out)
@@ -357,6 +359,21 @@ func (b *redisBroker) holdLocked(out outgoing) {
 	}
 	b.backlog = append(b.backlog, out)
 	b.held += size
+}
+
+// heldCopy reports whether out is a copy of a message in the backlog (the
+// same key), which then has out's sender tell when it is placed: a client
+// that lost its connection sends again what had no said. It runs with b.mu
+// held.
+func (b *redisBroker) heldCopy(out outgoing) bool {
+	if out.post.key == "" {
+		return false
+	}
+	i := slices.IndexFunc(b.backlog, func(o outgoing) bool { return o.room == out.room && o.post.key == out.post.key })
+	if i >= 0 {
+		b.backlog[i].post.from = out.post.from
+	}
+	return i >= 0
 }
 
 // start makes s the running session: it subscribes every room that has
