@@ -322,7 +322,8 @@ async function tokenRefusal() {
     return expired ? `This link's token expired at ${new Date(exp).toLocaleTimeString()}. Ask for a new link.` : "";
   }
   try {
-    await fetch("/healthz", { cache: "no-store" });
+    // A 5xx is a proxy's word that roomchat behind it is down.
+    if ((await fetch("/healthz", { cache: "no-store" })).status >= 500) return "";
   } catch {
     return ""; // the server cannot be reached: not the token's fault
   }
