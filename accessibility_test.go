@@ -3,8 +3,10 @@ package main
 // Both pages checked for WCAG 2.1 AA with axe-core, the accessibility
 // engine most web test suites use, in every state a person reaches: before
 // and after joining, with messages, an error, the frame log open, a
-// dropped connection, the docs page with Try it connected; at a phone's
-// width and a desktop's. And one whole chat driven by the keyboard alone.
+// dropped connection, a message of one's own sending, sent and not
+// delivered, a link's token naming the user or refused, the docs page with
+// Try it connected; at a phone's width and a desktop's. And whole chats
+// driven by the keyboard alone.
 //
 // axe-core comes from npm: .ci/run installs it into a temporary folder and
 // sets ROOMCHAT_AXE to its axe.min.js. Without it the tests skip, saying
@@ -16,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // axeRules are the rule sets checked: WCAG 2.0 and 2.1, levels A and AA,
@@ -187,6 +190,59 @@ func TestAccessibilityChat(t *testing.T) {
 	bob.tabTo(t, "Leave", named("Leave"))
 	bob.pressKey(t, "Enter", false)
 	bob.waitFor(t, `label("Name").checkVisibility()`)
+}
+
+// TestAccessibilityDelivery joins with a link's token and talks by
+// keyboard alone, through a fault proxy that can hold back the server's
+// answers, on a server that allows one message a second.
+func TestAccessibilityDelivery(t *testing.T) {
+	axe := axeSource(t)
+	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
+	s := newTestServer(t, options{rate: 1, history: defaultHistory, secret: secret})
+	token := func(name, room string) string {
+		t.Helper()
+		now := time.Now()
+		tok, err := mintToken(secret, tokenClaims{Name: name, Rooms: []string{room}, Expires: now.Add(time.Hour)}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	p, page := proxiedPage(t, s)
+	b := startBrowser(t)
+	alice := b.newTab(t, page+"?room=lobby#token="+token("Alice", "lobby"))
+	alice.checkA11y(t, axe, "the join form, named by a link's token")
+
+	alice.tabTo(t, "Join", named("Join"))
+	alice.pressKey(t, "Enter", false)
+	alice.waitFor(t, `badge() === "Connected" && document.activeElement === label("Message")`)
+	p.set(delayMode(0, time.Minute)) // the said is held back
+	alice.b.call(t, alice.session, "Input.insertText", map[string]any{"text": "Hello"}, nil)
+	alice.pressKey(t, "Enter", false)
+	alice.waitFor(t, `statusOf("Hello") === "Sending…"`)
+	alice.checkA11y(t, axe, "a message sending")
+	p.set(cutMode())
+	p.set(passMode())
+	alice.waitFor(t, `statusOf("Hello") === "Sent" && document.activeElement === label("Message")`)
+
+	for i := range 4 { // over the rate: some are refused
+		alice.b.call(t, alice.session, "Input.insertText", map[string]any{"text": fmt.Sprint("Quick ", i)}, nil)
+		alice.pressKey(t, "Enter", false)
+	}
+	alice.waitFor(t, `messages().every(m => m.status !== "Sending…") && messages().some(m => m.status.startsWith("Not delivered"))`)
+	alice.expect(t, focusVisible)
+	alice.checkA11y(t, axe, "messages not delivered")
+	// No test can fill a server's backlog: the look of a message delivered
+	// on one server only is checked on one set so by hand.
+	alice.eval(t, `(() => { const li = document.querySelector('#messages li[data-status="failed"]');
+		li.dataset.status = "partial"; li.querySelector(".status").textContent = "Delivered only to people on this server."; })()`)
+	alice.checkA11y(t, axe, "a message delivered on this server only")
+
+	carol := b.newTab(t, s.URL+"/chat/?room=elsewhere#token="+token("Carol", "lobby"))
+	carol.tabTo(t, "Join", named("Join"))
+	carol.pressKey(t, "Enter", false)
+	carol.waitFor(t, `badge() === "Refused"`)
+	carol.checkA11y(t, axe, "a link's token refused")
 }
 
 func TestAccessibilityDocs(t *testing.T) {

@@ -174,11 +174,12 @@ func TestBrowserChat(t *testing.T) {
 }
 
 // TestBrowserAcrossServers opens Alice's tab on one server and Bob's on
-// another, the two sharing a Redis (-redis): they talk as if on one.
+// another, the two sharing a Redis (-redis): they talk as if on one. While
+// Redis is stopped, Alice's page says her message reached her server only.
 func TestBrowserAcrossServers(t *testing.T) {
 	r := startRedis(t, "")
-	a := newTestServer(t, options{rate: defaultRate, redis: r.url()})
-	b := newTestServer(t, options{rate: defaultRate, redis: r.url()})
+	a := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})
+	b := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})
 	br := startBrowser(t)
 	alice, bob := br.newTab(t, a.URL+"/chat/"), br.newTab(t, b.URL+"/chat/")
 	alice.joinAs(t, "Alice", "room1")
@@ -193,6 +194,24 @@ func TestBrowserAcrossServers(t *testing.T) {
 	for _, tab := range []*tab{alice, bob} {
 		tab.expect(t, `messages().length === 2`) // each message once, on each side
 	}
+
+	// Redis stops answering: Alice's message reaches Carol, on her server,
+	// and not Bob. Her page says so until Redis is back and Bob has it.
+	carol := br.newTab(t, a.URL+"/chat/")
+	carol.joinAs(t, "Carol", "room1")
+	r.signal(syscall.SIGSTOP)
+	t.Cleanup(func() { r.signal(syscall.SIGCONT) }) // before r.stop, if the test ends early
+	alice.say(t, "While Redis sleeps")
+	carol.waitFor(t, countOf("Alice", "While Redis sleeps")+` === 1`) // once server A gave up on Redis
+	alice.waitFor(t, `statusOf("While Redis sleeps").startsWith("Sending… Shown on this server")`)
+	alice.expect(t, `document.querySelector("#messages li.mine:last-child").dataset.status === "sending"`)
+	bob.expect(t, countOf("Alice", "While Redis sleeps")+` === 0`)
+	r.signal(syscall.SIGCONT)
+	alice.waitFor(t, `statusOf("While Redis sleeps") === "Sent"`)
+	bob.waitFor(t, countOf("Alice", "While Redis sleeps")+` === 1`)
+	bob.say(t, "Back")
+	carol.waitFor(t, countOf("Bob", "Back")+` === 1`)
+	carol.expect(t, countOf("Alice", "While Redis sleeps")+` === 1`)
 }
 
 // TestBrowserDocs reads the API docs as a person would, then uses Try it.
@@ -274,7 +293,9 @@ window.notes = () => [...document.querySelectorAll("#messages li.note")].map(li 
 window.messages = () => [...document.querySelectorAll("#messages li.message")].map(li => ({
 	author: li.querySelector(".author").textContent,
 	text: li.querySelector(".text").textContent,
+	status: li.querySelector(".status")?.textContent ?? "",
 }));
+window.statusOf = (text) => messages().filter(m => m.author === "You" && m.text === text).map(m => m.status).join(" | ");
 `
 
 // browser is one headless Chromium with a CDP connection to it.

@@ -2,6 +2,14 @@
 //
 // Everything the page sends or receives is one JSON object per frame, as
 // docs/protocol.md says. Open the Log panel to watch them go by.
+//
+// Every chat message the page sends carries a client id (cid) of its own.
+// The message is shown at once as "Sending…", and as "Sent" only when the
+// server's `said` with that cid says it reached the room; an `error` with it
+// marks the message "Not delivered", with the reason. Messages still
+// unconfirmed when the socket drops are sent again, with the same cid, after
+// the reconnect's replay: the server delivers a copy once, as long as its
+// history keeps the first.
 
 // Limits of docs/protocol.md. browser_test.go checks that they equal the server's.
 const ROOM_RULE = /^[A-Za-z0-9._-]{1,99}$/;
@@ -17,7 +25,28 @@ const PING_EVERY_MS = 25_000;
 const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 30_000;
 
+// Unconfirmed messages kept for sending again: past this, the composer
+// refuses new ones until the server has confirmed some, so that nothing
+// typed is ever dropped unseen.
+const OUTBOX_LIMIT = 100;
+
+// Chat messages sent in each second at most, resends included: the
+// server's default rate is 20 a second with bursts of 40, so a page that
+// resends its whole outbox after a reconnect is not refused for it.
+const SEND_PER_SECOND = 20;
+
+// (name, cid) pairs remembered of messages shown without an id, so that the
+// same message, replayed later with its id, is not shown twice.
+const SEEN_LIMIT = 1000;
+
 const LOG_LIMIT = 500; // frames kept in the log panel
+
+// A connection token comes in the link's fragment (#token=…), which the
+// browser never sends to a server; the page keeps it in this tab's
+// sessionStorage under this key, so that a reload still has it.
+const TOKEN_KEY = "roomchat.token";
+const TOKEN_PROTOCOL = "roomchat.token"; // the subprotocol that carries it
+const TOKEN_LEEWAY_MS = 30_000; // the server forgives clocks this much (token.go)
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +62,30 @@ const state = {
   // The id of the last message shown ("epoch-seq", docs/protocol.md):
   // after a drop, the page asks for what followed it. "" before the first.
   lastId: "",
+  // The link's token and what it says ("" and null without one), and
+  // whether a socket with it has opened in this tab: only then is a failed
+  // connection taken for the network's fault rather than the token's.
+  token: "",
+  claims: null,
+  tokenWorked: false,
+  // Our messages not yet confirmed, oldest first: {cid, text, item,
+  // socket (the one it was last sent on), sends, status}.
+  outbox: [],
+  // Our latest messages by cid, SEEN_LIMIT at most: those in the outbox,
+  // and settled ones, which a late error may still change.
+  mine: new Map(),
+  // The current socket's replay is in: the server answered the ping sent
+  // on opening (syncCid), which it does after the history frame, if any
+  // (sawHistory). Until then nothing is sent from the outbox.
+  synced: false,
+  syncCid: "",
+  sawHistory: false,
+  // Chat messages sent in the current second, and the timer that ends it.
+  sentThisSecond: 0,
+  secondTimer: 0,
+  // "name\ncid" of messages shown without an id: the page's own, and any
+  // other that came with a cid but no id.
+  seen: new Map(),
 };
 
 // The parts of a message id, to tell newer from older in one stream.
@@ -45,12 +98,18 @@ const idParts = (id) => {
 // an emoji counts as one.
 const charCount = (s) => Array.from(s).length;
 
+// newCid returns 128 random bits in hex: 32 printable ASCII characters, as
+// the protocol asks (1 to 64). Not crypto.randomUUID, which a page served
+// over plain http from anywhere but localhost does not have.
+const newCid = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
 // --- joining and leaving -------------------------------------------------
 
 function init() {
-  $("name").value = localStorage.getItem("roomchat.name") || "";
   const room = new URLSearchParams(location.search).get("room");
   if (room) $("room").value = room;
+  useToken(takeToken());
+  if (!state.token) $("name").value = localStorage.getItem("roomchat.name") || "";
 
   $("join").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -70,6 +129,60 @@ function init() {
   else ($("name").value ? $("room") : $("name")).focus();
 }
 
+// takeToken returns the token this tab joins with: the one in the link's
+// fragment, which it then removes from the address bar (so that the link
+// is not copied, bookmarked or shared with it) and keeps in sessionStorage
+// (so that a reload, which no longer has the fragment, still has it), or
+// the one kept by an earlier load of this tab. sessionStorage belongs to
+// this tab alone and goes when it closes; it is never sent to the server.
+function takeToken() {
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  if (fromLink) sessionStorage.setItem(TOKEN_KEY, fromLink);
+  return fromLink || sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+// useToken joins with token from now on, under the name it holds, in place
+// of the name field. The page reads the token's claims without checking its
+// signature: it cannot, and need not, since the server checks it and
+// replaces the name in every message with the token's.
+function useToken(token) {
+  if (!token) return;
+  const claims = readClaims(token);
+  const name = claims && (typeof claims.name === "string" ? claims.name : claims.sub);
+  if (typeof name !== "string" || !name) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("join-error").textContent = "This link's token cannot be read. Ask for a new link, or enter a name.";
+    return;
+  }
+  state.token = token;
+  state.claims = claims;
+  const field = $("name");
+  field.value = name;
+  field.readOnly = true;
+  field.setAttribute("aria-describedby", "name-note");
+  $("name-label").textContent = "Name (from your link)";
+  $("name-note").hidden = false;
+  // A link for one room fills it in, when the address names none.
+  const rooms = Array.isArray(claims.rooms) ? claims.rooms : [];
+  if (!new URLSearchParams(location.search).get("room") && rooms.length === 1 && rooms[0] !== "*") {
+    $("room").value = rooms[0];
+  }
+}
+
+// readClaims decodes a JSON Web Token's payload (its second segment,
+// base64url-encoded UTF-8 JSON), or returns null.
+function readClaims(token) {
+  try {
+    const segment = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
+    const bytes = Uint8Array.from(atob(segment), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return claims && typeof claims === "object" && !Array.isArray(claims) ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
 function join() {
   const name = $("name").value.trim();
   const room = $("room").value.trim();
@@ -81,11 +194,13 @@ function join() {
   $("join-error").textContent = problem;
   if (problem) return;
 
-  state.name = name;
+  state.name = state.token ? $("name").value : name; // the server uses the token's name as it is
   state.room = room;
   state.leaving = false;
   state.lastId = "";
-  localStorage.setItem("roomchat.name", name);
+  state.retryMs = RETRY_FIRST_MS;
+  state.tokenWorked = false;
+  if (!state.token) localStorage.setItem("roomchat.name", name);
   sessionStorage.setItem("roomchat.joined", room);
   // The room goes in the URL, so the link can be shared and a reload rejoins.
   history.replaceState(null, "", `?room=${encodeURIComponent(room)}`);
@@ -101,8 +216,15 @@ function join() {
 function leave() {
   state.leaving = true;
   clearTimeout(state.retryTimer);
+  clearTimeout(state.secondTimer);
+  state.secondTimer = 0;
+  state.sentThisSecond = 0;
   if (state.socket) state.socket.close(1000, "left the room");
   state.socket = null;
+  // What was not confirmed is dropped with the conversation it was shown in.
+  state.outbox = [];
+  state.mine.clear();
+  state.seen.clear();
   history.replaceState(null, "", location.pathname);
   sessionStorage.removeItem("roomchat.joined");
   $("messages").replaceChildren();
@@ -125,20 +247,32 @@ function connect() {
   const ask = state.lastId ? `since=${encodeURIComponent(state.lastId)}` : "history";
   const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(state.room)}/?${ask}`;
   setBadge("Connecting", "connecting");
-  const socket = new WebSocket(url);
+  // A token goes as the second of two subprotocols: a browser cannot set
+  // an Authorization header on a WebSocket, and a URL would be logged.
+  const socket = state.token ? new WebSocket(url, [TOKEN_PROTOCOL, state.token]) : new WebSocket(url);
   state.socket = socket;
+  state.synced = false;
+  state.sawHistory = false;
+  let opened = false;
 
   socket.onopen = () => {
     if (socket !== state.socket) return;
+    opened = true;
+    if (state.token) state.tokenWorked = true;
     state.retryMs = RETRY_FIRST_MS;
     setBadge("Connected", "connected");
     setComposerEnabled(true);
     $("chat-error").textContent = "";
+    // The answer to this ping comes after the replay the server queued as
+    // we joined: from then on, the outbox may be sent (synced).
+    state.syncCid = newCid();
+    sendFrame({ action: "ping", cid: state.syncCid });
     state.pingTimer = setInterval(() => sendFrame({ action: "ping" }), PING_EVERY_MS);
     $("message").focus();
   };
 
   socket.onmessage = (event) => {
+    if (socket !== state.socket) return;
     logFrame("in", event.data);
     let frame;
     try {
@@ -146,16 +280,25 @@ function connect() {
     } catch {
       return; // the server only sends JSON; anything else is not ours to show
     }
-    receive(frame);
+    if (frame && typeof frame === "object") receive(frame);
   };
 
-  socket.onclose = (event) => {
+  socket.onclose = async (event) => {
     clearInterval(state.pingTimer);
     if (socket !== state.socket) return; // an old socket, already replaced
     state.socket = null;
+    state.synced = false;
     setComposerEnabled(false);
     logNote(`closed: code ${event.code}${event.reason ? ", " + event.reason : ""}`);
     if (state.leaving) return;
+    const refusal = !opened && state.token ? await tokenRefusal() : "";
+    if (state.leaving || state.socket) return; // left, or rejoined, meanwhile
+    if (refusal) {
+      setBadge("Refused", "disconnected");
+      $("chat-error").textContent = refusal;
+      logNote("not reconnecting: " + refusal);
+      return;
+    }
     // Wait longer after each failure, with some jitter so that many tabs
     // dropped at once do not all come back in the same instant.
     const wait = state.retryMs * (0.75 + Math.random() / 2);
@@ -164,6 +307,33 @@ function connect() {
     $("chat-error").textContent = closeExplanation(event.code);
     state.retryTimer = setTimeout(connect, wait);
   };
+}
+
+// tokenRefusal says why a socket with a token never opened, or returns ""
+// when the cause may be the network, for the page to try again. A browser
+// is not told the handshake's status (401 or 403): the page asks the server
+// for a plain page, and if the server answers that, it is up, and it refused
+// the token. A token that let this tab in before is only refused once it
+// has expired, which the page can tell by its clock.
+async function tokenRefusal() {
+  const exp = typeof state.claims.exp === "number" ? state.claims.exp * 1000 : Infinity;
+  const expired = Date.now() > exp + TOKEN_LEEWAY_MS;
+  if (state.tokenWorked) {
+    return expired ? `This link's token expired at ${new Date(exp).toLocaleTimeString()}. Ask for a new link.` : "";
+  }
+  try {
+    // A 5xx is a proxy's word that roomchat behind it is down.
+    if ((await fetch("/healthz", { cache: "no-store" })).status >= 500) return "";
+  } catch {
+    return ""; // the server cannot be reached: not the token's fault
+  }
+  const rooms = Array.isArray(state.claims.rooms) ? state.claims.rooms : null;
+  const why =
+    expired ? `it expired at ${new Date(exp).toLocaleString()}` :
+    rooms && !rooms.includes(state.room) && !rooms.includes("*") ?
+      `it is for the room${rooms.length > 1 ? "s" : ""} ${rooms.join(", ")}, not ${state.room}` :
+    "expired, or not for this room";
+  return `The server refused this link's token (${why}). Ask for a new link.`;
 }
 
 // What a close code means to a person (the codes are in docs/protocol.md).
@@ -185,7 +355,7 @@ function sendFrame(frame) {
   return true;
 }
 
-// --- messages ------------------------------------------------------------
+// --- sending -------------------------------------------------------------
 
 function sendChat() {
   const input = $("message");
@@ -196,32 +366,138 @@ function sendChat() {
     $("chat-error").textContent = `That message is ${n} characters long; the limit is ${MAX_MESSAGE_CHARS}.`;
     return;
   }
-  const sent = sendFrame({ action: "new_chat_message", payload: { message, name: state.name } });
-  if (!sent) return;
-  // The server does not echo our own messages back, so we draw them now;
-  // a "said" frame then tells us its id.
-  addMessage("You", message, true);
+  if (state.outbox.length >= OUTBOX_LIMIT) {
+    $("chat-error").textContent = `${OUTBOX_LIMIT} messages are still waiting for the server to confirm them; wait until it has before sending more.`;
+    return;
+  }
+  // The server does not echo our own messages back, so we draw them now,
+  // as sending; its "said" then tells us the message reached the room.
+  const cid = newCid();
+  const item = addMessage("You", message, "sending");
+  remember(state.name, cid);
+  const entry = { cid, text: message, item, socket: null, sends: 0, status: "sending" };
+  state.outbox.push(entry);
+  keep(entry);
   input.value = "";
   $("chat-error").textContent = "";
+  flush();
 }
+
+// keep notes one of our messages by its cid, forgetting the oldest settled
+// one past SEEN_LIMIT (one still sending is never forgotten).
+function keep(entry) {
+  state.mine.set(entry.cid, entry);
+  if (state.mine.size <= SEEN_LIMIT) return;
+  for (const [cid, e] of state.mine) {
+    if (e.status !== "sending") {
+      state.mine.delete(cid);
+      return;
+    }
+  }
+}
+
+// flush sends, in order, every message of the outbox not yet sent on this
+// socket, once the socket's replay is in, and no more than SEND_PER_SECOND
+// in each second; the rest wait for the next.
+function flush() {
+  if (!state.synced) return;
+  for (const entry of state.outbox) {
+    if (entry.socket === state.socket) continue;
+    if (state.sentThisSecond >= SEND_PER_SECOND) {
+      if (!state.secondTimer) state.secondTimer = setTimeout(newSecond, 1000);
+      return;
+    }
+    const frame = { action: "new_chat_message", payload: { message: entry.text, name: state.name }, cid: entry.cid };
+    if (!sendFrame(frame)) return;
+    entry.socket = state.socket;
+    entry.sends++;
+    state.sentThisSecond++;
+    if (!state.secondTimer) state.secondTimer = setTimeout(newSecond, 1000);
+  }
+}
+
+function newSecond() {
+  state.secondTimer = 0;
+  state.sentThisSecond = 0;
+  flush();
+}
+
+// synced runs when the server has answered the ping sent on opening: the
+// replay, if any, is in. Messages sent on an earlier socket and still
+// unconfirmed go again, after it, in order, and move below it on the page,
+// where the room will have them. A server without history (no history
+// frame came) cannot tell a copy from a new message, so those are marked
+// unconfirmed instead of being sent twice.
+function synced() {
+  state.synced = true;
+  const again = state.outbox.filter((e) => e.socket !== null);
+  if (!state.sawHistory) {
+    for (const entry of again) {
+      settle(entry, "unsure", "Not confirmed: the connection dropped before the server confirmed this message, and it keeps no history to tell whether it arrived.");
+    }
+  } else if (again.length > 0) {
+    const list = $("messages");
+    const first = again[0].item;
+    const pending = new Set(again.map((e) => e.item));
+    let after = false;
+    for (let el = first.nextElementSibling; el && !after; el = el.nextElementSibling) after = !pending.has(el);
+    if (after) for (const entry of again) list.append(entry.item);
+    again.at(-1).item.scrollIntoView({ block: "end" });
+  }
+  flush();
+}
+
+// settle takes the message out of the outbox with its final state:
+// "sent", "failed" (not delivered), "partial" (only this server's members
+// have it) or "unsure" (it may or may not have arrived). All but "sent"
+// are also said in the page's alert.
+function settle(entry, kind, text) {
+  state.outbox = state.outbox.filter((e) => e !== entry);
+  entry.status = kind;
+  setStatus(entry.item, kind, text);
+  if (kind !== "sent") $("chat-error").textContent = `“${clipText(entry.text)}”: ${text}`;
+}
+
+// HERE_ONLY is the status of a message whose said came without an id on
+// a connection with ids: with several servers, it reached the members on
+// this one while the others cannot be reached; a said with its id follows
+// when they can.
+const HERE_ONLY = "Sending… Shown on this server; waiting for the others to be reachable.";
+
+// --- receiving -----------------------------------------------------------
 
 // receive handles one frame from the server, by its action.
 function receive(frame) {
+  if (frame.cid && frame.cid === state.syncCid) {
+    state.syncCid = "";
+    synced(); // the answer to our opening ping: a pong, or an error if over the rate
+    return;
+  }
   switch (frame.action) {
     case "new_chat_message":
-      if (isNew(frame.id)) addMessage(frame.payload.name, frame.payload.message, false);
+      if (frame.payload && show(frame.payload, frame.id, frame.cid)) {
+        addMessage(frame.payload.name, frame.payload.message, "");
+      }
       break;
-    case "said":
-      isNew(frame.payload.id);
+    case "said": {
+      const id = frame.payload && frame.payload.id;
+      if (id) isNew(id);
+      const entry = frame.cid && state.mine.get(frame.cid);
+      if (!entry || entry.status === "sent") break;
+      // Without history no message has an id, and a said is the last word.
+      if (id || !state.sawHistory) settle(entry, "sent", "Sent");
+      else setStatus(entry.item, "sending", HERE_ONLY);
       break;
+    }
     case "history": {
-      const fresh = frame.payload.messages.filter((m) => isNew(m.id));
+      state.sawHistory = true;
+      const fresh = frame.payload.messages.filter((m) => show(m, m.id, m.cid));
       if (fresh.length === 0) break;
       // On joining, the room's earlier messages are set apart from the
       // live ones; after a drop, what was missed simply comes in order.
       const joining = $("messages").childElementCount === 0;
       if (joining) addNote("Earlier messages");
-      for (const m of fresh) addMessage(m.name, m.message, false);
+      for (const m of fresh) addMessage(m.name, m.message, "");
       if (joining) addNote("Now");
       break;
     }
@@ -232,10 +508,47 @@ function receive(frame) {
       break;
     case "pong":
       break; // the keep-alive worked; it shows in the log
-    case "error":
-      $("chat-error").textContent = frame.payload.map(explainError).join(" ");
+    case "error": {
+      const entry = frame.cid && state.mine.get(frame.cid);
+      if (entry) failed(entry, frame.payload);
+      else $("chat-error").textContent = frame.payload.map(explainError).join(" ");
       break;
+    }
   }
+}
+
+// show reports whether a message from the server (live or replayed) is one
+// to draw, and notes what it says of ours. A message with a (name, cid)
+// already shown without an id is that one again, now with its id: one of
+// ours means it reached the room (its said was lost with a dropped socket).
+function show(m, id, cid) {
+  const key = cid ? `${m.name}\n${cid}` : "";
+  if (key && state.seen.has(key)) {
+    if (id) isNew(id); // it counts as shown, for resuming
+    const entry = m.name === state.name && state.mine.get(cid);
+    if (entry && entry.status !== "sent") settle(entry, "sent", "Sent");
+    return false;
+  }
+  if (!isNew(id)) return false;
+  if (key && !id) remember(m.name, cid);
+  return true;
+}
+
+// failed marks a message the server refused: "Not delivered", with its
+// reason, or, for not_relayed, delivered on this server only (which may
+// follow a said without an id). A message sent more than once may have
+// arrived before the drop, and is said so.
+function failed(entry, errors) {
+  const list = Array.isArray(errors) ? errors : [];
+  if (list.some((e) => e.type === "not_relayed")) {
+    settle(entry, "partial", "Delivered only to people on this server: the servers cannot reach each other.");
+    return;
+  }
+  if (entry.status === "sent") return; // a said came first: it is in the room
+  const reason = list.map((e) => e.msg).join("; ") || "the server refused it";
+  settle(entry, "failed", entry.sends > 1
+    ? `Not confirmed: ${reason}. It may have arrived before the connection dropped.`
+    : `Not delivered: ${reason}.`);
 }
 
 // explainError turns one error entry into words a person understands.
@@ -261,6 +574,15 @@ function isNew(id) {
   return true;
 }
 
+// remember notes a message shown without an id by its (name, cid), the
+// oldest forgotten past SEEN_LIMIT.
+function remember(name, cid) {
+  state.seen.set(`${name}\n${cid}`, true);
+  if (state.seen.size > SEEN_LIMIT) state.seen.delete(state.seen.keys().next().value);
+}
+
+// --- drawing -------------------------------------------------------------
+
 // addNote puts a line about the conversation, not a message, in it.
 function addNote(text) {
   const item = document.createElement("li");
@@ -270,9 +592,11 @@ function addNote(text) {
   item.scrollIntoView({ block: "end" });
 }
 
-function addMessage(author, text, mine) {
+// addMessage draws one message. Ours (status "sending") carry a status
+// line, changed by setStatus; others' have none.
+function addMessage(author, text, status) {
   const item = document.createElement("li");
-  item.className = mine ? "message mine" : "message";
+  item.className = status ? "message mine" : "message";
   const meta = document.createElement("div");
   meta.className = "meta";
   const who = document.createElement("span");
@@ -287,8 +611,28 @@ function addMessage(author, text, mine) {
   body.className = "text";
   body.textContent = text;
   item.append(meta, body);
+  if (status) {
+    const line = document.createElement("p");
+    line.className = "status";
+    item.append(line);
+    setStatus(item, status, "Sending…");
+  }
   $("messages").append(item);
   item.scrollIntoView({ block: "end" });
+  return item;
+}
+
+// setStatus shows where one of our messages stands, in words (which the
+// messages list, a live region, reads out) and in its look (style.css).
+function setStatus(item, kind, text) {
+  item.dataset.status = kind;
+  item.querySelector(".status").textContent = text;
+}
+
+// clipText shortens a message to quote it in an error.
+function clipText(text) {
+  const chars = Array.from(text.trim());
+  return chars.length > 40 ? chars.slice(0, 40).join("") + "…" : chars.join("");
 }
 
 // --- page state ----------------------------------------------------------
