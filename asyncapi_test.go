@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
 )
@@ -67,13 +68,24 @@ func (d apiDoc) resolve(v any) any {
 // apiMessage is a message of the document, as the tests need it.
 type apiMessage struct {
 	action   string           // the "action" const of its payload
+	schema   any              // its payload's schema
 	examples []map[string]any // its examples
 	causedBy map[string]any   // x-caused-by: example name -> frame that causes it
 }
 
+// example returns the example called name, or nil.
+func (m apiMessage) example(name string) map[string]any {
+	for _, ex := range m.examples {
+		if ex["name"] == name {
+			return ex
+		}
+	}
+	return nil
+}
+
 func (d apiDoc) message(v any) apiMessage {
 	m := d.get(v).(map[string]any)
-	msg := apiMessage{action: d.get(m, "payload", "properties", "action", "const").(string)}
+	msg := apiMessage{action: d.get(m, "payload", "properties", "action", "const").(string), schema: m["payload"]}
 	for _, ex := range m["examples"].([]any) {
 		msg.examples = append(msg.examples, ex.(map[string]any))
 	}
@@ -167,19 +179,60 @@ func TestAsyncAPILimitsEqualTheConstants(t *testing.T) {
 		{"name maxLength", doc.get(chat, "name", "maxLength"), float64(maxNameChars)},
 		{"room x-pattern", doc.get(room, "x-pattern"), roomPattern},
 		{"x-max-frame-bytes", doc.at("channels", "chatRoom", "x-max-frame-bytes"), float64(maxMessageBytes)},
+		// The bound TestHistoryBounds holds a history frame to.
+		{"x-max-server-frame-bytes", doc.at("channels", "chatRoom", "x-max-server-frame-bytes"), float64(historyRoomBytes + 1024)},
 		{"error types", doc.at("components", "schemas", "errorEntry", "properties", "type", "enum"), toAny(errorTypes)},
+		{"the token's subprotocol header", doc.at("components", "securitySchemes", "subprotocolToken", "name"), "Sec-WebSocket-Protocol"},
 	}
 	for _, tt := range tests {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: the document says %v, the code %v", tt.name, tt.got, tt.want)
 		}
 	}
+	if desc, _ := doc.at("components", "securitySchemes", "subprotocolToken", "description").(string); !strings.Contains(desc, `"`+tokenSubprotocol+`"`) {
+		t.Errorf("subprotocolToken does not name the subprotocol %q", tokenSubprotocol)
+	}
+}
+
+// TestAsyncAPICidIsTheCodes checks that every frame that may carry a cid
+// declares it, alike, with the limits decodeCid enforces and the pattern
+// its error quotes, and that the schema admits exactly what validCid does.
+func TestAsyncAPICidIsTheCodes(t *testing.T) {
+	doc := loadAPIDoc(t)
+	var cid string
+	errs := decodeCid(json.RawMessage(`"\u00e9"`), &cid)
+	quoted := regexp.MustCompile(`'(.*)'`).FindStringSubmatch(errs[0].Msg)
+	if quoted == nil {
+		t.Fatalf("no pattern in %q", errs[0].Msg)
+	}
+	want := map[string]any{"type": "string", "minLength": float64(1), "maxLength": float64(maxCidBytes), "pattern": quoted[1]}
+
+	// The frames a client sends, what they cause, and what carries a
+	// sender's cid to a client that asked for history.
+	for _, name := range []string{"NewChatMessage", "PingMessage", "PongMessage", "ErrorMessage", "SaidMessage", "KeptMessage"} {
+		got, _ := doc.at("components", "schemas", name, "properties", "cid").(map[string]any)
+		got = maps.Clone(got)
+		delete(got, "description")
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: cid is %v, want %v", name, got, want)
+		}
+	}
+
+	pattern := regexp.MustCompile(quoted[1])
+	for _, c := range []string{"", " ", "~", "a1", strings.Repeat("x", maxCidBytes), strings.Repeat("x", maxCidBytes+1), "é", "\x7f", "\t", "a\nb"} {
+		schema := pattern.MatchString(c) && len(c) >= 1 && len(c) <= maxCidBytes // ASCII: bytes are characters
+		if schema != validCid(c) {
+			t.Errorf("cid %q: the schema admits it: %v; validCid: %v", c, schema, validCid(c))
+		}
+	}
 }
 
 // TestAsyncAPIExamplesAgainstServer sends every example a client may send to
-// a live server and checks the promised answer: the operation's reply to the
-// sender, or, for a message the server also sends, the same frame to the
-// other member; and for each error example, the error its cause gets.
+// a live server, without history, and checks what the document promises:
+// to the other member, the frame passed on if the server also sends that
+// action; to the sender, its answer (answerTo), or nothing. Then it sends
+// the frame each x-caused-by entry names and checks that its example comes
+// back.
 func TestAsyncAPIExamplesAgainstServer(t *testing.T) {
 	doc := loadAPIDoc(t)
 	s := newTestServer(t, options{})
@@ -202,38 +255,136 @@ func TestAsyncAPIExamplesAgainstServer(t *testing.T) {
 			msg := doc.message(ref)
 			for _, ex := range msg.examples {
 				t.Run(fmt.Sprintf("%s/%s", id, ex["name"]), func(t *testing.T) {
-					sendText(t, from, compact(t, ex["payload"]))
-					switch reply, hasReply := op["reply"].(map[string]any); {
-					case hasReply:
-						want := doc.message(reply["messages"].([]any)[0]).examples[0]["payload"]
-						expectJSON(t, from, want)
+					frame := ex["payload"].(map[string]any)
+					sendText(t, from, compact(t, frame))
+					if sentByServer[msg.action] {
+						expectJSON(t, other, passedOn(frame))
+					} else {
 						expectQuiet(t, other)
-					case sentByServer[msg.action]:
-						expectJSON(t, other, ex["payload"])
+					}
+					if answer := doc.answerTo(op, frame); answer != nil {
+						expectJSON(t, from, answer)
+					} else {
 						expectQuiet(t, from)
-					default:
-						t.Fatalf("the document promises nothing for %s", msg.action)
 					}
 					checked++
 				})
 			}
 		}
 	}
-	errMsg := doc.message(doc.at("components", "messages", "error"))
-	for _, ex := range errMsg.examples {
-		name := ex["name"].(string)
-		t.Run("error/"+name, func(t *testing.T) {
-			cause, ok := errMsg.causedBy[name]
-			if !ok {
-				t.Fatalf("error example %q has no x-caused-by entry", name)
+
+	// A member alone in its room, so that a chat message that causes a
+	// said reaches no one else.
+	alone := s.dial(t, "docs-alone")
+	for id, m := range doc.at("components", "messages").(map[string]any) {
+		msg := doc.message(m)
+		for name, cause := range msg.causedBy {
+			t.Run(id+"/"+name, func(t *testing.T) {
+				ex := msg.example(name)
+				if ex == nil {
+					t.Fatalf("x-caused-by names %q, which is no example of %s", name, id)
+				}
+				sendText(t, alone, compact(t, cause))
+				expectJSON(t, alone, ex["payload"])
+				checked++
+			})
+		}
+		for _, ex := range msg.examples {
+			name := ex["name"].(string)
+			if _, ok := msg.causedBy[name]; msg.causedBy != nil && !ok && uncaused[id+"/"+name] == "" {
+				t.Errorf("%s example %q has no x-caused-by entry", id, name)
 			}
-			sendText(t, from, compact(t, cause))
-			expectJSON(t, from, ex["payload"])
-			checked++
-		})
+		}
 	}
-	if checked < 5 {
+	if doc.message(doc.at("components", "messages", "error")).causedBy == nil {
+		t.Error("the error message has no x-caused-by")
+	}
+	if checked < 10 {
 		t.Errorf("only %d examples checked", checked)
+	}
+}
+
+// uncaused are the examples, of messages with x-caused-by, that no frame
+// causes on a server without history, and why.
+var uncaused = map[string]string{
+	"error/not relayed":    "a Redis fault causes it (redisfault_test.go); TestAsyncAPINotRelayedIsTheCodes compares it",
+	"said/said with an id": "only a server with history gives ids, each once; TestAsyncAPIHistoryFramesMatchTheServer checks said frames against the schema",
+}
+
+func TestAsyncAPINotRelayedIsTheCodes(t *testing.T) {
+	doc := loadAPIDoc(t)
+	ex := doc.message(doc.at("components", "messages", "error")).example("not relayed")
+	if ex == nil {
+		t.Fatal("no error example \"not relayed\"")
+	}
+	cid, _ := ex["payload"].(map[string]any)["cid"].(string)
+	var want any
+	if err := json.Unmarshal(errorFrame(cid, notRelayed).payload(), &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ex["payload"], want) {
+		t.Errorf("the document says %s\nthe code sends   %s", compact(t, ex["payload"]), compact(t, want))
+	}
+}
+
+// passedOn is the frame a member that did not ask for history receives
+// when another sends frame: re-encoded from its action and payload alone,
+// without the sender's cid.
+func passedOn(frame map[string]any) map[string]any {
+	return map[string]any{"action": frame["action"], "payload": frame["payload"]}
+}
+
+// answerTo is what the document promises the sender of frame, on a server
+// without history: the example of the operation's reply whose x-caused-by
+// frame has the same cid as frame, or like it none, matched as a client
+// matches answers. nil: nothing comes back.
+func (d apiDoc) answerTo(op, frame map[string]any) any {
+	reply, ok := op["reply"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	for _, ref := range reply["messages"].([]any) {
+		msg := d.message(ref)
+		for _, ex := range msg.examples {
+			cause, ok := msg.causedBy[ex["name"].(string)].(map[string]any)
+			if ok && cause["cid"] == frame["cid"] {
+				return ex["payload"]
+			}
+		}
+	}
+	return nil
+}
+
+// TestAsyncAPIExamplesMatchTheirSchemas checks every example, and every
+// frame x-caused-by names, against its message's payload schema: a reader
+// who copies one gets a valid frame.
+func TestAsyncAPIExamplesMatchTheirSchemas(t *testing.T) {
+	doc := loadAPIDoc(t)
+	for id, m := range doc.at("components", "messages").(map[string]any) {
+		msg := doc.message(m)
+		for _, ex := range msg.examples {
+			if err := doc.check(msg.schema, ex["payload"], id); err != nil {
+				t.Errorf("example %q: %v", ex["name"], err)
+			}
+		}
+	}
+	chat := doc.message(doc.at("components", "messages", "newChatMessage"))
+	ping := doc.message(doc.at("components", "messages", "ping"))
+	for id, m := range doc.at("components", "messages").(map[string]any) {
+		for name, cause := range doc.message(m).causedBy {
+			// The causes of errors are wrong on purpose; the others are
+			// frames a client may send.
+			if id == "error" {
+				continue
+			}
+			schema := ping.schema
+			if cause.(map[string]any)["action"] == chat.action {
+				schema = chat.schema
+			}
+			if err := doc.check(schema, cause, "cause"); err != nil {
+				t.Errorf("x-caused-by %s/%q: %v", id, name, err)
+			}
+		}
 	}
 }
 
@@ -261,12 +412,22 @@ func TestSchemaCarriesTheRequestHost(t *testing.T) {
 			if server["host"] != tt.wantHost || server["protocol"] != tt.wantProtocol {
 				t.Errorf("server is %v://%v, want %s://%s", server["protocol"], server["host"], tt.wantProtocol, tt.wantHost)
 			}
-			// Apart from the server entry, it is the embedded document.
+			// Apart from the servers' host and protocol, it is the
+			// embedded document: every other field of a server (its
+			// description, security if it lists any) survives the
+			// re-encoding, and so do the security schemes.
 			embedded := loadAPIDoc(t)
-			delete(served, "servers")
-			delete(embedded, "servers")
+			for name, s := range embedded["servers"].(map[string]any) {
+				s.(map[string]any)["host"], s.(map[string]any)["protocol"] = tt.wantHost, tt.wantProtocol
+				if !reflect.DeepEqual(served.at("servers", name), s) {
+					t.Errorf("server %s is served as %v, want %v", name, served.at("servers", name), s)
+				}
+			}
 			if !reflect.DeepEqual(served, embedded) {
-				t.Error("the served document differs from static/asyncapi.json beyond its servers")
+				t.Error("the served document differs from static/asyncapi.json beyond its servers' host and protocol")
+			}
+			if served.at("components", "securitySchemes", "bearerToken") == nil {
+				t.Error("the served document has no security scheme bearerToken")
 			}
 		})
 	}
@@ -305,9 +466,27 @@ func toAny(ss []string) []any {
 // a channel title that is a Python identifier (it names the package and the
 // client class), and every message's payload a $ref to a schema with a
 // title (it names the pydantic model). The generator's IncomingMessage
-// union is what the server sends, OutgoingMessage what it receives.
+// union is what the server sends, replies included, OutgoingMessage what it
+// receives.
+//
+// It also reads a server's or an operation's `security` in AsyncAPI 2's
+// form, a map of scheme names to scopes, and refuses the whole document
+// when it holds 3.0's scheme objects or references to them (Chanx 2.10,
+// asyncapi/type_defs.py). So the token schemes are only described, in
+// components.securitySchemes, which it reads as plain objects, and no
+// server or operation lists them.
 func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
 	doc := loadAPIDoc(t)
+	for name, s := range doc["servers"].(map[string]any) {
+		if sec, ok := s.(map[string]any)["security"]; ok {
+			t.Errorf("server %s lists security %v, which Chanx's generator refuses", name, sec)
+		}
+	}
+	for id, op := range doc.operations() {
+		if sec, ok := op["security"]; ok {
+			t.Errorf("operation %s lists security %v, which Chanx's generator refuses", id, sec)
+		}
+	}
 	identifier := regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	for name, ch := range doc["channels"].(map[string]any) {
 		if title, _ := ch.(map[string]any)["title"].(string); !identifier.MatchString(title) {
@@ -348,41 +527,72 @@ func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
 	}
 }
 
-// TestAsyncAPIHistoryFramesMatchTheServer checks the history frames a live
-// server sends against the document's schemas: every key the schema
-// requires is there, nothing else is, and constants and enums hold.
+// TestAsyncAPIHistoryFramesMatchTheServer checks the frames a live server
+// with history sends, with and without cids, against the document's
+// schemas: every key the schema requires is there, nothing else is, and
+// constants, enums, patterns and lengths hold.
 func TestAsyncAPIHistoryFramesMatchTheServer(t *testing.T) {
 	doc := loadAPIDoc(t)
 	s := newTestServer(t, options{history: 3})
 	alice := s.dialHistory(t, "docs", "history")
 	alice.next()
 	for i := range 5 {
-		sendText(t, alice.c, chat(fmt.Sprint(i), "A"))
+		sendText(t, alice.c, withCid(chat(fmt.Sprint(i), "A"), fmt.Sprint("a", i)))
 	}
-	frames := map[string]string{}
-	for range 5 {
-		_, _, frames["said"] = alice.next()
+	sendText(t, alice.c, chat("no cid", "A"))
+	type frame struct{ schema, raw string }
+	var frames []frame
+	for range 6 {
+		_, _, raw := alice.next()
+		frames = append(frames, frame{"SaidMessage", raw})
 	}
 	bob := s.dialHistory(t, "docs", "since=nope-1")
-	_, _, frames["history_gap"] = bob.next()
-	_, _, frames["history"] = bob.next()
-	sendText(t, bob.c, chat("hi", "B"))
-	_, _, frames["new_chat_message"] = alice.next()
-	for name, schema := range map[string]string{
-		"said": "SaidMessage", "history_gap": "HistoryGapMessage", "history": "HistoryMessage", "new_chat_message": "NewChatMessage",
-	} {
+	_, _, gap := bob.next()
+	_, _, history := bob.next() // a3, a4 and "no cid"
+	frames = append(frames, frame{"HistoryGapMessage", gap}, frame{"HistoryMessage", history})
+	sendText(t, bob.c, withCid(chat("hi", "B"), "b1"))
+	sendText(t, bob.c, chat("hi again", "B"))
+	for range 2 {
+		_, _, raw := alice.next()
+		frames = append(frames, frame{"NewChatMessage", raw})
+		_, _, raw = bob.next()
+		frames = append(frames, frame{"SaidMessage", raw})
+	}
+	sendText(t, bob.c, `{"action":"ping","cid":"p1"}`)
+	sendText(t, bob.c, `{"action":"shout","cid":"e1"}`)
+	_, _, pong := bob.next()
+	_, _, errFrame := bob.next()
+	frames = append(frames, frame{"PongMessage", pong}, frame{"ErrorMessage", errFrame})
+
+	for _, f := range frames {
 		var v any
-		if err := json.Unmarshal([]byte(frames[name]), &v); err != nil {
+		if err := json.Unmarshal([]byte(f.raw), &v); err != nil {
 			t.Fatal(err)
 		}
-		if err := doc.check(doc.at("components", "schemas", schema), v, name); err != nil {
-			t.Errorf("%s %s: %v", name, frames[name], err)
+		if err := doc.check(doc.at("components", "schemas", f.schema), v, f.schema); err != nil {
+			t.Errorf("%s: %v", f.raw, err)
+		}
+	}
+	for _, want := range []string{`"cid":"a4"`, `"cid":"b1"`, `"cid":"p1"`, `"cid":"e1"`} {
+		if !slices.ContainsFunc(frames, func(f frame) bool { return strings.Contains(f.raw, want) }) {
+			t.Errorf("no frame carried %s", want)
 		}
 	}
 }
 
+// withCid adds a top-level cid to a frame encoded by chat.
+func withCid(frame, cid string) string {
+	return strings.TrimSuffix(frame, "}") + `,"cid":` + compactString(cid) + "}"
+}
+
+func compactString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
 // check validates v against the parts of JSON Schema the document uses:
-// type, properties, required, const, enum and items.
+// type, properties, required, const, enum, items, minItems, minLength,
+// maxLength (in characters) and pattern.
 func (d apiDoc) check(schema, v any, path string) error {
 	sc, _ := d.resolve(schema).(map[string]any)
 	if c, ok := sc["const"]; ok && !reflect.DeepEqual(c, v) {
@@ -398,7 +608,8 @@ func (d apiDoc) check(schema, v any, path string) error {
 			return fmt.Errorf("%s is not an object", path)
 		}
 		props, _ := sc["properties"].(map[string]any)
-		for _, k := range sc["required"].([]any) {
+		required, _ := sc["required"].([]any)
+		for _, k := range required {
 			if _, ok := obj[k.(string)]; !ok {
 				return fmt.Errorf("%s has no %s", path, k)
 			}
@@ -417,14 +628,32 @@ func (d apiDoc) check(schema, v any, path string) error {
 		if !ok {
 			return fmt.Errorf("%s is not an array", path)
 		}
+		if least, ok := sc["minItems"].(float64); ok && len(arr) < int(least) {
+			return fmt.Errorf("%s has %d items, fewer than %g", path, len(arr), least)
+		}
 		for i, item := range arr {
 			if err := d.check(sc["items"], item, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
 	case "string":
-		if _, ok := v.(string); !ok {
+		str, ok := v.(string)
+		if !ok {
 			return fmt.Errorf("%s is not a string", path)
+		}
+		n := float64(utf8.RuneCountInString(str))
+		if least, ok := sc["minLength"].(float64); ok && n < least {
+			return fmt.Errorf("%s is %q, shorter than %g characters", path, str, least)
+		}
+		if most, ok := sc["maxLength"].(float64); ok && n > most {
+			return fmt.Errorf("%s is %q, longer than %g characters", path, str, most)
+		}
+		if p, ok := sc["pattern"].(string); ok && !regexp.MustCompile(p).MatchString(str) {
+			return fmt.Errorf("%s is %q, which does not match %s", path, str, p)
+		}
+	case "null":
+		if v != nil {
+			return fmt.Errorf("%s is %v, not null", path, v)
 		}
 	}
 	return nil

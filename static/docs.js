@@ -41,9 +41,20 @@ function paragraphs(text) {
   return String(text || "").split(/\n\n+/).filter(Boolean).map(prose);
 }
 
+// A pre that scrolls sideways must be reachable by keyboard, to scroll it;
+// one that fits needs no tab stop: with dozens of examples, a keyboard user
+// would tab through them all to reach Try it.
+const scrollable = new ResizeObserver((entries) => {
+  for (const { target } of entries) {
+    if (target.scrollWidth > target.clientWidth) target.tabIndex = 0;
+    else target.removeAttribute("tabindex");
+  }
+});
+
 function pretty(value) {
   const pre = el("pre", "json", JSON.stringify(value, null, 2));
-  pre.tabIndex = 0; // it may scroll sideways, so a keyboard must reach it
+  pre.tabIndex = 0; // until it is laid out and the observer knows
+  scrollable.observe(pre);
   return pre;
 }
 
@@ -84,6 +95,14 @@ function renderDoc(doc) {
     parts.push(el("p", null, el("strong", null, name), ": ", el("code", null, `${server.protocol}://${server.host}`), " ", server.description || ""));
   }
 
+  const schemes = Object.entries(doc.components?.securitySchemes || {});
+  if (schemes.length) {
+    parts.push(el("h2", null, "Security"));
+    for (const [name, scheme] of schemes) {
+      parts.push(el("h3", null, el("code", null, name), ` ${schemeSummary(scheme)}`), ...paragraphs(scheme.description));
+    }
+  }
+
   for (const [id, channel] of Object.entries(doc.channels || {})) {
     parts.push(renderChannel(doc, id, channel));
   }
@@ -100,6 +119,14 @@ function renderDoc(doc) {
     parts.push(renderMessage(doc, id, message));
   }
   return parts;
+}
+
+// schemeSummary says in a few words how a security scheme carries its
+// credential: "HTTP bearer (JWT)", "header Sec-WebSocket-Protocol".
+function schemeSummary(scheme) {
+  if (scheme.type === "http") return `HTTP ${scheme.scheme || ""}${scheme.bearerFormat ? ` (${scheme.bearerFormat})` : ""}`;
+  if (scheme.type === "httpApiKey" || scheme.type === "apiKey") return `${scheme.in} ${scheme.name || ""}`;
+  return scheme.type || "";
 }
 
 function renderChannel(doc, id, channel) {
@@ -148,7 +175,7 @@ function renderMessage(doc, id, message) {
   table.append(el("thead", null, row("th", ["Field", "Type", "Required", "Limits", "Description"])));
   const body = el("tbody");
   for (const field of fields(doc, message.payload)) {
-    body.append(row("td", [el("code", null, field.path), field.type, field.required ? "yes" : "no", field.limits, field.description]));
+    body.append(row("td", [el("code", null, field.path), field.type, field.required ? "yes" : "no", field.limits, prose(field.description)]));
   }
   table.append(body);
   section.append(table);
@@ -180,7 +207,9 @@ function schemaType(schema) {
 function limits(schema) {
   const parts = [];
   if (schema.const !== undefined) parts.push(`always ${JSON.stringify(schema.const)}`);
-  if (schema.maxLength !== undefined) parts.push(`at most ${schema.maxLength} characters`);
+  if (schema.minLength !== undefined && schema.maxLength !== undefined) parts.push(`${schema.minLength} to ${schema.maxLength} characters`);
+  else if (schema.maxLength !== undefined) parts.push(`at most ${schema.maxLength} characters`);
+  else if (schema.minLength !== undefined) parts.push(`at least ${schema.minLength} characters`);
   if (schema.minItems !== undefined) parts.push(`at least ${schema.minItems}`);
   if (schema.pattern) parts.push(`matches ${schema.pattern}`);
   if (schema.enum) parts.push(`one of ${schema.enum.join(", ")}`);
@@ -199,25 +228,29 @@ const live = { socket: null, roomRule: /^.+$/ };
 
 // setUpTryIt offers a button for every example a client may send: the
 // messages of the operations the server receives, and the frames that cause
-// each documented error.
+// each documented answer (one button for a frame that is both).
 function setUpTryIt(doc) {
   // The room rule comes from the document itself, so there is one copy.
   const channel = Object.values(doc.channels || {})[0];
   const pattern = channel?.parameters?.room?.["x-pattern"];
   if (pattern) live.roomRule = new RegExp(pattern);
   const box = $("try-examples");
+  const offered = new Set();
   for (const op of Object.values(doc.operations || {})) {
     if (op.action !== "receive") continue;
     for (const ref of op.messages || []) {
       const message = resolve(doc, ref);
       for (const example of message.examples || []) {
         box.append(exampleButton(`Send ${message.name}: ${example.name}`, example.payload));
+        offered.add(JSON.stringify(example.payload));
       }
     }
   }
   for (const message of Object.values(doc.components?.messages || {})) {
     for (const [name, frame] of Object.entries(message["x-caused-by"] || {})) {
+      if (offered.has(JSON.stringify(frame))) continue;
       box.append(exampleButton(`Cause ${message.name}: ${name}`, frame));
+      offered.add(JSON.stringify(frame));
     }
   }
   $("try-connect").addEventListener("submit", (e) => {
