@@ -458,12 +458,6 @@ function settle(entry, kind, text) {
   if (kind !== "sent") $("chat-error").textContent = `“${clipText(entry.text)}”: ${text}`;
 }
 
-// HERE_ONLY is the status of a message whose said came without an id on
-// a connection with ids: with several servers, it reached the members on
-// this one while the others cannot be reached; a said with its id follows
-// when they can.
-const HERE_ONLY = "Sending… Shown on this server; waiting for the others to be reachable.";
-
 // --- receiving -----------------------------------------------------------
 
 // receive handles one frame from the server, by its action.
@@ -483,10 +477,10 @@ function receive(frame) {
       const id = frame.payload && frame.payload.id;
       if (id) isNew(id);
       const entry = frame.cid && state.mine.get(frame.cid);
-      if (!entry || entry.status === "sent") break;
-      // Without history no message has an id, and a said is the last word.
-      if (id || !state.sawHistory) settle(entry, "sent", "Sent");
-      else setStatus(entry.item, "sending", HERE_ONLY);
+      // A said comes once the message has reached the room, every server
+      // of it (docs/protocol.md): while they cannot reach each other, it
+      // waits, and the message stays "Sending…".
+      if (entry && entry.status !== "sent") settle(entry, "sent", "Sent");
       break;
     }
     case "history": {
