@@ -298,8 +298,17 @@ func (b *memoryBroker) presence(room string) (map[string]int, bool, error) {
 	return members, true, nil
 }
 
+// history is a copy of room's history. A room never spoken in has none, as
+// with Redis (no epoch), and asking starts no stream: the API may ask for
+// any name.
 func (b *memoryBroker) history(room string) (history, error) {
-	s := b.lock(room)
+	b.mu.Lock()
+	s := b.streams[room]
+	b.mu.Unlock()
+	if s == nil {
+		return history{keep: b.keep, total: new(historyTotal), next: 1}, nil
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.history.snapshot(), nil
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -159,6 +160,23 @@ func TestAPIPublish(t *testing.T) {
 		}
 		expectText(t, member, chat("hi", "Bot"))
 	})
+}
+
+// TestAPIHistoryOfNoRoom asks for the history of rooms no one has used:
+// the answer is empty, and the server keeps nothing for having been asked.
+func TestAPIHistoryOfNoRoom(t *testing.T) {
+	s := newAPIServer(t, options{})
+	for i := range 3 {
+		if code, body := apiCall(t, s, "GET", fmt.Sprintf("/api/rooms/nobody%d/messages", i), testAPIKey, "", nil); code != 200 || body != `{"epoch":"","messages":[]}` {
+			t.Errorf("got %d %s", code, body)
+		}
+	}
+	b := s.hub.broker.(*memoryBroker)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.streams) != 0 {
+		t.Errorf("%d streams kept for rooms only asked about", len(b.streams))
+	}
 }
 
 // TestAPIRooms counts members in every process.

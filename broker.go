@@ -14,9 +14,9 @@ import (
 )
 
 // A broker carries chat messages between their senders and the rooms that
-// hear them. The hub calls subscribe when a room gets its first member here
-// and unsubscribe when it loses its last, both with hub.mu held, so neither
-// may wait.
+// hear them. The hub calls subscribe when a room gets its first client here
+// and unsubscribe when it loses its last, and present at every change, all
+// with hub.mu held, so none may wait for the network.
 type broker interface {
 	// subscribe attaches r to its room's stream here. The channel it
 	// returns is closed once the stream's messages reach r (with Redis, once
@@ -54,10 +54,10 @@ type post struct {
 	frame  frame  // msg as a new_chat_message frame
 	withID frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
 
-	here    bool          // the members here have it already (delivered early, or a copy): tell its sender alone
-	early   bool          // being delivered here ahead of its place (Redis away): tell its sender nothing yet
-	refused *fieldError   // why it did not reach every process: its sender is told this, not its id
-	placed  chan struct{} // closed once it has its place, when its sender waits for that (the HTTP API)
+	delivered bool          // the members here have it already (delivered early, or a copy): tell its sender alone
+	early     bool          // being delivered here ahead of its place (Redis away): tell its sender nothing yet
+	refused   *fieldError   // why it did not reach every process: its sender is told this, not its id
+	placed    chan struct{} // closed once it has its place, when its sender waits for that (the HTTP API)
 }
 
 // wasPlaced ends the wait of p's sender, if it waits.
@@ -94,10 +94,10 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 // gave a cid): its id, or why it did not reach everyone.
 func (p *post) ack(c *client) (frame, bool) {
 	switch {
-	case p.early:
+	case p.early: // nothing yet: it hears once the message has its place
 	case p.refused != nil:
 		return errorFrame(p.cid, *p.refused), true
-	case c.history != nil && p.id != "", p.cid != "":
+	case c.history != nil && p.id != "", p.cid != "": // either will do
 		return saidFrame(p.id, p.cid), true
 	}
 	return frame{}, false
@@ -105,8 +105,8 @@ func (p *post) ack(c *client) (frame, bool) {
 
 // withIDFrame is p's frame for members that asked for ids: with its id
 // when it has one, and its sender's cid, so that a client given the
-// message first without an id can tell it when it comes again with one. Only the broker's
-// delivering goroutine touches p, so it is made without a lock.
+// message first without an id can tell it when it comes again with one. It
+// runs with the room's stream held (deliver), which guards p's fields.
 func (p *post) withIDFrame() frame {
 	if p.id == "" && p.cid == "" {
 		return p.frame
@@ -142,8 +142,8 @@ func newMemoryBroker(keep int) *memoryBroker {
 	return b
 }
 
-// subscribed is closed: in one process, a room is ready at once.
-var subscribed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+// readyNow is closed: in one process, a room is ready at once.
+var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
 	b.mu.Lock()
@@ -153,7 +153,7 @@ func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
 	s.mu.Lock()
 	s.room = r
 	s.mu.Unlock()
-	return subscribed
+	return readyNow
 }
 
 func (b *memoryBroker) unsubscribe(r *room) {
@@ -190,11 +190,7 @@ func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
 func (b *memoryBroker) close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
-	}
+	closeOnce(b.stop)
 }
 
 // lock returns room's stream, started if there is none, with its lock held.

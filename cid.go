@@ -7,6 +7,7 @@ package main
 // messages.go, broker.go and history.go.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -44,35 +45,38 @@ func validCid(cid string) bool {
 	return true
 }
 
-// peekCid returns the string value of the "cid" key at the top level of
-// the JSON object data, when it is a valid cid, else "". It reads each byte
-// at most once, and decodes nothing but the cid.
+// peekCid returns the cid of the JSON object data as decode would read it
+// (the last "cid" at its top level, escapes in its key and all), when it is
+// valid, else "". It scans the object once and decodes nothing but escaped
+// keys and the cid: a frame refused for its rate costs little.
 func peekCid(data []byte) string {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return ""
 	}
+	var last []byte // the value of the last "cid"
 	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
 		key, end := scanString(data, i)
-		i = skipSpace(data, end)
-		if i >= len(data) || data[i] != ':' {
+		isCid := string(key) == "cid"
+		if bytes.IndexByte(key, '\\') >= 0 { // such as \u0063id
+			var k string
+			isCid = json.Unmarshal(data[i:end], &k) == nil && k == "cid"
+		}
+		if i = skipSpace(data, end); i >= len(data) || data[i] != ':' {
 			return ""
 		}
 		i = skipSpace(data, i+1)
-		if string(key) == "cid" {
-			var cid string
-			if raw, end := scanString(data, i); raw != nil && len(raw) <= 6*maxCidBytes { // a cid, \u-escaped at worst
-				_ = json.Unmarshal(data[i:end], &cid) // a short string: cheap
-			}
-			if validCid(cid) {
-				return cid
-			}
-			return ""
+		end = skipValue(data, i)
+		if isCid {
+			last = data[i:end]
 		}
-		if i = skipSpace(data, skipValue(data, i)); i >= len(data) || data[i] != ',' {
-			return ""
+		if i = skipSpace(data, end); i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
 		}
-		i = skipSpace(data, i+1)
 	}
-	return ""
+	var cid string
+	if len(last) > 2+6*maxCidBytes || json.Unmarshal(last, &cid) != nil || !validCid(cid) { // \u-escaped at worst
+		return ""
+	}
+	return cid
 }

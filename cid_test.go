@@ -4,6 +4,7 @@ package main
 // causes, and a chat message sent again with the same one delivered once.
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -88,9 +89,19 @@ func TestPeekCid(t *testing.T) {
 		{`{"cid":"\u0041\"b"}`, `A"b`},
 		{`{"a":"unterminated`, ""},
 		{``, ""},
+		{`{"cid":"first","cid":"second"}`, "second"}, // the last, as in Python's json
+		{`{"cid":"ok","cid":5}`, ""},
+		{`{"\u0063id":"escaped"}`, "escaped"},
+		{`{"action":"ping","cid":"` + strings.Repeat("a", maxCidBytes+1) + `"}`, ""},
 	} {
-		if got := peekCid([]byte(tt.in)); got != tt.want {
+		got := peekCid([]byte(tt.in))
+		if got != tt.want {
 			t.Errorf("peekCid(%s) = %q, want %q", tt.in, got, tt.want)
+		}
+		if json.Valid([]byte(tt.in)) {
+			if msg, _ := decode([]byte(tt.in)); msg.Cid != got {
+				t.Errorf("%s: peekCid says %q, decode %q", tt.in, got, msg.Cid)
+			}
 		}
 	}
 }

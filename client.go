@@ -1,8 +1,8 @@
 package main
 
 // This file is one connection's life: its read loop, where every frame from
-// the socket starts; its send queue; its writer, the only goroutine that
-// writes to the socket; and how it closes.
+// the socket starts; its send queue; and its writer, the only goroutine
+// that writes to the socket. How it ends is close.go.
 
 import (
 	"bufio"
@@ -31,36 +31,39 @@ const (
 // client is one WebSocket connection and its membership of one room.
 //
 // A connection goes through these states, in this order; closing may come
-// at any point after the handshake, even before serving:
+// at any point after entering, even before serving:
 //
-//	state        entered when                              by goroutine   recorded in
-//	handshaking  newClient, before the 101 is written      net/http's     room == nil
-//	joined       hub.join counts it in, the broker adds it  net/http's     room != nil
-//	serving      attach gives it its socket                its own        conn != nil
-//	closing      close is first called, with a code        any            closeAsked
-//	close sent   the writer is done with the close frame   the writer     closeSent is closed
-//	gone         serve leaves the room, closes the socket  its own        room == nil again
+//	state       entered when                                  by goroutine  recorded in
+//	entered     hub.enter counts it in its room, before the   net/http's    room != nil
+//	            handshake is answered
+//	joined      hub.join: the broker makes it a member        net/http's    in room.members
+//	serving     attach gives it its socket, after the 101     its own       conn != nil
+//	closing     close is first called, with a code            any           closeAsked
+//	close sent  the writer is done with the close frame       the writer    closeSent is closed
+//	gone        serve leaves the room, closes the socket      its own       room == nil
 //
 // close.go has how a connection ends. Frames queued while joined wait for
 // serving; a close asked for before serving is sent as soon as it begins. A
 // writer goroutine runs only while there is something to write, so an idle
 // connection costs one goroutine.
 type client struct {
-	// Set before the client is shared, then only read.
+	// Set before the client is shared, then only read (history's upTo
+	// aside: its room's stream lock guards that).
 	id      uint64
 	addr    netip.Addr // the client's address (clientAddr), for the limits and the log
 	hub     *hub
 	history *historyRequest // what it asked of the room's history; nil: nothing, and no ids
 	token   *tokenClaims    // who its token says it is; nil without tokens (token.go)
 
-	// room is set by hub.join, during the handshake, and cleared by
-	// hub.leave after the read loop ends; both hold hub.mu.
+	// room is set by hub.enter, before the handshake, and cleared by
+	// hub.leave after the read loop ends, both under hub.mu. Between the
+	// two only this client's own goroutines read it, without the lock.
 	room *room
 
 	// Owned by the read loop (the connection's own goroutine).
 	in *bufio.Reader // the socket's reader: frames come only through it
 
-	mu        sync.Mutex // guards the fields up to the atomics
+	mu        sync.Mutex // guards the fields up to the atomics; the last lock in hub's order
 	conn      net.Conn   // nil until attach; no writer starts before
 	queue     [][]byte   // the wire bytes of the frames waiting for the writer
 	spare     [][]byte   // an empty array for the next batch, kept between writers
@@ -100,12 +103,10 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 }
 
 // attach gives the client its socket: frames queued since the join, or a
-// close asked for by shutdown, can be written from now on.
+// close asked for meanwhile, can be written from now on.
 func (c *client) attach(conn net.Conn, in *bufio.Reader) time.Time {
 	if tc, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
-		// A failure leaves the kernel's default; the write deadline still
-		// finds a client that does not read, only later.
-		_ = tc.SetWriteBuffer(sendBufferBytes)
+		_ = tc.SetWriteBuffer(sendBufferBytes) // else the kernel's default: a slow reader is found later
 	}
 	c.in = in
 	c.mu.Lock()
@@ -122,48 +123,47 @@ func (c *client) attach(conn net.Conn, in *bufio.Reader) time.Time {
 
 // readLoop reads frames until the connection ends and returns the close
 // code and reason it should end with. Every frame is checked at its header
-// (frameread.go) and metered before its payload is read; control frames are
-// answered here, and the fragments of a message joined. Once a close is
-// under way it reads on, ignoring what arrives, until the peer's close
-// frame or the closing deadline, so that the peer sees our close frame
-// before the socket shuts.
+// (frameread.go) and metered before its payload is read; control frames go
+// to control (frameread.go); a message's fragments are joined here. Once a
+// close is under way it reads on, ignoring what arrives, until the peer's
+// close frame or the closing deadline, so that the peer sees ours first.
 func (c *client) readLoop() (code int, why string) {
 	meter := c.hub.limit.newMeter()
 	var msg []byte     // the message being put together from its fragments
 	inMessage := false // a first fragment has come; continuations may follow
 	for {
 		if err := c.renewReadDeadline(); err != nil {
-			return closeGoingAway, err.Error()
+			return closeGoingAway, ioReason(err)
 		}
 		if err := waitForFrame(c.in); err != nil {
 			return closeCodeOf(err)
 		}
-		h, err := readHeader(c.in, maxMessageBytes-len(msg))
+		head, err := readHeader(c.in, maxMessageBytes-len(msg))
 		if err != nil {
 			return closeCodeOf(err)
 		}
 		if !meter.frame() {
 			return closePolicyViolation, "too many frames"
 		}
-		if h.control() {
-			if code, why, stop := c.control(h); stop {
+		if head.control() {
+			if code, why, stop := c.control(head); stop {
 				return code, why
 			}
 			continue
 		}
 		switch {
-		case h.opcode == opContinue && !inMessage:
+		case head.opcode == opContinue && !inMessage:
 			return closeCodeOf(errNothingToJoin)
-		case h.opcode != opContinue && inMessage:
+		case head.opcode != opContinue && inMessage:
 			return closeCodeOf(errUnfinished)
-		case h.opcode == opBinary:
+		case head.opcode == opBinary:
 			return closeUnsupportedData, "binary message" // refused unread
 		}
 		inMessage = true
-		if msg, err = readPayload(c.in, h, msg); err != nil {
+		if msg, err = readPayload(c.in, head, msg); err != nil {
 			return closeCodeOf(err)
 		}
-		if !h.final {
+		if !head.final {
 			continue
 		}
 		if !c.closeAsked.Load() {
@@ -188,7 +188,7 @@ func (c *client) sendPong(f frame) { c.enqueue(f, true) }
 func (c *client) enqueue(f frame, pong bool) {
 	c.mu.Lock()
 	switch {
-	case c.closeCode != 0:
+	case c.closeCode != 0: // closing: nothing more goes out
 	case pong && c.pongAt > 0:
 		c.queue[c.pongAt-1] = f.wire
 	case len(c.queue) >= sendQueueLen:
@@ -255,7 +255,7 @@ func (c *client) writeLoop() {
 			c.dropSlow("too slow to read")
 			c.cut() // the close frame could not be written either
 		case err != nil:
-			c.close(closeGoingAway, "write failed: "+err.Error())
+			c.close(closeGoingAway, ioReason(err))
 			c.cut()
 		}
 		clear(batch) // the writer must not keep frames alive

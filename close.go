@@ -2,14 +2,16 @@ package main
 
 // This file is how a connection ends, and the deadlines that make sure it
 // does. Whoever ends a connection (the read loop, on the peer's close frame
-// or a frame it refuses; send, on a full queue; shutdown) only asks: close
+// or a frame it refuses; dispatch, on text that is not UTF-8; send, on a
+// full queue; the writer, when a write fails; shutdown) only asks: close
 // records the code and wakes the writer, which sends the close frame after
 // the batch it is writing. The read loop reads on, ignoring what comes,
 // until the peer's own close frame or the closing deadline; then serve
 // lingers, leaves the room and closes the socket. When no close frame can
 // be sent (a write failed or timed out, or shutdown's grace ran out), the
 // connection is cut off instead: both deadlines move to now, so whatever
-// waits on the socket fails at once.
+// waits on the socket fails at once. Last in this file: the pinger, which
+// finds the peers that are gone, and shutdown, which ends them all.
 //
 // Three fields record how far a close has got:
 //
@@ -19,13 +21,14 @@ package main
 //
 // and these are the socket's deadlines, who sets them and when:
 //
-//	deadline  set by         when                                             to
-//	read      the read loop  before each frame, until closeAsked              now + idleTimeout
-//	read      the read loop  if close was asked while it renewed              now + closeTimeout
-//	read      the writer     after the close frame                            now + closeTimeout
-//	write     the writer     before a batch, when less than half of it is left now + writeTimeout
-//	write     the writer     before the close frame                           now + closeTimeout
-//	both      cut            a failed write, or shutdown after its grace      now
+//	deadline  set by         when                                          to
+//	write     takeConn       as net/http hands the connection over         now + writeTimeout, for the 101
+//	read      the read loop  before each frame, until closeAsked           now + idleTimeout
+//	read      the read loop  if close was asked while it renewed           now + closeTimeout
+//	write     the writer     before a batch, unless half of it is left     now + writeTimeout
+//	both      the writer     before the close frame                        now + closeTimeout: for the write, and the peer's answer
+//	both      cut            a failed write, or shutdown after its grace   now
+//	both      attach         a connection cut before it had its socket     now
 
 import (
 	"context"
@@ -149,8 +152,8 @@ func (c *client) renewReadDeadline() error {
 // renewWriteDeadline makes sure the socket's write deadline lies between
 // half of writeTimeout and all of it ahead, before a write. Setting a
 // deadline updates a runtime timer, which costs more than the rest of a
-// small batch, so one still more than half writeTimeout away is kept. Once
-// a close is asked for it is not called, so the close's deadline stands.
+// small batch, so one still more than half writeTimeout away is kept. The
+// close frame's deadline is set after it (sendClose), so it stands.
 func (c *client) renewWriteDeadline() error {
 	now := time.Now()
 	if c.writeBy.Sub(now) >= c.hub.writeTimeout/2 {
@@ -165,11 +168,10 @@ func (c *client) renewWriteDeadline() error {
 // reads fail at once. Last, it closes the broker.
 func (h *hub) shutdown(ctx context.Context) {
 	defer h.broker.close()
-	h.mu.Lock()
-	if !h.closing {
+	h.mu.Lock() // no client enters after this, so live's count only falls
+	if !h.closing.Swap(true) {
 		close(h.stop)
 	}
-	h.closing = true
 	h.mu.Unlock()
 	h.forEach(func(c *client) { c.close(closeGoingAway, "server shutting down") })
 
@@ -186,8 +188,8 @@ func (h *hub) shutdown(ctx context.Context) {
 // pingLoop pings every client each pingInterval, as Daphne does: a client
 // that answers (any frame will do) renews its idle deadline, so a quiet
 // listener stays connected and a dead peer is found within idleTimeout.
-// One loop for the server, started by the first join, not a timer per
-// connection: idle connections stay small.
+// One loop for the server, started by the first client (hub.enter), not a
+// timer per connection: idle connections stay small.
 func (h *hub) pingLoop() {
 	tick := time.NewTicker(h.pingInterval)
 	defer tick.Stop()
@@ -205,7 +207,9 @@ func (h *hub) pingLoop() {
 var pingFrame = newFrame(opPing, nil)
 
 // forEach calls f for every member of every room. f must not block: it runs
-// with the hub and room locks held.
+// with the hub and room locks held, so clients wait to enter or leave for
+// one pass over every connection. A client entered but not yet joined is
+// not a member: join closes it itself when shutdown has begun.
 func (h *hub) forEach(f func(*client)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -192,25 +193,34 @@ func TestRefusalsArriveWhole(t *testing.T) {
 	}
 }
 
-// refusedAtOnce writes a request in the same write as the connection opens
-// its way, and reads the answer.
+// refusedAtOnce writes a handshake in the same write as the connection
+// opens its way, and reads the answer, leaving the connection open until
+// the test ends.
 func refusedAtOnce(t *testing.T, s *testServer) (int, http.Header) {
+	return refusedOrNot(t, s)
+}
+
+// refusedOrNot is refusedAtOnce, safe to call from any goroutine.
+func refusedOrNot(t *testing.T, s *testServer) (int, http.Header) {
 	t.Helper()
 	conn, err := net.Dial("tcp", s.Listener.Addr().String())
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0, nil
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(recvTimeout))
 	req, _ := http.NewRequest("GET", s.URL+"/ws/chat/full/", nil)
 	setUpgradeHeaders(req.Header)
 	req.Header.Set("X-Padding", strings.Repeat("x", 8<<10)) // more than one segment in flight
 	if err := req.Write(conn); err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0, nil
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
-		t.Fatalf("no answer: %v", err)
+		t.Errorf("no answer: %v", err)
+		return 0, nil
 	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header
@@ -223,5 +233,30 @@ func TestEmptyRoomNames(t *testing.T) {
 		if code, _ := hold(t, s, path, nil); code != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", path, code)
 		}
+	}
+}
+
+// TestDialsRacingAtTheCap dials many WebSockets at once at a server that
+// has room for some of them: each is answered 101 or 503, and nothing else
+// (a refusal for capacity is never a 403 from inside the handshake).
+func TestDialsRacingAtTheCap(t *testing.T) {
+	const maxConns, dials = 20, 100
+	s := newTestServer(t, options{maxConns: maxConns, perClient: 0})
+	codes := make(chan int, dials)
+	var wg sync.WaitGroup
+	for range dials {
+		wg.Go(func() {
+			code, _ := refusedOrNot(t, s)
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for code := range codes {
+		count[code]++
+	}
+	if count[http.StatusSwitchingProtocols] != maxConns || count[http.StatusSwitchingProtocols]+count[http.StatusServiceUnavailable] != dials {
+		t.Errorf("answers: %v; want %d × 101 and the rest 503", count, maxConns)
 	}
 }

@@ -1,12 +1,13 @@
 package main
 
 // This file reads the frames a client sends and checks each one as
-// RFC 6455 says, at its header, before a byte of its payload is read:
-// a frame that will not be delivered costs the server nothing but its
-// header. x/net/websocket makes the handshake; after it, roomchat reads the
-// socket itself, because x/net's reader sizes its buffer by the length a
-// frame declares, hands fragments over one by one, and answers pings and
-// close frames out of the server's sight.
+// RFC 6455 says, at its header, before a byte of its payload is read: a
+// frame refused for what it is (a bad header, a binary message, a message
+// too big) costs the server nothing but its header. It also answers the
+// control frames (client.control). x/net/websocket makes the handshake;
+// after it, roomchat reads the socket itself, because x/net's reader sizes
+// its buffer by the length a frame declares, hands fragments over one by
+// one, and answers pings and close frames out of the server's sight.
 
 import (
 	"bufio"
@@ -70,10 +71,10 @@ var (
 	errBadCloseReason = &protocolError{closeInvalidPayload, "close reason not UTF-8"}
 )
 
-// readHeader reads and checks one frame header. room is how many more
+// readHeader reads and checks one frame header. allowed is how many more
 // payload bytes the message being put together may take; it bounds a data
 // frame, so that one too long for the limit is refused here, unread.
-func readHeader(r *bufio.Reader, room int) (frameHeader, error) {
+func readHeader(r *bufio.Reader, allowed int) (frameHeader, error) {
 	var b [2]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return frameHeader{}, err
@@ -107,7 +108,7 @@ func readHeader(r *bufio.Reader, room int) (frameHeader, error) {
 			return h, errBadLength
 		}
 	}
-	if !h.control() && n > uint64(room) {
+	if !h.control() && n > uint64(allowed) {
 		return h, errTooBig
 	}
 	h.length = int(n)
@@ -182,7 +183,18 @@ func closeCodeOf(err error) (code int, why string) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return closeNormal, "connection dropped"
 	}
-	return closeNormal, "read failed: " + err.Error()
+	return closeNormal, ioReason(err)
+}
+
+// ioReason says why a socket operation failed, without the addresses a
+// *net.OpError names: a close frame's reason reaches the peer, and the
+// server's own address behind a proxy is not its business.
+func ioReason(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error() // "read: connection reset by peer"
+	}
+	return err.Error()
 }
 
 // isTimeout reports whether err is a passed deadline.

@@ -7,10 +7,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
 )
@@ -29,7 +33,7 @@ func TestTextFrameHeader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.payloadLen), func(t *testing.T) {
 			payload := bytes.Repeat([]byte("x"), tt.payloadLen)
-			f := textFrame(payload)
+			f := newFrame(opText, payload)
 			if got := f.wire[:len(tt.header)]; !bytes.Equal(got, tt.header) {
 				t.Errorf("header % x, want % x", got, tt.header)
 			}
@@ -137,5 +141,21 @@ func TestBytesReadAheadAreKept(t *testing.T) {
 	raw := dialRawBytes(t, s.URL, append([]byte(request), clientFrame(true, websocket.TextFrame, `{"action":"ping"}`)...))
 	if op, data := raw.readFrame(t); op != websocket.TextFrame || string(data) != pong {
 		t.Fatalf("got frame %d %q, want a pong message", op, data)
+	}
+}
+
+// TestCloseReasonsTellThePeerLittle checks what a close frame's reason may
+// carry to the peer: no address from a socket error, and no character cut
+// in half by the 123 bytes a reason may hold.
+func TestCloseReasonsTellThePeerLittle(t *testing.T) {
+	addr := &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 8000}
+	err := &net.OpError{Op: "read", Net: "tcp", Source: addr, Addr: addr, Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	if got, want := ioReason(err), "read: connection reset by peer"; got != want {
+		t.Errorf("ioReason = %q, want %q", got, want)
+	}
+	long := strings.Repeat("é", 100) // 200 bytes: 123 would cut an é in half
+	reason := payloadOf(closeFrame(closeNormal, long).wire)[2:]
+	if len(reason) != 122 || !utf8.Valid(reason) {
+		t.Errorf("a long reason went out as %d bytes, valid UTF-8: %v", len(reason), utf8.Valid(reason))
 	}
 }

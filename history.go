@@ -8,7 +8,7 @@ package main
 // missed. The epoch is drawn when a room's stream starts: an id from another
 // epoch (this process restarted, the history expired) cannot be resumed,
 // and the client is told so. The broker keeps each room's history in its
-// stream (broker.go), under the stream's lock.
+// stream (below), under the stream's lock.
 
 import (
 	"cmp"
@@ -55,13 +55,14 @@ const (
 )
 
 // A stream is one room's messages in the order its broker gave them: the
-// history this process holds of them (history.go), and the room here they
-// are delivered to.
+// history this process holds of them, and the room here they are
+// delivered to.
 type stream struct {
 	name string
 
 	// mu is held from a message's placing to its last delivery, and while a
-	// member joins with its replay: one order for both.
+	// member joins with its replay: one order for both. It comes after
+	// hub.mu and before room.mu (the order is on hub).
 	mu      sync.Mutex
 	room    *room // nil while the room has no members here
 	history history
@@ -119,7 +120,7 @@ func (h *history) place(p *post) {
 		return
 	}
 	if seq, ok := h.keys[p.key]; ok && p.key != "" {
-		p.id, p.seq, p.here = h.id(seq), seq, true
+		p.id, p.seq, p.delivered = h.id(seq), seq, true
 		return
 	}
 	p.id, p.seq = h.id(h.next), h.next
@@ -171,8 +172,8 @@ func (h *history) snapshot() history {
 		entries: slices.Clone(h.entries), bytes: h.bytes}
 }
 
-// chatPrefix is how a chat message's frame payload begins (encodeJSON
-// writes the fields in this order); its payload object follows, and one }.
+// chatPrefix is how a chat message's frame payload begins (framed writes
+// outFrame's fields in their order); its payload object follows, and one }.
 const chatPrefix = `{"action":"new_chat_message","payload":`
 
 // keptJSON is p as a history entry, {"id":...,"message":...,"name":...}
@@ -183,9 +184,8 @@ func keptJSON(p *post) []byte {
 	entry := make([]byte, 0, len(p.id)+len(p.cid)+16+len(object))
 	entry = append(append(append(entry, `{"id":"`...), p.id...), `",`...)
 	entry = append(entry, object[1:]...)
-	if p.cid != "" { // printable ASCII: only " and \ need escaping
-		cid, _ := json.Marshal(p.cid)
-		entry = append(append(append(entry[:len(entry)-1], `,"cid":`...), cid...), '}')
+	if p.cid != "" { // printable ASCII (validCid), which strconv quotes as JSON does
+		entry = append(strconv.AppendQuote(append(entry[:len(entry)-1], `,"cid":`...), p.cid), '}')
 	}
 	return entry
 }
@@ -207,7 +207,7 @@ func (h *history) replay(req *historyRequest) []frame {
 	req.upTo = ahead
 	replay := []frame{historyFrame(h.epoch, entries)}
 	if gap != "" {
-		replay = slices.Insert(replay, 0, encodeFrame("history_gap", map[string]string{"reason": gap}))
+		replay = slices.Insert(replay, 0, gapFrame(gap))
 	}
 	return replay
 }
@@ -245,7 +245,7 @@ func (h *history) after(since string) (entries []historyEntry, gap string, ahead
 // hold of the room's stream is not whole, and why: the broker could not
 // bring them everything said meanwhile. It runs with the stream held.
 func (r *room) tellGap(reason string) {
-	f := encodeFrame("history_gap", map[string]string{"reason": reason})
+	f := gapFrame(reason)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for c := range r.members {
@@ -253,6 +253,11 @@ func (r *room) tellGap(reason string) {
 			c.send(f)
 		}
 	}
+}
+
+// gapFrame says why what a client holds of the room's stream is not whole.
+func gapFrame(reason string) frame {
+	return encodeFrame("history_gap", map[string]string{"reason": reason})
 }
 
 // historyFrame is the replay a client gets at join: one frame, so that it

@@ -384,6 +384,26 @@ func TestHistorySharedThroughRedis(t *testing.T) {
 		}
 	})
 
+	t.Run("resumed ahead of this process, then Redis lost its data", func(t *testing.T) {
+		alice := a.dial(t, "ahead")
+		sendText(t, alice, chat("first", "A"))
+		a.waitKept(t, "ahead", 1)
+		_, msgs, _ := a.dialHistory(t, "ahead", "history").next()
+		epoch, _, _ := strings.Cut(msgs[0].ID, "-")
+		// An id ahead of what b has heard: as if another process had said
+		// more. Bob is not sent again what comes up to it.
+		bob := b.dialHistory(t, "ahead", "since="+epoch+"-50")
+		if action, msgs, raw := bob.next(); action != "history" || len(msgs) != 0 {
+			t.Fatalf("resumed ahead with %s", raw)
+		}
+		r.do(t, "FLUSHALL")
+		// A new stream starts at 1: its messages are new to Bob.
+		sendText(t, alice, chat("after the flush", "A"))
+		if _, msgs, raw := bob.next(); len(msgs) != 1 || msgs[0].Message != "after the flush" || strings.HasPrefix(msgs[0].ID, epoch+"-") {
+			t.Fatalf("after the flush, Bob got %s", raw)
+		}
+	})
+
 	t.Run("Redis restarted without its data", func(t *testing.T) {
 		alice := a.dial(t, "lost")
 		bob := b.dialHistory(t, "lost", "history")
@@ -453,7 +473,7 @@ type keptMessage struct {
 // message's frame: valid JSON, the same id, fields and cid, whatever the
 // text.
 func TestKeptJSONIsTheMessage(t *testing.T) {
-	for _, cid := range []string{"", "c-1", `a "quoted" \ cid`} {
+	for _, cid := range []string{"", "c-1", `a "quoted" \ cid`, "<b>&amp;"} {
 		for _, msg := range []chatPayload{
 			{Message: "hi", Name: "A"},
 			{Message: "héllo <b>&\"quoted\"\n\t\\", Name: "Zoë"},
@@ -468,6 +488,11 @@ func TestKeptJSONIsTheMessage(t *testing.T) {
 			var got keptMessage
 			if err := json.Unmarshal(keptJSON(p), &got); err != nil || got.ID != "e-7" || got.Cid != cid || got.chatPayload != msg {
 				t.Errorf("%.60q with cid %q gave %+v, %v", msg.Message, cid, got, err)
+			}
+			// Kept as it goes out live: a replay and a live message agree byte for byte.
+			kept, live := string(keptJSON(p)), string(p.withIDFrame().payload())
+			if i := strings.LastIndex(kept, `,"cid":`); cid != "" && !strings.Contains(live, strings.TrimSuffix(kept[i:], "}")) {
+				t.Errorf("cid %q kept as %s, sent live as %s", cid, kept, live)
 			}
 		}
 	}

@@ -27,14 +27,15 @@ var (
 //
 // The locks, always taken in this order (never the other way round):
 //
-//	hub.mu      the map of rooms, the counts            held for a join or a leave
-//	stream.mu   a room's stream and history (broker.go) held for a delivery or a join's replay
-//	room.mu     a room's members                        held for one pass over them
-//	client.mu   a client's queue and close code         held for an append or a swap
+//	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (close.go)
+//	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
+//	room.mu     a room's members                         held for one pass over them
+//	client.mu   a client's queue and close code          held for an append or a swap
 //
 // A broker's own lock, for its map of streams, is taken after hub.mu and
-// before a stream's, and no lock is ever held across a socket write.
-// TestLockOrder holds the code to this.
+// before a stream's, and no lock is ever held across a socket write (send
+// only appends). TestLockOrder runs every road at once under -race, and
+// fails if they deadlock.
 type hub struct {
 	log       *slog.Logger
 	limit     *rateLimit
@@ -42,7 +43,7 @@ type hub struct {
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
 
-	// The timeouts of every connection (client.go), fields so that a test
+	// The timeouts of every connection (close.go), fields so that a test
 	// need not wait for the real ones.
 	idleTimeout, writeTimeout, pingInterval time.Duration
 
@@ -50,11 +51,11 @@ type hub struct {
 	rooms   map[string]*room
 	conns   int
 	perAddr map[netip.Addr]int // WebSockets per client address
-	closing bool
+	closing atomic.Bool        // set by shutdown under mu; join reads it without
 
-	live   sync.WaitGroup // one count per joined client, for shutdown
+	live   sync.WaitGroup // one count per entered client, for shutdown
 	stop   chan struct{}  // closed by shutdown: the pinger ends
-	pinger sync.Once      // starts the pinger with the first join
+	pinger sync.Once      // starts the pinger with the first client
 	nextID atomic.Uint64
 	stats  stats
 }
@@ -89,7 +90,7 @@ func (h *hub) enter(c *client, roomName string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
-	case h.closing:
+	case h.closing.Load():
 		return errShuttingDown
 	case h.perClient > 0 && h.perAddr[c.addr] >= h.perClient:
 		return errTooManyFromAddr
@@ -114,7 +115,8 @@ func (h *hub) enter(c *client, roomName string) error {
 // handshake, before the 101 response is written, so c hears every message
 // sent after its client sees the connection open. A room new here first
 // waits (subscribeWait at most) for the broker to bring its messages; then
-// the broker adds c, with the replay c asked for (room.add).
+// the broker adds c, with the replay c asked for (room.add). A join that
+// shutdown's pass over the members missed is closed here.
 func (h *hub) join(c *client) {
 	select {
 	case <-c.room.ready:
@@ -122,16 +124,19 @@ func (h *hub) join(c *client) {
 		h.log.Warn("joined before the broker confirmed the room", "conn", c.id, "room", c.room.name)
 	}
 	h.broker.join(c)
+	if h.closing.Load() {
+		c.close(closeGoingAway, "server shutting down")
+	}
 }
 
-// add makes c a member of r, and sends it the replay it asked for (h, the
-// room's history). The broker calls it with the room's stream held, so no
+// add makes c a member of r, and sends it the replay it asked for of the
+// room's history. The broker calls it with the room's stream held, so no
 // message falls between the replay and the first live one.
-func (r *room) add(c *client, h *history) {
+func (r *room) add(c *client, kept *history) {
 	r.mu.Lock()
 	r.members[c] = struct{}{}
 	r.mu.Unlock()
-	for _, f := range h.replay(c.history) {
+	for _, f := range kept.replay(c.history) {
 		c.send(f)
 	}
 }
@@ -162,11 +167,12 @@ func (h *hub) leave(c *client) {
 	h.live.Done()
 }
 
-// deliver hands p to the members here: its sender hears its id (said) if it
-// asked for ids, members that asked for ids get the message with its id,
-// the rest the plain frame. The broker calls it for every message of the
-// room, once, in the stream's order, with the stream held. It never waits
-// for a socket: send only appends to a queue.
+// deliver hands p to the members here: its sender hears what became of it
+// (post.ack), members that asked for ids get the message with its id (not
+// again, up to the one they resumed from), the rest the plain frame. The
+// broker calls it for every message of the room, once, in the stream's
+// order, with the stream held. It never waits for a socket: send only
+// appends to a queue.
 func (r *room) deliver(p *post) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -176,10 +182,10 @@ func (r *room) deliver(p *post) {
 			if f, ok := p.ack(c); ok {
 				c.send(f)
 			}
-		case p.here: // these members have it already
+		case p.delivered: // they have it: delivered early, or a copy
 		case c.history == nil:
 			c.send(p.frame)
-		case p.id == "" || p.seq > c.history.upTo:
+		case p.id == "" || p.seq > c.history.upTo: // no id yet: Redis is away (redis.go)
 			c.send(p.withIDFrame())
 		}
 	}

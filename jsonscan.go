@@ -19,8 +19,8 @@ func objectFields(data []byte) (fields map[string]json.RawMessage, ok bool) {
 	}
 	fields = map[string]json.RawMessage{}
 	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
-		raw, end := scanString(data, i)
-		key := string(raw)
+		_, end := scanString(data, i)
+		var key string
 		if json.Unmarshal(data[i:end], &key) != nil { // escapes, such as \u0061ction
 			return nil, false
 		}

@@ -35,7 +35,7 @@ var roomRE = regexp.MustCompile(roomPattern)
 
 // Limits of the HTTP server itself, so that a slow or idle client cannot
 // hold a connection open for free. WebSocket connections leave net/http's
-// hands after the handshake and set their own deadlines (client.go).
+// hands after the handshake and set their own deadlines (close.go).
 const (
 	readHeaderTimeout = 5 * time.Second
 	httpReadTimeout   = 10 * time.Second
@@ -65,7 +65,7 @@ type options struct {
 	history   int            // messages each room keeps for clients that ask; 0 is none
 	redis     string         // URL of the Redis that shares rooms with other processes; "" for none
 	maxConns  int            // TCP connections in all; 0 is no limit
-	perClient int            // TCP connections, and WebSockets, per client address; 0 is no limit
+	perClient int            // WebSockets per client address, and TCP connections (with some slack, connlimit.go); 0 is no limit
 	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
 	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
 	secret    []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
@@ -79,11 +79,11 @@ func main() {
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
 	rate := flag.Float64("rate", defaultRate, "messages a second per connection, with bursts of twice that; 0 turns off this and the byte and frame limits")
-	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[:password@]host:port, or rediss:// for TLS; "+
+	redis := flag.String("redis", "", "share rooms with other roomchat processes through the Redis at this `URL`: redis://[[user]:password@]host[:port], or rediss:// for TLS; "+
 		"better given as $"+redisURLEnv+", which other users cannot read in the process list")
 	hosts := flag.String("hosts", "", "comma-separated extra `names` a server listening on loopback answers to (DNS rebinding defence)")
 	maxConns := flag.Int("max-conns", fdLimit()-fdReserve, "TCP `connections` in all, plain HTTP included; the default leaves some of the descriptor limit free")
-	perClient := flag.Int("max-per-client", defaultMaxPerClient, "TCP connections, and WebSockets, one client address may hold; 0 for no limit")
+	perClient := flag.Int("max-per-client", defaultMaxPerClient, "WebSockets one client address may hold, and as many TCP connections and a few more; 0 for no limit")
 	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
 	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
@@ -100,21 +100,18 @@ func main() {
 	if *redis == "" {
 		*redis = os.Getenv(redisURLEnv)
 	}
+	usage := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
+		if err != nil {
+			log.Error(what, "err", err)
+			os.Exit(2)
+		}
+	}
 	proxies, err := parsePrefixes(splitList(*trustProxy))
-	if err != nil {
-		log.Error("-trust-proxy", "err", err)
-		os.Exit(2)
-	}
+	usage("-trust-proxy", err)
 	secret, err := tokenSecretFrom(os.LookupEnv)
-	if err != nil {
-		log.Error("$"+tokenSecretEnv, "err", err)
-		os.Exit(2)
-	}
+	usage("$"+tokenSecretEnv, err)
 	apiKey, err := apiKeyFrom(os.LookupEnv)
-	if err != nil {
-		log.Error("$"+apiKeyEnv, "err", err)
-		os.Exit(2)
-	}
+	usage("$"+apiKeyEnv, err)
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
 		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret, apiKey: apiKey,

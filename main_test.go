@@ -33,7 +33,12 @@ import (
 // chat is the new_chat_message frame a client sends, and the one the others
 // receive: the server's encoding of the same two fields.
 func chat(message, name string) string {
-	return string(encodeJSON(outFrame{Action: "new_chat_message", Payload: chatPayload{Message: message, Name: name}}))
+	return string(outJSON(outFrame{Action: "new_chat_message", Payload: chatPayload{Message: message, Name: name}}))
+}
+
+// outJSON is out's JSON as the server encodes it: a frame's payload.
+func outJSON(out outFrame) []byte {
+	return payloadOf(framed(out).wire)
 }
 
 const pong = `{"action":"pong","payload":null}`
@@ -600,7 +605,7 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("accepted a name of %d characters", n)
 			}
 			// What is broadcast must decode back to the same message.
-			back, errs := decode(encodeJSON(outFrame{Action: msg.Action, Payload: p}))
+			back, errs := decode(outJSON(outFrame{Action: msg.Action, Payload: p}))
 			if errs != nil || back != msg {
 				t.Fatalf("re-encoded %q decodes to %+v, %v", data, back, errs)
 			}

@@ -3,8 +3,8 @@ package main
 // This file is the protocol of docs/protocol.md in Go: what a client may
 // send, how it is validated, what goes wrong, and which handler each action
 // reaches. Nothing here touches a socket; the read loop (client.go) hands
-// every text message to decode, then calls the handler that the actions
-// table names.
+// every text message to dispatch, which decodes it and calls the handler
+// that the actions table names.
 
 import (
 	"encoding/json"
@@ -135,21 +135,21 @@ func handleChat(c *client, msg message) {
 // see that the server still answers.
 func handlePing(c *client, msg message) {
 	if msg.Cid == "" {
-		c.send(pongFrame)
+		c.send(pongMessage)
 		return
 	}
 	c.send(framed(outFrame{Action: "pong", Cid: msg.Cid}))
 }
 
-// pongFrame never changes, so it is encoded once, at start-up.
-var pongFrame = encodeFrame("pong", nil)
+// pongMessage, the JSON pong, never changes, so it is encoded once, at start-up.
+var pongMessage = encodeFrame("pong", nil)
 
 // decode validates one text frame. It returns either a message whose action
 // has a handler, or a non-empty list of errors in the order docs/protocol.md
 // gives: the frame, then the action, then the payload's fields as the schema
 // declares them.
 func decode(data []byte) (message, []fieldError) {
-	if !json.Valid(data) {
+	if !json.Valid(data) { // Unmarshal then says where, with a *json.SyntaxError
 		var syntax *json.SyntaxError
 		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntax) {
 			return message{}, oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(data, syntax))
@@ -173,7 +173,7 @@ func decode(data []byte) (message, []fieldError) {
 	}
 	name := pythonStr(raw)
 	act, ok := actions[name]
-	if !ok || !isJSONString(raw) {
+	if !ok {
 		return msg, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
 			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
 	}

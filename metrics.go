@@ -184,7 +184,7 @@ func writeMetrics(h *hub, limit *connLimit) []byte {
 	for i, name := range refusalNames {
 		e.sample("roomchat_connections_refused_total", `reason="`+name+`"`, refused[i])
 	}
-	e.family("roomchat_connections_closed_total", "counter", "WebSocket connections ended, by the close code the server sent.")
+	e.family("roomchat_connections_closed_total", "counter", "WebSocket connections ended, by the close code the server chose (not sent when the connection was cut off or had dropped).")
 	for i := range h.stats.closes {
 		code := "other"
 		if i < len(closeCodes) {

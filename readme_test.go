@@ -11,11 +11,13 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadmeCitesNamesThatExist(t *testing.T) {
@@ -173,5 +175,36 @@ func checkRepoPath(t *testing.T, doc, p string) {
 	}
 	if _, err := os.Stat(p); err != nil {
 		t.Errorf("%s names %s, which the repository does not have", doc, p)
+	}
+}
+
+// TestReadmeTokenExample runs the README's example of a backend minting a
+// token, as a program of its own, and checks that the server takes the
+// token it prints.
+func TestReadmeTokenExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```go\n(func chatToken.*?)\n```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no func chatToken example")
+	}
+	dir := t.TempDir()
+	program := "package main\n\nimport (\n\t\"crypto/hmac\"\n\t\"crypto/sha256\"\n\t\"encoding/base64\"\n\t\"encoding/json\"\n\t\"fmt\"\n\t\"time\"\n)\n\n" +
+		string(m[1]) + "\n\nfunc main() { fmt.Print(chatToken([]byte(\"" + testSecret + "\"), \"Alice\", \"room1\")) }\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(program), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "run", "main.go")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GO111MODULE=off")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the example does not run: %v\n%s", err, out)
+	}
+	claims, err := verifyToken([]byte(testSecret), string(out), time.Now())
+	if err != nil || claims.Name != "Alice" || !claims.mayJoin("room1") || claims.mayJoin("room2") {
+		t.Fatalf("the example's token: %+v, %v", claims, err)
 	}
 }

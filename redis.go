@@ -339,7 +339,7 @@ func (b *redisBroker) deliverHereLocked(out outgoing) {
 		out.post.early = false
 		m.mu.Unlock()
 	}
-	out.post.here = true
+	out.post.delivered = true
 }
 
 // holdLocked keeps out in the backlog, for Redis when it is back; past the
@@ -442,13 +442,13 @@ func (b *redisBroker) end(s *redisSession) {
 	backlog := b.backlog
 	b.backlog, b.held = nil, 0
 	for _, out := range unplaced {
-		if !out.post.here {
+		if !out.post.delivered {
 			b.deliverHereLocked(out)
 		}
 		b.holdLocked(out)
 	}
 	for _, out := range backlog { // what a failed start had not sent yet
-		if !out.post.here {
+		if !out.post.delivered {
 			b.deliverHereLocked(out)
 		}
 		b.holdLocked(out)
@@ -522,7 +522,9 @@ func (b *redisBroker) rejected(room string) {
 	}
 }
 
-// closeOnce closes ch unless it is closed already.
+// closeOnce closes ch unless it is closed already. It is not atomic: each
+// caller holds the lock that guards ch, or is the one goroutine that reads
+// a Redis session's replies.
 func closeOnce(ch chan struct{}) {
 	select {
 	case <-ch:

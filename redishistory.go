@@ -277,7 +277,7 @@ func (b *redisBroker) arrived(m *mirror, e streamEntry) {
 	case b.keep <= 0 || e.epoch == "": // no history: no ids
 		e.post.id = ""
 		m.room.deliver(e.post)
-	case m.history.accept(e):
+	case m.history.accept(e, m.room):
 		m.room.deliver(e.post)
 	}
 }
@@ -305,7 +305,7 @@ func (b *redisBroker) placed(out outgoing, reply any) error {
 	}
 	p.id, p.seq = id, seq
 	if copied {
-		p.here = true
+		p.delivered = true
 		if m := b.lock(out.room); m != nil {
 			defer m.mu.Unlock()
 			m.room.deliver(p) // to its sender alone: its first id
@@ -392,7 +392,7 @@ func (b *redisBroker) catchUp(m *mirror, epoch string, entries []streamEntry) {
 		m.room.tellGap(gapTrimmed)
 	}
 	if epoch != h.epoch {
-		h.restart(epoch)
+		h.restart(epoch, m.room)
 	}
 	for _, e := range entries {
 		if e.process == b.id {
@@ -404,7 +404,7 @@ func (b *redisBroker) catchUp(m *mirror, epoch string, entries []streamEntry) {
 				b.backlog = slices.Delete(b.backlog, i, i+1)
 			}
 		}
-		if h.accept(e) && !first {
+		if h.accept(e, m.room) && !first {
 			m.room.deliver(e.post)
 		}
 	}
@@ -453,11 +453,11 @@ func mirrorHistory(keep int, total *historyTotal) history {
 }
 
 // accept keeps e, an entry of the shared stream, in order: one from another
-// epoch starts the history over (Redis lost its data), one already kept is
-// refused.
-func (h *history) accept(e streamEntry) bool {
+// epoch starts the history over (Redis lost its data, or the stream
+// expired), one already kept is refused. r is the room here, if any.
+func (h *history) accept(e streamEntry, r *room) bool {
 	if e.epoch != h.epoch {
-		h.restart(e.epoch)
+		h.restart(e.epoch, r)
 	}
 	if e.seq < h.next {
 		return false
@@ -466,8 +466,20 @@ func (h *history) accept(e streamEntry) bool {
 	return true
 }
 
-// restart empties the history for a stream of another epoch.
-func (h *history) restart(epoch string) {
+// restart empties the history for a stream of another epoch. The seqs the
+// members of r resumed up to (historyRequest.upTo) were of the old one: kept,
+// they would hide the new stream's first messages from them.
+func (h *history) restart(epoch string, r *room) {
 	h.clear()
 	h.epoch, h.next = epoch, 1
+	if r == nil {
+		return
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for c := range r.members {
+		if c.history != nil {
+			c.history.upTo = 0
+		}
+	}
 }

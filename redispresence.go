@@ -135,10 +135,10 @@ func (b *redisBroker) history(room string) (history, error) {
 	}
 	epoch, items := loadedOf(reply)
 	if epoch != "" {
-		h.restart(epoch)
+		h.restart(epoch, nil)
 	}
 	for _, e := range b.parseStream(room, items) {
-		h.accept(e)
+		h.accept(e, nil)
 	}
 	h.mirror = false // the stream itself: an id beyond it was never given
 	return h, nil

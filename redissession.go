@@ -112,8 +112,11 @@ func (b *redisBroker) dial() (*redisSession, error) {
 // hello sends HELLO 3 (with AUTH when there is a password) and loads the
 // scripts, and checks the answers.
 func (s *redisSession) hello() error {
-	s.conn.SetDeadline(time.Now().Add(redisDialTimeout))
-	defer s.conn.SetDeadline(time.Time{})
+	if err := s.conn.SetDeadline(time.Now().Add(redisDialTimeout)); err != nil {
+		return err
+	}
+	// The loops set their own deadlines before they use the connection.
+	defer func() { _ = s.conn.SetDeadline(time.Time{}) }()
 	hello := args("HELLO", "3")
 	if s.b.password != "" {
 		hello = append(hello, args("AUTH", s.b.user, s.b.password)...)
@@ -187,7 +190,7 @@ var errSessionClosed = errors.New("closed")
 
 // writeLoop writes the queued commands, as many as are waiting in one
 // write, without waiting for replies; and a heartbeat every
-// redisPingEvery (presence.go), which is also a reply for the reader to
+// redisPingEvery (redispresence.go), which is also a reply for the reader to
 // wait for, so that a Redis that stops answering is found.
 func (s *redisSession) writeLoop() error {
 	ping := time.NewTicker(redisPingEvery)
@@ -212,6 +215,11 @@ func (s *redisSession) writeLoop() error {
 			}
 		}
 		s.mu.Unlock()
+		// Before the first write: writeCommand flushes whenever its buffer
+		// fills.
+		if err := s.conn.SetWriteDeadline(now.Add(redisReplyTimeout)); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
 		messages := 0
 		for _, c := range batch {
 			writeCommand(s.w, c.args...)
@@ -219,7 +227,6 @@ func (s *redisSession) writeLoop() error {
 				messages++
 			}
 		}
-		s.conn.SetWriteDeadline(now.Add(redisReplyTimeout))
 		if err := s.w.Flush(); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
@@ -232,7 +239,9 @@ func (s *redisSession) writeLoop() error {
 // (receive), and each reply to the command it answers.
 func (s *redisSession) readLoop() error {
 	for {
-		s.conn.SetReadDeadline(s.due())
+		if err := s.conn.SetReadDeadline(s.due()); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
 		var reply any
 		first, err := s.r.Peek(1)
 		if err == nil {

@@ -3,9 +3,10 @@ package main
 // This file turns an HTTP request into a WebSocket connection that belongs
 // to roomchat, not to net/http: upgrade takes the connection from net/http
 // (a hijack), lets x/net/websocket answer the handshake on it, and hands
-// back the bare socket. The handler can then return, and net/http lets go
-// of its goroutine, its 4 KiB buffers and the request for the whole life of
-// the WebSocket; the connection gets a goroutine of its own (client.serve).
+// back the bare socket, which attach gives to its client. The handler can
+// then return, and net/http lets go of its goroutine, its 4 KiB buffers and
+// the request for the whole life of the WebSocket; the connection gets a
+// goroutine of its own (client.serve).
 
 import (
 	"bufio"
@@ -14,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 
 	"golang.org/x/net/websocket"
 )
@@ -71,6 +73,12 @@ func upgrade(w http.ResponseWriter, r *http.Request, check func(*http.Request) e
 func takeConn(w http.ResponseWriter) (net.Conn, *bufio.Reader, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		return nil, nil, err
+	}
+	// net/http clears its deadlines as it lets go: the handshake's answer
+	// gets a write's, so a peer that does not read cannot hold it.
+	if err := conn.SetWriteDeadline(time.Now().Add(defaultWriteTimeout)); err != nil {
+		conn.Close()
 		return nil, nil, err
 	}
 	var r io.Reader = conn
