@@ -18,6 +18,7 @@
 #   ROOMCHAT_FLAGS="-history 0" bench/redis.sh   # flags for every roomchat started
 #   PEER=centrifugo bench/redis.sh
 #   LOADCHAT_FLAGS=-history bench/redis.sh       # flags for every loadchat run
+#   ROOMCHAT_BIN=/tmp/roomchat-old NAME=old bench/redis.sh   # a roomchat built elsewhere, its columns named old-...
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -44,8 +45,9 @@ trap cleanup EXIT
 command -v redis-server >/dev/null || { echo "redis.sh: needs redis-server (apt-get install redis-server)" >&2; exit 1; }
 case $PEER in
 roomchat)
-	(cd "$ROOT" && go build -o "$BIN/roomchat" .)
-	WSPATH=/ws/chat/ PREFIX=""
+	ROOMCHAT=${ROOMCHAT_BIN:-$BIN/roomchat}
+	[ -n "${ROOMCHAT_BIN:-}" ] || (cd "$ROOT" && go build -o "$BIN/roomchat" .)
+	WSPATH=/ws/chat/ PREFIX=${NAME:+$NAME-}
 	;;
 centrifugo)
 	BIN=$BIN "$BENCH/peers/centrifugo/build.sh" >/dev/null
@@ -79,7 +81,7 @@ serve() {
 	roomchat)
 		[ -n "$redis" ] && shared=(-redis "redis://127.0.0.1:$redis")
 		# shellcheck disable=SC2086
-		start "$port" "$BIN/roomchat" -addr "127.0.0.1:$port" -rate 0 -max-per-client 0 ${ROOMCHAT_FLAGS:-} ${shared[@]+"${shared[@]}"}
+		start "$port" "$ROOMCHAT" -addr "127.0.0.1:$port" -rate 0 -max-per-client 0 ${ROOMCHAT_FLAGS:-} ${shared[@]+"${shared[@]}"}
 		;;
 	centrifugo)
 		# GOMAXPROCS=1: Centrifugo would take a cgroup's CPU quota instead.
