@@ -194,11 +194,7 @@ func (a *api) history(w http.ResponseWriter, r *http.Request, room string) {
 		apiError(w, http.StatusServiceUnavailable, "Redis is unreachable: the history is there, out of reach")
 		return
 	}
-	var since string
-	if req := parseHistoryRequest(r.URL.Query()); req != nil {
-		since = req.since
-	}
-	entries, gap, _ := h.after(since)
+	entries, gap, _ := h.after(r.URL.Query().Get("since"))
 	messages := make([]json.RawMessage, len(entries))
 	for i, e := range entries {
 		messages[i] = e.json

@@ -12,6 +12,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,21 +29,22 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/websocket"
 )
 
+// benchHistory is the -history the broadcast benchmarks run with:
+// ROOMCHAT_BENCH_HISTORY, or none.
+var benchHistory, _ = strconv.Atoi(os.Getenv("ROOMCHAT_BENCH_HISTORY"))
+
 // BenchmarkBroadcast sends chat messages from one member of a room to the
 // rest, in bursts of 32 (well inside the send queue), and waits for every
 // receiver to read every frame. It reports delivered frames a second and
 // allocations per delivered frame; the clients allocate nothing per frame,
 // so the allocations are the server's.
-// benchHistory is the -history the broadcast benchmarks run with:
-// ROOMCHAT_BENCH_HISTORY, or none.
-var benchHistory, _ = strconv.Atoi(os.Getenv("ROOMCHAT_BENCH_HISTORY"))
-
 func BenchmarkBroadcast(b *testing.B) {
 	for _, members := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
@@ -301,6 +303,16 @@ type childServer struct {
 type childMem struct {
 	HeapInuse, StackInuse, RSS uint64
 	Connections                int
+	CPU                        time.Duration // user and system, all threads, since it started
+}
+
+// cpuTime is the CPU time this process has used, all its threads.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // serverProcessEnv makes this test binary run roomchat instead of tests.
@@ -323,9 +335,18 @@ func runChildServer() {
 	// It logs as the real server does (text, at info), though to nowhere:
 	// formatting a log line takes stack too.
 	h := newHub(newMemoryBroker(defaultHistory), newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	secret, err := tokenSecretFrom(os.LookupEnv) // as the real server reads them
+	if err != nil {
+		panic(err)
+	}
+	apiKey, err := apiKeyFrom(os.LookupEnv)
+	if err != nil {
+		panic(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/", newMux(h, options{}, nil))
+	mux.Handle("/", newMux(h, options{secret: secret, apiKey: apiKey}, nil))
 	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
+		cpu := cpuTime() // before the collection below, which is this call's
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -336,7 +357,7 @@ func runChildServer() {
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns})
+		writeJSON(w, http.StatusOK, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns, CPU: cpu})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -360,10 +381,11 @@ func writeHeapProfile(path string) error {
 	return f.Close()
 }
 
-// startServerProcess starts the child and stops it when the benchmark ends.
-func startServerProcess(b *testing.B) *childServer {
+// startServerProcess starts the child, with env added to its environment,
+// and stops it when the benchmark ends.
+func startServerProcess(b *testing.B, env ...string) *childServer {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serverProcessEnv+"=1")
+	cmd.Env = append(append(os.Environ(), serverProcessEnv+"=1"), env...)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -448,5 +470,117 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		writeMetrics(s.hub, s.limit)
+	}
+}
+
+// BenchmarkPublishInto100 is what one message into a room of 100 costs the
+// server, said by a member or published through the HTTP API: the server
+// is a child process, and its own CPU time is reported per delivery. Both
+// send 50 messages a second (under the API's rate), each 100 characters,
+// and wait for all 99 receivers to have each.
+//
+//	go test -run '^$' -bench PublishInto100 -benchtime 500x -count 6
+func BenchmarkPublishInto100(b *testing.B) {
+	const key = "bench-api-key-0123456789"
+	for _, via := range []string{"member", "api"} {
+		b.Run("via="+via, func(b *testing.B) {
+			child := startServerProcess(b, apiKeyEnv+"="+key)
+			url := "ws://" + child.addr + "/ws/chat/bench/"
+			got := make(chan struct{}, 99)
+			for range 99 {
+				r := dialRaw(b, url)
+				r.SetDeadline(time.Time{})
+				go r.countFrames(func() { got <- struct{}{} })
+			}
+			text := strings.Repeat("m", 100)
+			send := func() {
+				body := `{"message":"` + text + `","name":"bench"}`
+				req, _ := http.NewRequest("POST", "http://"+child.addr+"/api/rooms/bench/messages", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+key)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("publish: %s", resp.Status)
+				}
+			}
+			if via == "member" {
+				sender := dialRaw(b, url)
+				sender.SetDeadline(time.Time{})
+				frame := clientFrame(true, websocket.TextFrame, chat(text, "bench"))
+				send = func() {
+					if _, err := sender.Write(frame); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			waitFor(b, func() string { return "the child to count every member" }, func() bool { return child.mem(b).Connections >= 99 })
+			tick := time.NewTicker(time.Second / 50)
+			defer tick.Stop()
+			before := child.mem(b).CPU
+			b.ResetTimer()
+			for range b.N {
+				<-tick.C
+				send()
+				for range 99 {
+					<-got
+				}
+			}
+			b.StopTimer()
+			used := child.mem(b).CPU - before
+			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N*99), "server-ns/delivery")
+		})
+	}
+}
+
+// BenchmarkHandshakes opens and closes WebSockets one after another, with
+// and without a token to check, and reports the server's CPU time per
+// handshake (the server is a child process).
+//
+//	go test -run '^$' -bench Handshakes -benchtime 10000x -count 6
+func BenchmarkHandshakes(b *testing.B) {
+	secret := []byte("bench-token-secret-0123456789abcdef")
+	token, err := mintToken(secret, tokenClaims{Name: "Bench", Rooms: []string{anyRoom}, Expires: time.Now().Add(time.Hour)}, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tokens := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tokens=%v", tokens), func(b *testing.B) {
+			var env []string
+			if tokens {
+				env = append(env, tokenSecretEnv+"="+string(secret))
+			}
+			child := startServerProcess(b, env...)
+			req, _ := http.NewRequest("GET", "http://"+child.addr+"/ws/chat/storm/", nil)
+			setUpgradeHeaders(req.Header)
+			if tokens {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			var handshake bytes.Buffer
+			req.Write(&handshake)
+			before := child.mem(b).CPU
+			b.ResetTimer()
+			for range b.N {
+				conn, err := net.Dial("tcp", child.addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.SetDeadline(time.Now().Add(recvTimeout))
+				if _, err := conn.Write(handshake.Bytes()); err != nil {
+					b.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+					b.Fatalf("handshake: %v %v", resp, err)
+				}
+				conn.Close()
+			}
+			b.StopTimer()
+			used := child.mem(b).CPU - before
+			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N)/1000, "server-µs/handshake")
+		})
 	}
 }

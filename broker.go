@@ -1,6 +1,7 @@
 package main
 
-// This file is the road every chat message takes, and its in-memory end.
+// This file is the road every chat message takes, and its in-memory end
+// (whose expiry is in history.go, and answers to the HTTP API in api.go).
 // A message said in a room goes to the broker (publish); the broker gives it
 // its place in the room's stream (an id, when history is kept), keeps it,
 // and hands it to room.deliver in every process with members in the room,
@@ -30,9 +31,9 @@ type broker interface {
 	// holding the room's stream still meanwhile, so that every message is
 	// either in the replay or delivered after it.
 	join(c *client)
-	// present says how many members room has here now, and presence how
-	// many each room has in every process (room "" for every room), and
-	// whether that is all of them. They serve the HTTP API (api.go).
+	// present says how many clients (joining ones too) room has here now,
+	// presence how many each room has in every process ("" for all), and
+	// whether that is all. They serve the HTTP API (api.go).
 	present(room string, members int)
 	presence(room string) (members map[string]int, complete bool, err error)
 	// history is a copy of room's history, for the HTTP API.
@@ -90,8 +91,8 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 	return p
 }
 
-// ack is what p's sender hears of it, if it wants to (c asked for ids, or
-// gave a cid): its id, or why it did not reach everyone.
+// ack is what p's sender hears of it: why it did not reach everyone, or its
+// id if c wants to hear it (c asked for ids, or gave a cid).
 func (p *post) ack(c *client) (frame, bool) {
 	switch {
 	case p.early: // nothing yet: it hears once the message has its place

@@ -35,6 +35,10 @@ func TestCidIsEchoed(t *testing.T) {
 			`{"action":"error","payload":[{"type":"string_pattern_mismatch","loc":["cid"],"msg":"String should match pattern '^[ -~]+$'"}]}`},
 		{"payload and cid both wrong", `{"action":"ping","payload":1,"cid":""}`,
 			`{"action":"error","payload":[{"type":"none_required","loc":["ping","payload"],"msg":"Input should be None"},{"type":"string_too_short","loc":["cid"],"msg":"String should have at least 1 character"}]}`},
+		{"action and cid both wrong", `{"action":"shout","cid":5}`,
+			`{"action":"error","payload":[{"type":"union_tag_invalid","loc":[],"msg":"Input tag 'shout' found using 'action' does not match any of the expected tags: 'new_chat_message', 'ping'"},{"type":"string_type","loc":["cid"],"msg":"Input should be a valid string"}]}`},
+		{"no action, and a bad cid", `{"cid":""}`,
+			`{"action":"error","payload":[{"type":"union_tag_not_found","loc":[],"msg":"Unable to extract tag using discriminator 'action'"},{"type":"string_too_short","loc":["cid"],"msg":"String should have at least 1 character"}]}`},
 	}
 	s := newTestServer(t, options{})
 	c, other := s.dial(t, "cid"), s.dial(t, "cid")

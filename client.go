@@ -41,6 +41,7 @@ const (
 //	closing     close is first called, with a code            any           closeAsked
 //	close sent  the writer is done with the close frame       the writer    closeSent is closed
 //	gone        serve leaves the room, closes the socket      its own       room == nil
+//	            (or admit's undoing, if the handshake fails)  (net/http's)
 //
 // close.go has how a connection ends. Frames queued while joined wait for
 // serving; a close asked for before serving is sent as soon as it begins. A
@@ -55,16 +56,15 @@ type client struct {
 	history *historyRequest // what it asked of the room's history; nil: nothing, and no ids
 	token   *tokenClaims    // who its token says it is; nil without tokens (token.go)
 
-	// room is set by hub.enter, before the handshake, and cleared by
-	// hub.leave after the read loop ends, both under hub.mu. Between the
-	// two only this client's own goroutines read it, without the lock.
+	// room is set by hub.enter and cleared by hub.leave, both under hub.mu;
+	// in between, the goroutine serving the client reads it freely.
 	room *room
 
 	// Owned by the read loop (the connection's own goroutine).
 	in *bufio.Reader // the socket's reader: frames come only through it
 
 	mu        sync.Mutex // guards the fields up to the atomics; the last lock in hub's order
-	conn      net.Conn   // nil until attach; no writer starts before
+	conn      net.Conn   // nil until attach, set once; after that read without mu
 	queue     [][]byte   // the wire bytes of the frames waiting for the writer
 	spare     [][]byte   // an empty array for the next batch, kept between writers
 	writing   bool       // a writer is running (and, once the close is sent, has run)
@@ -97,7 +97,7 @@ func (c *client) serve(conn net.Conn, in *bufio.Reader) {
 	c.close(code, why)
 	<-c.closeSent // bounded: the batch being written (writeTimeout), then the close frame
 	c.linger(conn)
-	c.logDisconnect(start)
+	c.logDisconnect(start) // before leave: it reads the room's name
 	c.hub.leave(c)
 	_ = conn.Close() // an error means it is closed already
 }

@@ -22,7 +22,7 @@ package main
 // and these are the socket's deadlines, who sets them and when:
 //
 //	deadline  set by         when                                          to
-//	write     takeConn       as net/http hands the connection over         now + writeTimeout, for the 101
+//	write     takeConn       as net/http hands the connection over         now + defaultWriteTimeout, for the 101
 //	read      the read loop  before each frame, until closeAsked           now + idleTimeout
 //	read      the read loop  if close was asked while it renewed           now + closeTimeout
 //	write     the writer     before a batch, unless half of it is left     now + writeTimeout
@@ -67,8 +67,9 @@ const (
 )
 
 // close asks the writer to end the connection with code: queued frames are
-// dropped, the close frame goes out after the batch being written now, and
-// the read loop then ends. Only the first call counts; it reports whether
+// dropped (a said among them: a client that sends again with the same cid
+// hears it again), the close frame goes out after the batch being written
+// now, and the read loop then ends. Only the first call counts; it reports whether
 // this call was that one.
 func (c *client) close(code int, why string) bool {
 	c.mu.Lock()
@@ -141,9 +142,12 @@ func (c *client) renewReadDeadline() error {
 	if err := c.conn.SetReadDeadline(time.Now().Add(c.hub.idleTimeout)); err != nil {
 		return err
 	}
-	// The writer may have set the closing deadline just before we pushed
-	// it back; set it again so that it is not lost.
-	if c.closeAsked.Load() {
+	// A close or a cut may have set its deadline just before we pushed it
+	// back; set it again so that it is not lost.
+	switch {
+	case c.cutOff.Load():
+		return c.conn.SetReadDeadline(time.Now())
+	case c.closeAsked.Load():
 		return c.conn.SetReadDeadline(time.Now().Add(closeTimeout))
 	}
 	return nil
@@ -160,12 +164,19 @@ func (c *client) renewWriteDeadline() error {
 		return nil
 	}
 	c.writeBy = now.Add(c.hub.writeTimeout)
-	return c.conn.SetWriteDeadline(c.writeBy)
+	if err := c.conn.SetWriteDeadline(c.writeBy); err != nil {
+		return err
+	}
+	if c.cutOff.Load() { // cut just before we pushed the deadline back
+		return c.conn.SetWriteDeadline(now)
+	}
+	return nil
 }
 
 // shutdown stops the pinger, closes every connection with 1001 and waits for
 // them to go. When ctx ends first, it cuts the rest off: their writes and
-// reads fail at once. Last, it closes the broker.
+// reads fail at once; it waits closeTimeout more at most. Last, it closes
+// the broker.
 func (h *hub) shutdown(ctx context.Context) {
 	defer h.broker.close()
 	h.mu.Lock() // no client enters after this, so live's count only falls
@@ -180,8 +191,13 @@ func (h *hub) shutdown(ctx context.Context) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		h.forEach((*client).cut)
-		<-done
+		h.forEach((*client).cut) // their goroutines end at once
+		select {
+		case <-done:
+		case <-time.After(closeTimeout): // a client still in its handshake, not yet a member
+			_, left := h.counts()
+			h.log.Warn("shutdown left connections in their handshake", "connections", left)
+		}
 	}
 }
 

@@ -294,8 +294,13 @@ type historyRequest struct {
 	upTo uint64
 }
 
-// parseHistoryRequest reads the opt-in from a handshake's query.
-func parseHistoryRequest(query map[string][]string) *historyRequest {
+// parseHistoryRequest reads the opt-in from a handshake's query. A server
+// that keeps no history (keep 0) ignores it: its protocol is the one
+// without history.
+func parseHistoryRequest(query map[string][]string, keep int) *historyRequest {
+	if keep <= 0 {
+		return nil
+	}
 	if since, ok := query["since"]; ok && len(since) > 0 {
 		return &historyRequest{since: since[0]}
 	}

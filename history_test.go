@@ -127,6 +127,22 @@ func TestHistoryNothingForClientsThatDoNotAsk(t *testing.T) {
 	expectQuiet(t, alice)                 // no said frame either
 }
 
+// TestHistoryOffIgnoresTheOptIn asks a server that keeps no history for
+// it: the protocol is the one without history, cids on others' messages
+// included.
+func TestHistoryOffIgnoresTheOptIn(t *testing.T) {
+	s := newTestServer(t, options{history: 0})
+	alice := s.dial(t, "off")
+	for _, query := range []string{"history", "since=abc-1"} {
+		bob := s.dialHistory(t, "off", query)
+		expectQuiet(t, bob.c) // no history frame
+		sendText(t, alice, chatWithCid("live", "A", "c-1"))
+		expectText(t, alice, `{"action":"said","payload":{},"cid":"c-1"}`)
+		expectText(t, bob.c, chat("live", "A")) // no id, no cid
+		bob.c.Close()
+	}
+}
+
 func TestHistoryLateJoinerSeesTheConversation(t *testing.T) {
 	s := newTestServer(t, options{history: defaultHistory})
 	alice := s.talk(t, "talk", 3)

@@ -185,7 +185,7 @@ func (r *room) deliver(p *post) {
 		case p.delivered: // they have it: delivered early, or a copy
 		case c.history == nil:
 			c.send(p.frame)
-		case p.id == "" || p.seq > c.history.upTo: // no id yet: Redis is away (redis.go)
+		case p.id == "" || p.seq > c.history.upTo: // no id: delivered early, Redis away (redis.go)
 			c.send(p.withIDFrame())
 		}
 	}

@@ -3,6 +3,7 @@ package main
 // The hub's locks under load: everything that takes them, at once.
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -16,7 +17,9 @@ import (
 // TestLockOrder runs, at once and for a while, everything that takes the
 // locks hub.go lists: members joining and leaving rooms, talking, asking
 // for history, the pinger, the expiry of histories, the counts /healthz
-// reads, and last a shutdown. Two goroutines taking two of those locks in
+// reads, the HTTP API (presence, history, publish), and last a shutdown
+// that must cut off a member that never reads and never answers its close
+// frame. Two goroutines taking two of those locks in
 // opposite orders deadlock sooner or later, and then this test does not
 // end: after half a minute it panics, printing every goroutine (a test
 // cannot fail and clean up a server whose goroutines are stuck). Under
@@ -28,7 +31,7 @@ func TestLockOrder(t *testing.T) {
 	}
 	for name, opts := range brokers {
 		t.Run(name, func(t *testing.T) {
-			s := newTestServer(t, opts(t))
+			s := newAPIServer(t, opts(t))
 			s.hub.pingInterval = time.Millisecond
 			done := make(chan struct{})
 			go func() {
@@ -50,6 +53,9 @@ func TestLockOrder(t *testing.T) {
 func stressHub(t *testing.T, s *testServer) {
 	const rooms, workers = 3, 8
 	var wg sync.WaitGroup
+	for r := range rooms {
+		dialRaw(t, s.wsURL(fmt.Sprint("lock", r))) // never reads, never closes
+	}
 	stop := time.Now().Add(time.Second)
 	for w := range workers {
 		wg.Go(func() {
@@ -77,6 +83,16 @@ func stressHub(t *testing.T, s *testServer) {
 			s.hub.broker.status()
 		}
 	})
+	wg.Go(func() {
+		for i := 0; time.Now().Before(stop); i++ {
+			room := fmt.Sprint("/api/rooms/lock", i%rooms)
+			apiCall(t, s, "GET", "/api/rooms", testAPIKey, "", nil) // some are refused for their rate
+			apiCall(t, s, "GET", room+"/messages", testAPIKey, "", nil)
+			apiCall(t, s, "POST", room+"/messages", testAPIKey, `{"message":"api","name":"API"}`, nil)
+		}
+	})
 	wg.Wait()
-	s.hub.shutdown(t.Context())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // no grace: whoever has not gone is cut off
+	s.hub.shutdown(ctx)
 }

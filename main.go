@@ -241,7 +241,7 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		c, ok := admit(w, r, h, opts.secret)
+		c, ok := admit(w, r, h, opts)
 		if !ok {
 			return
 		}
@@ -269,7 +269,7 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 // admit answers, with a plain-text reason, a request that must not be
 // upgraded. Otherwise it returns the client, counted in its room (hub.enter),
 // so that the server cannot fill up between the answer and the join.
-func admit(w http.ResponseWriter, r *http.Request, h *hub, secret []byte) (*client, bool) {
+func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*client, bool) {
 	roomName := r.PathValue("room") // already percent-decoded
 	if !roomRE.MatchString(roomName) {
 		h.stats.refuse(refusedRoomName)
@@ -277,9 +277,9 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, secret []byte) (*clie
 		return nil, false
 	}
 	c := newClient(h, clientAddr(r, h.proxies))
-	c.history = parseHistoryRequest(r.URL.Query())
-	if secret != nil {
-		if c.token = checkToken(w, r, h, secret, roomName); c.token == nil {
+	c.history = parseHistoryRequest(r.URL.Query(), opts.history)
+	if opts.secret != nil {
+		if c.token = checkToken(w, r, h, opts.secret, roomName); c.token == nil {
 			return nil, false
 		}
 	}

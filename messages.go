@@ -147,7 +147,7 @@ var pongMessage = encodeFrame("pong", nil)
 // decode validates one text frame. It returns either a message whose action
 // has a handler, or a non-empty list of errors in the order docs/protocol.md
 // gives: the frame, then the action, then the payload's fields as the schema
-// declares them.
+// declares them, then the cid.
 func decode(data []byte) (message, []fieldError) {
 	if !json.Valid(data) { // Unmarshal then says where, with a *json.SyntaxError
 		var syntax *json.SyntaxError
@@ -169,13 +169,13 @@ func decode(data []byte) (message, []fieldError) {
 
 	raw, ok := top["action"]
 	if !ok || isJSONObject(raw) || isJSONArray(raw) {
-		return msg, oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'")
+		return msg, append(oneError(errUnionTagNotFound, nil, "Unable to extract tag using discriminator 'action'"), cidErrs...)
 	}
 	name := pythonStr(raw)
 	act, ok := actions[name]
 	if !ok {
-		return msg, oneError(errUnionTagInvalid, nil, fmt.Sprintf(
-			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags))
+		return msg, append(oneError(errUnionTagInvalid, nil, fmt.Sprintf(
+			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags)), cidErrs...)
 	}
 	payload, errs := act.decode(top["payload"])
 	if errs = append(errs, cidErrs...); errs != nil {
