@@ -6,32 +6,47 @@ package main
 // copied only when a field is a string it keeps; peekCid (cid.go) finds a
 // refused frame's cid so, without decoding the frame at all.
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // objectFields returns the fields of the JSON object data, which must be
 // valid JSON (json.Valid), as sub-slices of data, by key; ok is false when
 // data is not an object. A key given twice counts as its last value, as in
 // encoding/json and in Python's json.
 func objectFields(data []byte) (fields map[string]json.RawMessage, ok bool) {
-	i := skipSpace(data, 0)
-	if i >= len(data) || data[i] != '{' {
+	fields = map[string]json.RawMessage{}
+	if !eachField(data, func(key string, value json.RawMessage) { fields[key] = value }) {
 		return nil, false
 	}
-	fields = map[string]json.RawMessage{}
+	return fields, true
+}
+
+// eachField calls f with each field of the JSON object data, which must be
+// valid JSON (json.Valid), in order: its key, decoded, and its value as a
+// sub-slice of data. It reports false when data is not an object.
+func eachField(data []byte, f func(key string, value json.RawMessage)) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return false
+	}
 	for i = skipSpace(data, i+1); i < len(data) && data[i] == '"'; {
-		_, end := scanString(data, i)
-		var key string
-		if json.Unmarshal(data[i:end], &key) != nil { // escapes, such as \u0061ction
-			return nil, false
+		raw, end := scanString(data, i)
+		key := string(raw)
+		if bytes.IndexByte(raw, '\\') >= 0 { // escapes, such as \u0061ction
+			if json.Unmarshal(data[i:end], &key) != nil {
+				return false
+			}
 		}
 		i = skipSpace(data, skipSpace(data, end)+1) // past the colon
 		end = skipValue(data, i)
-		fields[key] = json.RawMessage(data[i:end])
+		f(key, json.RawMessage(bytes.TrimRight(data[i:end], " \t\r\n"))) // a number runs to the comma
 		if i = skipSpace(data, end); i < len(data) && data[i] == ',' {
 			i = skipSpace(data, i+1)
 		}
 	}
-	return fields, true
+	return true
 }
 
 // scanString returns the raw bytes of the JSON string that starts at

@@ -25,7 +25,6 @@ package main
 // may be logged, and a token is a password.
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -386,32 +385,19 @@ func decodeJSONObject(data []byte) (map[string]json.RawMessage, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("not UTF-8")
 	}
-	notJSON := errors.New("not a JSON object")
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, notJSON
-	}
 	fields := map[string]json.RawMessage{}
-	for dec.More() {
-		t, err := dec.Token()
-		key, ok := t.(string)
-		if err != nil || !ok {
-			return nil, notJSON
-		}
+	var repeated []string
+	isObject := json.Valid(data) && eachField(data, func(key string, value json.RawMessage) {
 		if _, dup := fields[key]; dup {
-			return nil, fmt.Errorf("key %s twice", strconv.QuoteToASCII(clip(key, 20)))
-		}
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, notJSON
+			repeated = append(repeated, key)
 		}
 		fields[key] = value
-	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return nil, notJSON
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("more after the JSON object")
+	})
+	switch {
+	case !isObject: // json.Valid also refuses anything after the object
+		return nil, errors.New("not a JSON object")
+	case repeated != nil:
+		return nil, fmt.Errorf("key %s twice", strconv.QuoteToASCII(clip(repeated[0], 20)))
 	}
 	return fields, nil
 }
