@@ -78,60 +78,42 @@ type faultScenario struct {
 // faultScaled is d stretched by faultScale.
 func faultScaled(d time.Duration) time.Duration { return time.Duration(float64(d) * faultScale) }
 
-// TestFaultSlowThenStall is the script, shorter: Redis normal, then
-// its replies 300 ms late (pipelined: the link is long, not narrow), then
-// nothing passing either way (a partition that heals, delivering what it
-// held), then normal again.
-func TestFaultSlowThenStall(t *testing.T) {
+// TestFaultsThroughTheProxy runs each fault through the proxy, with
+// history on and off:
+//
+//   - slow, then stalled: the script, shorter. Redis normal, then
+//     its replies 300 ms late (pipelined: the link is long, not narrow),
+//     then nothing passing either way (a partition that heals, delivering
+//     what it held), then normal again.
+//   - a stall that breaks connections: what they carried is lost, and
+//     every process must dial again.
+//   - one connection stalls: the first the sender's process opened (its
+//     only one, which its session may replace), while the other process's
+//     works; then it heals, delivering what it held.
+func TestFaultsThroughTheProxy(t *testing.T) {
 	t.Parallel()
-	for _, history := range []bool{true, false} {
-		t.Run(historyName(history), func(t *testing.T) {
-			t.Parallel()
-			r := startRedis(t, "")
-			runFaults(t, r, faultScenario{history: history, phases: []faultPhase{
-				{name: "normal", mode: passMode(), lasts: 1500 * time.Millisecond},
-				{name: "slow", mode: delayMode(0, 300*time.Millisecond), lasts: 1500 * time.Millisecond},
-				{name: "stalled", mode: stallMode(), lasts: 4 * time.Second},
-				{name: "back", mode: passMode(), lasts: 2 * time.Second},
-			}})
-		})
-	}
-}
-
-// TestFaultStallBreaksConnections is a partition that breaks the
-// connections it held: what they carried is lost, and every process must
-// dial again.
-func TestFaultStallBreaksConnections(t *testing.T) {
-	t.Parallel()
-	for _, history := range []bool{true, false} {
-		t.Run(historyName(history), func(t *testing.T) {
-			t.Parallel()
-			r := startRedis(t, "")
-			runFaults(t, r, faultScenario{history: history, phases: []faultPhase{
-				{name: "normal", mode: passMode(), lasts: 1500 * time.Millisecond},
-				{name: "stalled", mode: stallDropMode(), lasts: 4 * time.Second},
-				{name: "back", mode: passMode(), lasts: 2 * time.Second},
-			}})
-		})
-	}
-}
-
-// TestFaultOneConnectionStalls stalls only the first connection the
-// sender's process opened to Redis (today, its publisher), while its other
-// connections, and the other process's, work; then it heals, delivering
-// what it held.
-func TestFaultOneConnectionStalls(t *testing.T) {
-	t.Parallel()
-	for _, history := range []bool{true, false} {
-		t.Run(historyName(history), func(t *testing.T) {
-			t.Parallel()
-			r := startRedis(t, "")
-			runFaults(t, r, faultScenario{history: history, lateCommands: true, phases: []faultPhase{
-				{name: "normal", mode: passMode(), lasts: 1500 * time.Millisecond},
-				{name: "stalled", mode: stallMode().only(1), lasts: 4 * time.Second},
-				{name: "back", mode: passMode(), lasts: 2 * time.Second},
-			}})
-		})
+	normal := faultPhase{name: "normal", mode: passMode(), lasts: 1500 * time.Millisecond}
+	back := faultPhase{name: "back", mode: passMode(), lasts: 2 * time.Second}
+	for _, tc := range []struct {
+		name         string
+		lateCommands bool
+		phases       []faultPhase
+	}{
+		{"slow then stalled", false, []faultPhase{normal,
+			{name: "slow", mode: delayMode(0, 300*time.Millisecond), lasts: 1500 * time.Millisecond},
+			{name: "stalled", mode: stallMode(), lasts: 4 * time.Second}, back}},
+		{"stall breaks connections", false, []faultPhase{normal,
+			{name: "stalled", mode: stallDropMode(), lasts: 4 * time.Second}, back}},
+		{"one connection stalls", true, []faultPhase{normal,
+			{name: "stalled", mode: stallMode().only(1), lasts: 4 * time.Second}, back}},
+	} {
+		for _, history := range []bool{true, false} {
+			t.Run(tc.name+"/"+historyName(history), func(t *testing.T) {
+				t.Parallel()
+				r := startRedis(t, "")
+				runFaults(t, r, faultScenario{history: history, lateCommands: tc.lateCommands, phases: tc.phases})
+			})
+		}
 	}
 }
 
