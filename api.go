@@ -306,6 +306,9 @@ func (b *memoryBroker) history(room string) (history, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.gone { // expired meanwhile: nothing kept
+		return history{keep: b.keep, total: new(historyTotal), next: 1}, nil
+	}
 	return s.history.snapshot(), nil
 }
 

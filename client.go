@@ -41,7 +41,7 @@ const (
 //	closing     close is first called, with a code            any           closeAsked
 //	close sent  the writer is done with the close frame       the writer    closeSent is closed
 //	gone        serve leaves the room, closes the socket      its own       room == nil
-//	            (or admit's undoing, if the handshake fails)  (net/http's)
+//	            (chatHandler's leave, if the handshake fails) (net/http's)
 //
 // close.go has how a connection ends. Frames queued while joined wait for
 // serving; a close asked for before serving is sent as soon as it begins. A
@@ -57,7 +57,7 @@ type client struct {
 	token   *tokenClaims    // who its token says it is; nil without tokens (token.go)
 
 	// room is set by hub.enter and cleared by hub.leave, both under hub.mu;
-	// in between, the goroutine serving the client reads it freely.
+	// in between, whichever goroutine serves the client reads it freely.
 	room *room
 
 	// Owned by the read loop (the connection's own goroutine).

@@ -29,6 +29,7 @@ package main
 //	both      the writer     before the close frame                        now + closeTimeout: for the write, and the peer's answer
 //	both      cut            a failed write, or shutdown after its grace   now
 //	both      attach         a connection cut before it had its socket     now
+//	either    its renewal    a cut that raced the renewal                  now, again
 
 import (
 	"context"

@@ -34,8 +34,8 @@ var (
 //
 // A broker's own lock, for its map of streams, is taken after hub.mu and
 // before a stream's, and no lock is ever held across a socket write (send
-// only appends). TestLockOrder runs every road at once under -race, and
-// fails if they deadlock.
+// only appends). TestLockOrder runs every road at once, and panics if they
+// deadlock.
 type hub struct {
 	log       *slog.Logger
 	limit     *rateLimit

@@ -120,7 +120,7 @@ func TestProtocolLimits(t *testing.T) {
 		{"TCP connections per server, plain HTTP included", fmt.Sprintf("the descriptor limit, less %d", fdReserve)},
 		{"time between the server's pings", seconds(defaultPingInterval)},
 		{"time without any frame before the server closes with 1001", seconds(defaultIdleTimeout)},
-		{"time to write a frame to a client before it is closed with 1008", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
+		{"time to write a frame to a client before it is cut off as slow (1008, unsent)", fmt.Sprintf("%g to %s", (defaultWriteTimeout / 2).Seconds(), seconds(defaultWriteTimeout))},
 		{"time the closing handshake may take", seconds(closeTimeout)},
 		{"time shutdown gives connections to close with 1001", seconds(shutdownTimeout)},
 		{"messages a room keeps", fmt.Sprint(defaultHistory)},
