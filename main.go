@@ -74,7 +74,7 @@ type options struct {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "token" {
-		os.Exit(runToken(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr)) // token.go
+		os.Exit(runToken(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr)) // tokencmd.go
 	}
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
