@@ -328,8 +328,11 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 }
 
 // refuseRetry answers a request that may be tried again, with a
-// Retry-After that spreads the retries of a crowd refused at once.
+// Retry-After that spreads the retries of a crowd refused at once, and
+// closes its connection once the answer is out: an address over its cap
+// must not keep holding descriptors as idle keep-alives.
 func refuseRetry(w http.ResponseWriter, reason string, code int) {
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds()))
+	w.Header().Set("Connection", "close")
 	http.Error(w, reason, code)
 }

@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -64,13 +65,18 @@ func TestPerClientCap(t *testing.T) {
 			}
 		}
 		// One WebSocket over the cap is told so, whatever it says of itself
-		// in X-Forwarded-For; its connection stays, a keep-alive.
-		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9")); code != http.StatusTooManyRequests {
+		// in X-Forwarded-For, and its connection is closed once the answer
+		// is out: it does not stay as a keep-alive.
+		code, conn := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9"))
+		if code != http.StatusTooManyRequests {
 			t.Fatalf("status %d, want 429", code)
+		}
+		if n, err := conn.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("after the 429: read %d bytes, %v; want the server's close (EOF)", n, err)
 		}
 		// The address may hold perClientSlack TCP connections beyond its
 		// WebSockets: past them, it is refused at accept.
-		for range perClientSlack - 1 {
+		for range perClientSlack {
 			if code, _ := hold(t, s, "/healthz", nil); code != http.StatusOK {
 				t.Fatalf("status %d", code)
 			}
