@@ -58,18 +58,19 @@ var static embed.FS
 // options are the settings that flags control, gathered so that tests can
 // build a server without flags.
 type options struct {
-	addr      string         // where the server listens, for the Host check (security.go)
-	origins   []string       // extra origins allowed to open a WebSocket
-	hosts     []string       // extra Host names a loopback server answers to
-	rate      float64        // messages a second per connection; 0 is no limit
-	history   int            // messages each room keeps for clients that ask; 0 is none
-	redis     string         // URL of the Redis that shares rooms with other processes; "" for none
-	maxConns  int            // TCP connections in all; 0 is no limit
-	perClient int            // WebSockets per client address, and TCP connections (with some slack, connlimit.go); 0 is no limit
-	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
-	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
-	secret    []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
-	apiKey    []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
+	addr       string         // where the server listens, for the Host check (security.go)
+	origins    []string       // extra origins allowed to open a WebSocket
+	hosts      []string       // extra Host names a loopback server answers to
+	rate       float64        // messages a second per connection; 0 is no limit
+	history    int            // messages each room keeps for clients that ask; 0 is none
+	redis      string         // URL of the Redis that shares rooms with other processes; "" for none
+	maxConns   int            // TCP connections in all; 0 is no limit
+	perClient  int            // WebSockets per client address, and TCP connections (with some slack, connlimit.go); 0 is no limit
+	proxies    []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
+	ipv6Prefix int            // leading bits of an IPv6 address that name one client (addrKey); 0 is defaultIPv6Prefix
+	metrics    net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
+	secret     []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
+	apiKey     []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
 }
 
 func main() {
@@ -85,6 +86,7 @@ func main() {
 	maxConns := flag.Int("max-conns", fdLimit()-fdReserve, "TCP `connections` in all, plain HTTP included; the default leaves some of the descriptor limit free")
 	perClient := flag.Int("max-per-client", defaultMaxPerClient, "WebSockets one client address may hold, and as many TCP connections and a few more; 0 for no limit")
 	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
+	ipv6Prefix := flag.Int("ipv6-prefix", defaultIPv6Prefix, "leading `bits` of an IPv6 address that the per-address limits count as one client; 128 counts every address apart")
 	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this `address` alone; without it, the main address serves it to loopback clients only")
@@ -108,13 +110,16 @@ func main() {
 	}
 	proxies, err := parsePrefixes(splitList(*trustProxy))
 	usage("-trust-proxy", err)
+	if *ipv6Prefix < 1 || *ipv6Prefix > 128 {
+		usage("-ipv6-prefix", fmt.Errorf("%d bits: want 1 to 128", *ipv6Prefix))
+	}
 	secret, err := tokenSecretFrom(os.LookupEnv)
 	usage("$"+tokenSecretEnv, err)
 	apiKey, err := apiKeyFrom(os.LookupEnv)
 	usage("$"+apiKeyEnv, err)
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
-		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret, apiKey: apiKey,
+		maxConns: *maxConns, perClient: *perClient, proxies: proxies, ipv6Prefix: *ipv6Prefix, secret: secret, apiKey: apiKey,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -139,7 +144,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 		ln.Close()
 		return err
 	}
-	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	limit := newConnLimit(opts)
 	ln = limit.listen(ln)
 	defer serveMetrics(h, limit, opts, log)()
 	srv := &http.Server{
@@ -276,10 +281,18 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*clien
 		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
 		return nil, false
 	}
-	c := newClient(h, clientAddr(r, h.proxies))
+	addr, err := clientAddr(r, opts.proxies, opts.ipv6Prefix)
+	if err != nil {
+		h.log.Info("refused an unreadable forwarded address", "proxy", r.RemoteAddr, "why", err)
+		h.stats.refuse(refusedForwarded)
+		http.Error(w, err.Error()+": a proxy listed with -trust-proxy must name the client by its IP address, "+
+			"in Forwarded (for=) or X-Forwarded-For", http.StatusBadRequest)
+		return nil, false
+	}
+	c := newClient(h, addr)
 	c.history = parseHistoryRequest(r.URL.Query(), opts.history)
 	if opts.secret != nil {
-		if c.token = checkToken(w, r, h, opts.secret, roomName); c.token == nil {
+		if c.token = checkToken(w, r, h, opts.secret, roomName, addr); c.token == nil {
 			return nil, false
 		}
 	}

@@ -672,7 +672,7 @@ func newTestServer(t testing.TB, opts options) *testServer {
 // serveHub serves h for one test, as run does (its connections counted
 // against opts' limits), and shuts it down when the test ends.
 func serveHub(t testing.TB, h *hub, opts options) *testServer {
-	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	limit := newConnLimit(opts)
 	srv := httptest.NewUnstartedServer(newMux(h, opts, limit))
 	srv.Listener = limit.listen(srv.Listener)
 	srv.Config.ConnState = limit.track // httptest chains its own hook after it

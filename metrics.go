@@ -60,12 +60,13 @@ const (
 	refusedToken                              // the handshake: no token, a bad one (401), or one for other rooms (403)
 	refusedOrigin                             // the handshake: a page from another site (403)
 	refusedHost                               // any request: a Host a loopback server does not answer to (421)
+	refusedForwarded                          // the handshake: a trusted proxy named the client by no IP address (400)
 	numRefusals
 )
 
 // refusalNames are the label values, in refusalReason's order.
 var refusalNames = [numRefusals]string{
-	"server_full", "tcp_per_address", "per_address", "shutting_down", "room_name", "token", "origin", "host",
+	"server_full", "tcp_per_address", "per_address", "shutting_down", "room_name", "token", "origin", "host", "forwarded",
 }
 
 // refuse counts a refusal. s may be nil, for a handler built without a hub.

@@ -217,7 +217,7 @@ func TestMetricsPromtool(t *testing.T) {
 func TestMetricsDocumented(t *testing.T) {
 	h := newHub(redisStatusBroker{newMemoryBroker(0)}, newRateLimit(0), slog.New(slog.DiscardHandler))
 	written := map[string]string{}
-	for line := range strings.Lines(string(writeMetrics(h, newConnLimit(100, 0, nil)))) {
+	for line := range strings.Lines(string(writeMetrics(h, newConnLimit(options{maxConns: 100})))) {
 		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			name, typ, _ := strings.Cut(strings.TrimSpace(rest), " ")
 			written[name] = typ

@@ -11,6 +11,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func tokenFromRequest(r *http.Request) (string, error) {
 // tokens: it returns the claims of a valid token for roomName, or answers
 // 401 (no token, or a bad one) or 403 (one for other rooms) and returns
 // nil. The log says why, and from where, never the token.
-func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, roomName string) *tokenClaims {
+func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, roomName string, addr netip.Addr) *tokenClaims {
 	tok, err := tokenFromRequest(r)
 	var claims tokenClaims
 	if err == nil {
@@ -70,11 +71,11 @@ func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, r
 	}
 	switch {
 	case err != nil:
-		h.log.Info("refused a token", "remote", clientAddr(r, h.proxies), "room", roomName, "why", err)
+		h.log.Info("refused a token", "remote", addr, "room", roomName, "why", err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="invalid_token"`)
 		http.Error(w, "a valid token is needed to join: "+err.Error(), http.StatusUnauthorized)
 	case !claims.mayJoin(roomName):
-		h.log.Info("refused a token for other rooms", "remote", clientAddr(r, h.proxies), "room", roomName, "name", claims.Name)
+		h.log.Info("refused a token for other rooms", "remote", addr, "room", roomName, "name", claims.Name)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="insufficient_scope"`)
 		http.Error(w, "your token does not let you join this room", http.StatusForbidden)
 	default:
