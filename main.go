@@ -219,7 +219,7 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /ws/chat/{$}", chat)
 	mux.HandleFunc("GET /healthz", healthz(h, limit))
 	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
-	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
+	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema(opts.proxies))
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
 	if opts.apiKey != nil {
 		mux.Handle("/api/", apiHandler(h, opts.apiKey))
@@ -246,16 +246,11 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		c, ok := admit(w, r, h, opts)
+		c, ok := admit(w, r, h, opts, allowed)
 		if !ok {
 			return
 		}
-		conn, in, err := upgrade(w, r, func(r *http.Request) error {
-			if !originAllowed(r, allowed) {
-				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
-				h.stats.refuse(refusedOrigin)
-				return errForeignOrigin
-			}
+		conn, in, err := upgrade(w, r, func(*http.Request) error {
 			h.join(c)
 			return nil
 		})
@@ -274,7 +269,7 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 // admit answers, with a plain-text reason, a request that must not be
 // upgraded. Otherwise it returns the client, counted in its room (hub.enter),
 // so that the server cannot fill up between the answer and the join.
-func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*client, bool) {
+func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options, origins map[string]bool) (*client, bool) {
 	roomName := r.PathValue("room") // already percent-decoded
 	if !roomRE.MatchString(roomName) {
 		h.stats.refuse(refusedRoomName)
@@ -287,6 +282,12 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*clien
 		h.stats.refuse(refusedForwarded)
 		http.Error(w, err.Error()+": a proxy listed with -trust-proxy must name the client by its IP address, "+
 			"in Forwarded (for=) or X-Forwarded-For", http.StatusBadRequest)
+		return nil, false
+	}
+	if scheme := requestScheme(r, opts.proxies); !originAllowed(r, origins, scheme) {
+		h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "scheme", scheme, "remote", addr)
+		h.stats.refuse(refusedOrigin)
+		refuseForeignOrigin(w, r, scheme)
 		return nil, false
 	}
 	c := newClient(h, addr)
