@@ -73,7 +73,7 @@ func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, r
 	case err != nil:
 		h.log.Info("refused a token", "remote", addr, "room", roomName, "why", err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="invalid_token"`)
-		http.Error(w, "a valid token is needed to join: "+err.Error(), http.StatusUnauthorized)
+		http.Error(w, tokenRefusal(r, err), http.StatusUnauthorized)
 	case !claims.mayJoin(roomName):
 		h.log.Info("refused a token for other rooms", "remote", addr, "room", roomName, "name", claims.Name)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="insufficient_scope"`)
@@ -83,6 +83,17 @@ func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, r
 	}
 	h.stats.refuse(refusedToken)
 	return nil
+}
+
+// tokenRefusal is the 401's body: why, and where a token goes, since a
+// client that got it wrong needs to know both.
+func tokenRefusal(r *http.Request, err error) string {
+	why := "a valid token is needed to join: " + err.Error() + ". A program sends it in `Authorization: Bearer <token>`; " +
+		`a browser offers the subprotocols ["` + tokenSubprotocol + `", <token>].`
+	if r.URL.Query().Has("token") {
+		why += " A ?token= in the URL is not read: URLs end up in logs and histories."
+	}
+	return why
 }
 
 // chosenSubprotocol is what the handshake must set as its config.Protocol,

@@ -220,8 +220,9 @@ func TestTokenSubprotocolInBrowser(t *testing.T) {
 	}
 }
 
-// TestTokenCommand runs `roomchat token` as the command itself.
-
+// TestTokenAtTheHandshake runs a server with tokens: each kind of token is
+// answered as docs/protocol.md says, before the 101, and the log says why
+// without the token; a member's messages go out under its token's name.
 func TestTokenAtTheHandshake(t *testing.T) {
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	var logs syncBuffer
@@ -302,4 +303,29 @@ func dialWithToken(t *testing.T, s *testServer, room, token string) *websocket.C
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func TestTokenRefusalSaysWhereTheTokenGoes(t *testing.T) {
+	s := newTestServer(t, options{secret: []byte(strings.Repeat("s", minTokenSecretBytes))})
+	const where = "A program sends it in `Authorization: Bearer <token>`; " +
+		`a browser offers the subprotocols ["roomchat.token", <token>].`
+	for _, tc := range []struct{ name, query, want string }{
+		{"no token", "", "a valid token is needed to join: no token. " + where + "\n"},
+		{"a token in the URL", "?token=abc", "a valid token is needed to join: no token. " + where +
+			" A ?token= in the URL is not read: URLs end up in logs and histories.\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", s.URL+"/ws/chat/room/"+tc.query, nil)
+			setUpgradeHeaders(req.Header)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || string(body) != tc.want {
+				t.Fatalf("got %d %q, want 401 %q", resp.StatusCode, body, tc.want)
+			}
+		})
+	}
 }
