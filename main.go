@@ -262,7 +262,11 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 			return
 		}
 		h.stats.handshake.observe(time.Since(start))
-		go c.serve(conn, in)
+		go func() {
+			stop := expireWithToken(c) // tokenhandshake.go
+			c.serve(conn, in)
+			stop()
+		}()
 	}
 }
 

@@ -81,7 +81,7 @@ func (s *stats) refuse(why refusalReason) {
 // "other", the last slot of stats.closes.
 var closeCodes = [...]int{
 	closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData,
-	closeInvalidPayload, closePolicyViolation, closeTooBig,
+	closeInvalidPayload, closePolicyViolation, closeTooBig, closeTokenExpired,
 }
 
 // closed counts a connection that ended with code.

@@ -85,6 +85,27 @@ func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, r
 	return nil
 }
 
+// closeTokenExpired closes a connection whose token ran out: a code of the
+// application's range (4000 to 4999, RFC 6455 §7.4.2) that reads as HTTP's
+// 401, which no other close shares, so that a client knows to come back
+// with a new token (and ?since, to lose nothing) rather than retry.
+const closeTokenExpired = 4401
+
+// expireWithToken closes c with closeTokenExpired when its token runs out,
+// tokenLeeway after its exp, when a handshake with it would be refused
+// too; a connection without a token is never closed so. It returns the
+// function that stops the timer, for a connection that ends first: a timer
+// left running would hold its client for the token's whole life.
+func expireWithToken(c *client) (stop func() bool) {
+	if c.token == nil {
+		return func() bool { return false }
+	}
+	t := time.AfterFunc(time.Until(c.token.Expires.Add(tokenLeeway)), func() {
+		c.close(closeTokenExpired, "token expired")
+	})
+	return t.Stop
+}
+
 // tokenRefusal is the 401's body: why, and where a token goes, since a
 // client that got it wrong needs to know both.
 func tokenRefusal(r *http.Request, err error) string {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -328,4 +329,35 @@ func TestTokenRefusalSaysWhereTheTokenGoes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTokenExpiryClosesTheConnection holds a connection whose token ends
+// (exp and the leeway) one to two seconds after the handshake: the server
+// closes it then, with 4401 "token expired".
+func TestTokenExpiryClosesTheConnection(t *testing.T) {
+	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
+	s := newTestServer(t, options{secret: secret})
+	now := time.Now().Truncate(time.Second) // exp is whole seconds
+	// Expired nearly tokenLeeway ago: still admitted, for two seconds more.
+	end := now.Add(2 * time.Second)
+	tok, err := mintToken(secret, tokenClaims{Name: "A", Rooms: []string{"r"}, Expires: end.Add(-tokenLeeway)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialWithToken(t, s, "r", tok)
+	for {
+		op, payload := readFrame(t, c)
+		if op != websocket.CloseFrame {
+			continue
+		}
+		want := binary.BigEndian.AppendUint16(nil, closeTokenExpired)
+		if want = append(want, "token expired"...); string(payload) != string(want) {
+			t.Fatalf("close frame %q, want %q", payload, want)
+		}
+		break
+	}
+	if early := time.Until(end); early > 0 {
+		t.Fatalf("closed %v before the token ended", early)
+	}
+	s.waitHealth(t, func(h health) bool { return h.Connections == 0 })
 }
