@@ -256,7 +256,7 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 		})
 		if err != nil {
 			if !errors.Is(err, errRefused) {
-				h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
+				h.log.Error("cannot take the connection from net/http", "remote", c.addr, "err", err)
 			}
 			h.leave(c) // undoes what admit counted
 			return
