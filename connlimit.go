@@ -80,7 +80,7 @@ type connLimit struct {
 	total   int
 	perAddr map[netip.Addr]int
 	idle    map[*limitedConn]struct{}
-	refused int64 // for /healthz
+	refused int64 // at accept, every reason (counts)
 
 	refusedFor [numRefusals]int64 // by reason, for /metrics (metrics.go); guarded by mu
 }
@@ -209,7 +209,7 @@ func (l *connLimit) track(conn net.Conn, state http.ConnState) {
 	}
 }
 
-// counts reports the connections held and refused, for /healthz.
+// counts reports the connections held and refused at accept.
 func (l *connLimit) counts() (total int, refused int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -217,7 +217,7 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
 	mux.HandleFunc("GET /ws/chat/{room}", chat)
 	mux.HandleFunc("GET /ws/chat/{$}", chat)
-	mux.HandleFunc("GET /healthz", healthz(h, limit))
+	mux.HandleFunc("GET /healthz", healthz(h, limit, opts))
 	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema(opts.proxies))
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))

@@ -513,7 +513,7 @@ func TestHealthz(t *testing.T) {
 	s.dial(t, "h2")
 	sendText(t, a, chat("hi", "A"))
 	expectText(t, b, chat("hi", "A"))
-	want := health{Status: "ok", Rooms: 2, Connections: 3, MessagesReceived: 1, FramesDelivered: 1, Layer: layerHealth{Kind: "memory"}}
+	want := health{Status: healthHealthy, Rooms: 2, Connections: 3, MessagesReceived: 1, FramesDelivered: 1, Layer: layerHealth{Kind: "memory"}}
 	s.waitHealth(t, func(h health) bool { return h == want })
 }
 
@@ -810,6 +810,7 @@ type health struct {
 	MessagesReceived   int64       `json:"messages_received"`
 	FramesDelivered    int64       `json:"frames_delivered"`
 	SlowClientsDropped int64       `json:"slow_clients_dropped"`
+	RefusedConnections int64       `json:"refused_connections"`
 	Layer              layerHealth `json:"layer"`
 }
 

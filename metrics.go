@@ -165,18 +165,14 @@ func writeMetrics(h *hub, limit *connLimit) []byte {
 	rooms, conns := h.counts()
 	e.gauge("roomchat_connections", "WebSocket connections open.", int64(conns))
 	e.gauge("roomchat_rooms", "Rooms with members in this process.", int64(rooms))
-	var refused [numRefusals]int64
 	if limit != nil {
-		var tcp, max int
-		tcp, max, refused = limit.metrics()
+		tcp, max, _ := limit.metrics()
 		e.gauge("roomchat_tcp_connections", "TCP connections held, plain HTTP included.", int64(tcp))
 		if max > 0 {
 			e.gauge("roomchat_tcp_connections_limit", "TCP connections the server holds at most (-max-conns).", int64(max))
 		}
 	}
-	for i := range refused {
-		refused[i] += h.stats.refused[i].Load()
-	}
+	refused := refusals(h, limit)
 	e.counter("roomchat_messages_received_total", "Messages read from clients.", h.stats.received.Load())
 	e.counter("roomchat_frames_delivered_total", "Frames written to clients.", h.stats.delivered.Load())
 	e.counter("roomchat_slow_clients_dropped_total", "Clients closed (1008) for not reading what they were sent.", h.stats.dropped.Load())
@@ -301,13 +297,21 @@ func metricsOnMain(h *hub, limit *connLimit, opts options) http.HandlerFunc {
 	}
 	serve := metricsHandler(h, limit)
 	return func(w http.ResponseWriter, r *http.Request) {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if addr := ap.Addr().Unmap(); err != nil || !addr.IsLoopback() || inPrefixes(addr, opts.proxies) {
+		if !fromThisMachine(r, opts.proxies) {
 			http.Error(w, "metrics are for clients on this machine; see -metrics-addr", http.StatusForbidden)
 			return
 		}
 		serve(w, r)
 	}
+}
+
+// fromThisMachine reports whether r's TCP peer is a loopback address that
+// is not a trusted proxy: a proxy on this machine carries anyone's
+// requests.
+func fromThisMachine(r *http.Request, proxies []netip.Prefix) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	addr := ap.Addr().Unmap()
+	return err == nil && addr.IsLoopback() && !inPrefixes(addr, proxies)
 }
 
 // listenMetrics opens the -metrics-addr listener; none for "".
@@ -322,16 +326,17 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveMetrics serves /metrics, and only that, on opts.metrics, if there
-// is one, behind the same Host check as the main listener: a page that
-// DNS rebinding brings to a loopback port must not read it either. It
-// returns the function that stops it.
+// serveMetrics serves /metrics, and /healthz with its counts, on
+// opts.metrics, if there is one, behind the same Host check as the main
+// listener: a page that DNS rebinding brings to a loopback port must not
+// read it either. It returns the function that stops it.
 func serveMetrics(h *hub, limit *connLimit, opts options, log *slog.Logger) (stop func()) {
 	if opts.metrics == nil {
 		return func() {}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", metricsHandler(h, limit))
+	mux.HandleFunc("GET /healthz", healthDetails(h, limit))
 	srv := &http.Server{
 		Handler:           protect(mux, opts.metrics.Addr().String(), opts.hosts, &h.stats),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -356,27 +361,17 @@ func serveMetrics(h *hub, limit *connLimit, opts options, log *slog.Logger) (sto
 	}
 }
 
-// healthz reports that the server is up, with its counts and running totals:
-// enough for a load balancer, and for a test to see a connection go.
-func healthz(h *hub, limit *connLimit) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rooms, conns := h.counts()
-		tcp, refused := 0, int64(0)
-		if limit != nil {
-			tcp, refused = limit.counts()
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"tcp_connections":      tcp,
-			"refused_connections":  refused,
-			"status":               "ok",
-			"rooms":                rooms,
-			"connections":          conns,
-			"messages_received":    h.stats.received.Load(),
-			"frames_delivered":     h.stats.delivered.Load(),
-			"slow_clients_dropped": h.stats.dropped.Load(),
-			"layer":                h.broker.status(), // its name before brokers, kept for monitors that read it
-		})
+// refusals are the refusals so far by reason: limit's at accept (nil:
+// none) and the hub's.
+func refusals(h *hub, limit *connLimit) [numRefusals]int64 {
+	var refused [numRefusals]int64
+	if limit != nil {
+		_, _, refused = limit.metrics()
 	}
+	for i := range refused {
+		refused[i] += h.stats.refused[i].Load()
+	}
+	return refused
 }
 
 // writeJSON answers code with v as JSON.
@@ -397,20 +392,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(body) // fails only when the client has gone: no one to tell
-}
-
-// brokerStatus is the broker's part of /healthz: which broker runs and,
-// for Redis, its connection and totals, whose fields JSON lifts into this one.
-type brokerStatus struct {
-	Kind            string `json:"kind"`
-	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
-	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
-	*redisStatus           // nil for the memory broker
-}
-
-// counts reports the number of rooms and connections, for /healthz.
-func (h *hub) counts() (rooms, conns int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.rooms), h.conns
 }

@@ -180,7 +180,7 @@ func TestMetricsAccess(t *testing.T) {
 		if got := parseExposition(t, body); got["roomchat_connections"] != 1 {
 			t.Errorf("roomchat_connections %v, want 1", got["roomchat_connections"])
 		}
-		for path, want := range map[string]int{"/metrics": 200, "/healthz": 404, "/chat/": 404} {
+		for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/chat/": 404} {
 			if code := getStatus(t, "http://"+ln.Addr().String()+path, nil); code != want {
 				t.Errorf("%s on the metrics listener: %d, want %d", path, code, want)
 			}
