@@ -222,7 +222,7 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema(opts.proxies))
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
 	if opts.apiKey != nil {
-		mux.Handle("/api/", apiHandler(h, opts.apiKey))
+		mux.Handle("/api/", apiHandler(h, opts))
 	}
 	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/ws/chat//") {

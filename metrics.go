@@ -43,6 +43,9 @@ type stats struct {
 	closes      [len(closeCodes) + 1]atomic.Int64 // connections ended, by close code: closeCodes' order, then any other
 	rateLimited [numLimits]atomic.Int64           // messages answered rate_limited, by limit
 
+	apiKeyFailures  atomic.Int64 // API requests with a missing or wrong key (401)
+	apiKeyThrottled atomic.Int64 // API requests refused for the wrong keys their address sent (429)
+
 	handshake histogram // a WebSocket handshake: chatHandler's start to the 101 written
 	delivery  histogram // a batch a member's writer wrote: its oldest frame's wait in the queue, and the write
 }
@@ -189,6 +192,8 @@ func writeMetrics(h *hub, limit *connLimit) []byte {
 		}
 		e.sample("roomchat_connections_closed_total", `code="`+code+`"`, h.stats.closes[i].Load())
 	}
+	e.counter("roomchat_api_key_failures_total", "HTTP API requests with a missing or wrong key (401).", h.stats.apiKeyFailures.Load())
+	e.counter("roomchat_api_key_throttled_total", "HTTP API requests refused (429) because their address sent too many wrong keys.", h.stats.apiKeyThrottled.Load())
 	e.family("roomchat_rate_limited_total", "counter", "Messages answered rate_limited, by the limit they were over.")
 	for i, name := range limitNames {
 		e.sample("roomchat_rate_limited_total", `limit="`+name+`"`, h.stats.rateLimited[i].Load())
