@@ -91,6 +91,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this `address` alone; without it, the main address serves it to loopback clients only")
 	logFormat := logFormatFlag()
+	flag.Usage = usage
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -102,21 +103,21 @@ func main() {
 	if *redis == "" {
 		*redis = os.Getenv(redisURLEnv)
 	}
-	usage := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
+	invalid := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
 		if err != nil {
 			log.Error(what, "err", err)
 			os.Exit(2)
 		}
 	}
 	proxies, err := parsePrefixes(splitList(*trustProxy))
-	usage("-trust-proxy", err)
+	invalid("-trust-proxy", err)
 	if *ipv6Prefix < 1 || *ipv6Prefix > 128 {
-		usage("-ipv6-prefix", fmt.Errorf("%d bits: want 1 to 128", *ipv6Prefix))
+		invalid("-ipv6-prefix", fmt.Errorf("%d bits: want 1 to 128", *ipv6Prefix))
 	}
 	secret, err := tokenSecretFrom(os.LookupEnv)
-	usage("$"+tokenSecretEnv, err)
+	invalid("$"+tokenSecretEnv, err)
 	apiKey, err := apiKeyFrom(os.LookupEnv)
-	usage("$"+apiKeyEnv, err)
+	invalid("$"+apiKeyEnv, err)
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
 		maxConns: *maxConns, perClient: *perClient, proxies: proxies, ipv6Prefix: *ipv6Prefix, secret: secret, apiKey: apiKey,
@@ -134,6 +135,25 @@ func main() {
 		log.Error("roomchat stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// usage is -h: the subcommand, the variables, then the flags. Secrets
+// are variables only: a flag's value is in the process list for every user
+// of the machine to read.
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintf(out, `usage: roomchat [flags]
+       roomchat token -name NAME -room ROOM [-sub ID] [-ttl 1h]
+                  prints a connection token signed with $%[2]s (roomchat token -h)
+
+Environment:
+  %-22[1]s the Redis to share rooms through, when -redis is not given
+  %-22[2]s turns connection tokens on: the secret that signs them, 32 bytes or more
+  %-22[3]s turns the HTTP API (/api/) on: its key, 16 bytes or more
+
+Flags:
+`, redisURLEnv, tokenSecretEnv, apiKeyEnv)
+	flag.PrintDefaults()
 }
 
 // run serves on ln until ctx ends, then shuts down within shutdownTimeout.
