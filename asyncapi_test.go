@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
@@ -386,31 +385,6 @@ func TestAsyncAPIExamplesMatchTheirSchemas(t *testing.T) {
 				t.Errorf("x-caused-by %s/%q: %v", id, name, err)
 			}
 		}
-	}
-}
-
-func TestSchemaBehindTLSProxy(t *testing.T) {
-	proxied := newTestServer(t, options{proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
-	direct := newTestServer(t, options{})
-	for _, tc := range []struct {
-		name string
-		s    *testServer
-		want string
-	}{
-		{"a trusted proxy says https", proxied, "wss"},
-		{"anyone else says https", direct, "ws"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", tc.s.URL+"/asyncapi/schema/", nil)
-			req.Host = "chat.example.com:8443"
-			req.Header.Set("X-Forwarded-Proto", "https")
-			var served apiDoc
-			doJSON(t, http.DefaultClient, req, &served)
-			server := served.at("servers", "roomchat").(map[string]any)
-			if server["protocol"] != tc.want || server["host"] != "chat.example.com:8443" {
-				t.Errorf("server is %v://%v, want %s://chat.example.com:8443", server["protocol"], server["host"], tc.want)
-			}
-		})
 	}
 }
 

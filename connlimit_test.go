@@ -357,35 +357,6 @@ func TestUnreadableForwardedHopIsRefused(t *testing.T) {
 	}
 }
 
-func TestOriginSchemeBehindTLSProxy(t *testing.T) {
-	proxy := netip.MustParsePrefix("127.0.0.0/8")
-	s := newTestServer(t, options{proxies: []netip.Prefix{proxy}})
-	host := strings.TrimPrefix(s.URL, "http://")
-	for _, tc := range []struct {
-		name   string
-		header http.Header
-		want   int
-	}{
-		{"https page, proxy says https", http.Header{"Origin": {"https://" + host}, "X-Forwarded-Proto": {"https"}}, 101},
-		{"http page, proxy says https", http.Header{"Origin": {"http://" + host}, "X-Forwarded-Proto": {"https"}}, 403},
-		{"https page, Forwarded proto=https", http.Header{"Origin": {"https://" + host}, "Forwarded": {"for=203.0.113.5;proto=https"}}, 101},
-		{"https page, proxy says nothing", http.Header{"Origin": {"https://" + host}}, 403},
-		{"http page, proxy says nothing", http.Header{"Origin": {"http://" + host}}, 101},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if code, _ := hold(t, s, "/ws/chat/room/", tc.header); code != tc.want {
-				t.Fatalf("status %d, want %d", code, tc.want)
-			}
-		})
-	}
-	// From a peer that is not a trusted proxy, X-Forwarded-Proto is not believed.
-	direct := newTestServer(t, options{})
-	header := http.Header{"Origin": {"https://" + strings.TrimPrefix(direct.URL, "http://")}, "X-Forwarded-Proto": {"https"}}
-	if code, _ := hold(t, direct, "/ws/chat/room/", header); code != http.StatusForbidden {
-		t.Fatalf("X-Forwarded-Proto from anyone: status %d, want 403", code)
-	}
-}
-
 func TestForeignOriginBodySaysWhatToDo(t *testing.T) {
 	s := newTestServer(t, options{})
 	req, _ := http.NewRequest("GET", s.URL+"/ws/chat/room/", nil)
