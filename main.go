@@ -256,9 +256,10 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
 // three steps: admit refuses, with a plain HTTP answer, what must not be
-// upgraded; upgrade answers the handshake (upgrade.go), checking the origin
-// and joining the client to its room before the 101; then the connection
-// is served on a goroutine of its own, and net/http keeps nothing for it.
+// upgraded; upgrade answers the handshake (upgrade.go), joining the client
+// to its room before the 101; then the connection is served on a goroutine
+// of its own, and net/http keeps nothing for it, until its token (if any)
+// expires.
 func chatHandler(h *hub, opts options) http.HandlerFunc {
 	allowed := make(map[string]bool, len(opts.origins))
 	for _, o := range opts.origins {
@@ -291,8 +292,11 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 }
 
 // admit answers, with a plain-text reason, a request that must not be
-// upgraded. Otherwise it returns the client, counted in its room (hub.enter),
-// so that the server cannot fill up between the answer and the join.
+// upgraded: a bad room name, an unreadable forwarded client, a page from
+// another origin (origins: -origins, normalized), a missing or bad token,
+// an address at its cap. Otherwise it returns the client, counted in its
+// room (hub.enter), so that the server cannot fill up between the answer
+// and the join.
 func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options, origins map[string]bool) (*client, bool) {
 	roomName := r.PathValue("room") // already percent-decoded
 	if !roomRE.MatchString(roomName) {
