@@ -37,6 +37,7 @@ const (
 type keyGuard struct {
 	mu       sync.Mutex
 	failures map[netip.Addr]*keyFailures
+	pruned   time.Time // the last sweep of ended windows: once a second at most, so a flood pays for it, not each request
 }
 
 // keyFailures are one address's wrong keys in the window that began at start.
@@ -55,14 +56,17 @@ func (g *keyGuard) slot(addr netip.Addr, now time.Time, create bool) *keyFailure
 		delete(g.failures, addr)
 	}
 	if len(g.failures) >= maxAPIKeyAddrs {
-		for a, f := range g.failures {
-			if now.Sub(f.start) >= apiKeyWindow {
-				delete(g.failures, a)
+		if now.Sub(g.pruned) >= time.Second {
+			g.pruned = now
+			for a, f := range g.failures {
+				if now.Sub(f.start) >= apiKeyWindow {
+					delete(g.failures, a)
+				}
 			}
 		}
 		if len(g.failures) >= maxAPIKeyAddrs {
 			addr = netip.Addr{} // full: the shared count
-			if f := g.failures[addr]; f != nil || !create {
+			if f := g.failures[addr]; f != nil && now.Sub(f.start) < apiKeyWindow || !create {
 				return f
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // apiFrom makes one GET /api/rooms with key, as the client at addr behind
@@ -56,4 +57,38 @@ func TestWrongAPIKeysAreThrottledPerAddress(t *testing.T) {
 		t.Errorf("%d log lines name the guesser, want 2 (the first wrong key, the throttle):\n%s", n, logs.String())
 	}
 	checkQuiet(t, logs.String(), testAPIKey)
+}
+
+// TestKeyGuardBound fills the guard to maxAPIKeyAddrs: new addresses'
+// failures then share one count, which throttles new addresses together;
+// an address with a count of its own keeps it; a window later, all is
+// forgotten.
+func TestKeyGuardBound(t *testing.T) {
+	g := keyGuard{failures: map[netip.Addr]*keyFailures{}}
+	now := time.Unix(1_800_000_000, 0)
+	known := netip.MustParseAddr("192.0.2.1")
+	g.failed(known, now)
+	for i := 1; len(g.failures) < maxAPIKeyAddrs; i++ {
+		g.failed(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), now)
+	}
+	for i := range maxAPIKeyFailures {
+		g.failed(netip.AddrFrom4([4]byte{172, 16, 0, byte(i)}), now)
+	}
+	if len(g.failures) != maxAPIKeyAddrs+1 {
+		t.Fatalf("%d counts, want %d and the shared one", len(g.failures), maxAPIKeyAddrs)
+	}
+	if g.wait(netip.MustParseAddr("172.16.1.1"), now) <= 0 {
+		t.Error("a new address is not throttled while the shared count is over")
+	}
+	if g.wait(known, now) != 0 {
+		t.Error("an address with a count of its own, under the limit, is throttled")
+	}
+	later := now.Add(apiKeyWindow)
+	if g.wait(netip.MustParseAddr("172.16.1.1"), later) != 0 {
+		t.Error("still throttled a window later")
+	}
+	g.failed(netip.MustParseAddr("172.16.1.1"), later)
+	if len(g.failures) != 1 {
+		t.Errorf("%d counts a window later, want 1", len(g.failures))
+	}
 }
