@@ -24,8 +24,8 @@ func TestDeployPrometheus(t *testing.T) {
 	for range 2 {
 		dialURL(t, "ws://127.0.0.1:"+app.port+"/ws/chat/room1/", "")
 	}
-	var h health
-	getJSON(t, base+"/healthz", &h)
+	var h health // the counts are on the metrics listener's /healthz
+	getJSON(t, "http://127.0.0.1:"+app.metricsPort+"/healthz", &h)
 	if h.Connections != 2 {
 		t.Fatalf("/healthz: %d connections, want 2", h.Connections)
 	}

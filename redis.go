@@ -49,14 +49,23 @@ const (
 	// The wait between reconnect attempts starts at redisBackoffMin and
 	// doubles up to redisBackoffMax, each wait drawn from half to one and a
 	// half times that, so that a fleet of processes does not knock on a
-	// restarted Redis all at once.
+	// restarted Redis all at once. The cap bounds how long processes stay
+	// apart once Redis is back (3 s at most), for a failed dial every 1 to
+	// 3 s while it is away.
 	redisBackoffMin = 100 * time.Millisecond
-	redisBackoffMax = 5 * time.Second
+	redisBackoffMax = 2 * time.Second
 
 	// redisStableAfter is how long a session must live before an outage
 	// counts as over: a Redis that accepts sessions and drops them at once
 	// keeps the backoff growing, and the log to one line for the outage.
 	redisStableAfter = 30 * time.Second
+
+	// redisShortSession is how long a session must have worked for its end
+	// to be a new outage in the log (a warning), even within
+	// redisStableAfter of the last: a Redis that drops every session at
+	// once stays one outage, and one that stalls each is found no sooner
+	// than redisPingEvery + redisReplyTimeout, a warning every few seconds.
+	redisShortSession = redisPingEvery
 
 	// backlogMessages and backlogBytes bound the backlog, what members here
 	// say while Redis is away. Past either, a message reaches only the
@@ -457,9 +466,10 @@ func (b *redisBroker) end(s *redisSession) {
 
 // run keeps the broker connected until close: it serves a session, and
 // when that fails, dials again with capped, jittered backoff. An outage is
-// one line in the log when Redis goes away and one when it is back, not
-// one per try: a session that ends before redisStableAfter does not end the
-// outage, nor reset the backoff.
+// a warning when Redis goes away and a line when it is back, not one per
+// try: a session that ends before redisStableAfter does not reset the
+// backoff, and one that ends before redisShortSession does not end the
+// outage either.
 func (b *redisBroker) run(s *redisSession) {
 	defer b.done.Done()
 	backoff, outage := redisBackoffMin, false
@@ -476,16 +486,21 @@ func (b *redisBroker) run(s *redisSession) {
 			backoff, outage = redisBackoffMin, false
 		}
 		down := time.Now()
-		if !outage {
+		// A session that worked for a while before it ended is an outage
+		// of its own, however soon after the last: a warning. One that
+		// ended at once is the same outage going on.
+		lived := down.Sub(started)
+		loud := !outage || lived >= redisShortSession
+		if loud {
 			b.log.Warn("redis broker down: rooms are local until it is back", "redis", b.addr, "err", err)
 		} else {
-			b.log.Debug("redis session ended early", "redis", b.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
+			b.log.Debug("redis session ended early", "redis", b.addr, "lived", lived.Round(time.Millisecond), "err", err)
 		}
 		if s, backoff = b.redial(backoff); s == nil || !b.start(s) {
 			return // closed while down
 		}
 		b.reconnects.Add(1)
-		if !outage {
+		if loud {
 			b.log.Info("redis broker back", "redis", b.addr, "down_for", time.Since(down).Round(time.Millisecond))
 		}
 		outage = true // until this session proves stable
