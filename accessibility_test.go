@@ -261,4 +261,12 @@ func TestAccessibilityDocs(t *testing.T) {
 	docs.pressKey(t, " ", false)
 	docs.waitFor(t, `[...document.querySelectorAll("#try-log li")].some(li => li.textContent.includes('"pong"'))`)
 	docs.checkA11y(t, axe, "the docs page with Try it connected")
+
+	// A pre that scrolls sideways must take focus (axe's
+	// scrollable-region-focusable); the examples wrap instead, at once at
+	// any width, so no check can run before a fix-up does.
+	for _, width := range []int{360, 1280} {
+		docs.resize(t, width, 800)
+		docs.expect(t, `[...document.querySelectorAll("pre")].every(p => p.scrollWidth <= p.clientWidth)`)
+	}
 }

@@ -41,21 +41,11 @@ function paragraphs(text) {
   return String(text || "").split(/\n\n+/).filter(Boolean).map(prose);
 }
 
-// A pre that scrolls sideways must be reachable by keyboard, to scroll it;
-// one that fits needs no tab stop: with dozens of examples, a keyboard user
-// would tab through them all to reach Try it.
-const scrollable = new ResizeObserver((entries) => {
-  for (const { target } of entries) {
-    if (target.scrollWidth > target.clientWidth) target.tabIndex = 0;
-    else target.removeAttribute("tabindex");
-  }
-});
-
+// Examples wrap (docs.css) rather than scroll sideways: a region that
+// scrolls must take keyboard focus, and with dozens of examples a keyboard
+// user would tab through them all to reach Try it.
 function pretty(value) {
-  const pre = el("pre", "json", JSON.stringify(value, null, 2));
-  pre.tabIndex = 0; // until it is laid out and the observer knows
-  scrollable.observe(pre);
-  return pre;
+  return el("pre", "json", JSON.stringify(value, null, 2));
 }
 
 // What an operation means to the reader, who is the client: the document
