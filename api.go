@@ -169,7 +169,7 @@ func decodeAPIMessage(body []byte) (*post, []fieldError) {
 		}
 		return nil, oneError(errModelType, nil, notADict("ChatMessagePayload"))
 	}
-	payload, errs := decodeChat(body)
+	payload, errs := decodeChat(body, false)
 	var cid string
 	if raw, ok := top["cid"]; ok {
 		errs = append(errs, decodeCid(raw, &cid)...)
