@@ -115,9 +115,12 @@ func TestBrowserChat(t *testing.T) {
 	})
 
 	t.Run("fits a phone and a desktop", func(t *testing.T) {
-		for _, width := range []int{360, 1280} {
+		for _, width := range []int{360, 390, 1280} {
 			bob.resize(t, width, 720)
 			bob.expect(t, noSidewaysScroll)
+			if lines := string(bob.eval(t, headerLines)); lines != "1" && lines != "2" {
+				t.Errorf("%d px wide, the header takes %s lines", width, lines)
+			}
 		}
 		bob.resize(t, 640, 720)
 	})
@@ -214,3 +217,15 @@ func TestChatPageLimitsMatchServer(t *testing.T) {
 
 // noSidewaysScroll holds when the page fits the width of its window.
 const noSidewaysScroll = `document.documentElement.scrollWidth <= window.innerWidth`
+
+// headerLines counts the lines the header's visible parts take: a part
+// that starts below the bottom of the line before starts a new one.
+const headerLines = `(() => {
+	const rects = [...document.querySelectorAll("header h1, header button, header a, header .room-name, header .badge")]
+		.filter(e => e.checkVisibility()).map(e => e.getBoundingClientRect()).sort((a, b) => a.top - b.top);
+	let lines = 0, bottom = -Infinity;
+	for (const r of rects) {
+		if (r.top >= bottom - 2) lines++;
+		bottom = Math.max(bottom, r.bottom);
+	}
+	return lines; })()`
