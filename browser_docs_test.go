@@ -33,6 +33,23 @@ func TestBrowserDocs(t *testing.T) {
 		docs.resize(t, width, 900)
 		docs.expect(t, noSidewaysScroll)
 	}
+	// Every table cell holds its words whole, on a phone and a desktop.
+	for _, width := range []int{390, 1280} {
+		docs.resize(t, width, 900)
+		if broken := string(docs.eval(t, brokenWords)); broken != "[]" {
+			t.Errorf("%d px wide, cells overflow or break words: %s", width, broken)
+		}
+	}
+	// Markdown is rendered: no backtick shows outside code, and two links
+	// never run together ("history_gaphistory").
+	docs.expect(t, `document.querySelectorAll("#doc p code, #doc td code").length > 20`)
+	if raw := string(docs.eval(t, rawMarkdown)); raw != "[]" {
+		t.Errorf("raw Markdown shows: %s", raw)
+	}
+	docs.expect(t, `[...document.querySelectorAll("#doc a")].every(a => a.nextSibling === null || a.nextSibling.nodeType !== Node.ELEMENT_NODE)`)
+	// Try it's frame box shows five lines, and its log a useful height.
+	docs.expect(t, `label("Any frame").getBoundingClientRect().height >= 90`)
+	docs.expect(t, `document.getElementById("try-log").getBoundingClientRect().height >= 200`)
 
 	docs.click(t, "Connect")
 	docs.waitFor(t, `document.getElementById("try-badge").textContent === "Connected"`)
@@ -52,3 +69,32 @@ func TestBrowserDocs(t *testing.T) {
 		writeScreenshot(t, "docs/api-docs.png", docs)
 	}
 }
+
+// brokenWords lists the document's table cells whose content overflows
+// them, and the words in its cells that a line break splits (a hyphen, as
+// in lower-case, is a place to break).
+const brokenWords = `(() => {
+	const out = [];
+	for (const cell of document.querySelectorAll("#doc th, #doc td")) {
+		if (cell.scrollWidth > cell.clientWidth) out.push("overflow: " + cell.textContent.slice(0, 40));
+		const walk = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+		for (let n; (n = walk.nextNode());) {
+			for (const m of n.data.matchAll(/[^\s-]+/g)) {
+				const r = document.createRange();
+				r.setStart(n, m.index);
+				r.setEnd(n, m.index + m[0].length);
+				const tops = [...r.getClientRects()].map(q => q.top);
+				if (Math.max(...tops) - Math.min(...tops) > 4) out.push(m[0]); // on two lines
+			}
+		}
+	}
+	return out; })()`
+
+// rawMarkdown lists the text outside code and examples that still shows
+// Markdown's marks: a backtick, or ** of strong.
+const rawMarkdown = `(() => {
+	const out = [], walk = document.createTreeWalker(document.getElementById("doc"), NodeFilter.SHOW_TEXT);
+	for (let n; (n = walk.nextNode());) {
+		if (!n.parentElement.closest("code, pre") && /` + "`" + `|\*\*/.test(n.data)) out.push(n.data.slice(0, 60));
+	}
+	return out; })()`
