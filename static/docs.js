@@ -227,10 +227,14 @@ function limits(schema) {
   else if (schema.minLength !== undefined) parts.push(`at least ${schema.minLength} characters`);
   if (schema.minItems !== undefined) parts.push(`at least ${schema.minItems}`);
   if (schema.enum) parts.push(`one of ${schema.enum.join(", ")}`);
-  // A pattern is code, kept whole: a regular expression broken at a hyphen
-  // reads as two.
-  if (schema.pattern) parts.push(el("span", null, "matches ", el("code", null, schema.pattern)));
+  if (schema.pattern) parts.push(el("span", null, "matches ", pattern(schema.pattern)));
   return parts.length ? el("span", null, ...parts.flatMap((p, i) => (i ? ["; ", p] : [p]))) : "";
+}
+
+// pattern shows a regular expression as code that a line may break after
+// a hyphen only (docs.css).
+function pattern(text) {
+  return el("code", "pattern", ...text.split(/(?<=-)/).map((part) => el("span", null, part)));
 }
 
 // table lays out rows under their headings. Each cell carries its heading
