@@ -65,7 +65,8 @@ func TestBrowserDocs(t *testing.T) {
 		}
 	}
 	docs.expect(t, `cspViolations.length === 0`) // the page needs nothing the policy forbids
-	if *updateScreenshot {                       // a message's table beside Try it's frame box and log
+	// The screenshot: a message's table beside Try it's frame box and log.
+	if *updateScreenshot {
 		docs.resize(t, 1280, 1000)
 		docs.b.call(t, docs.session, "Page.bringToFront", nil, nil) // a tab behind paints no frame
 		docs.evalAsync(t, `document.getElementById("message-new_chat_message").scrollIntoView();
