@@ -76,6 +76,7 @@ function markdown(text) {
 // prose is one short description, such as a table cell's, as one element.
 function prose(text) {
   const blocks = markdown(text);
+  if (blocks.length === 0) return ""; // an empty cell, which a narrow table hides
   return blocks.length === 1 ? blocks[0] : el("div", "prose", ...blocks);
 }
 
