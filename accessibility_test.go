@@ -4,8 +4,9 @@ package main
 // engine most web test suites use, in every state a person reaches: before
 // and after joining, with messages, an error, the frame log open, a
 // dropped connection, a message of one's own sending, sent and not
-// delivered, a link's token naming the user or refused, the docs page with
-// Try it connected; at a phone's width and a desktop's. And whole chats
+// delivered, a link's token naming the user or refused, a token needed, a
+// session whose token ran out, the docs page with Try it connected or
+// asked for a token; at a phone's width and a desktop's. And whole chats
 // driven by the keyboard alone.
 //
 // axe-core comes from npm: .ci/run installs it into a temporary folder and
@@ -261,4 +262,39 @@ func TestAccessibilityDocs(t *testing.T) {
 	docs.pressKey(t, " ", false)
 	docs.waitFor(t, `[...document.querySelectorAll("#try-log li")].some(li => li.textContent.includes('"pong"'))`)
 	docs.checkA11y(t, axe, "the docs page with Try it connected")
+
+	// A pre that scrolls sideways must take focus (axe's
+	// scrollable-region-focusable); the examples wrap instead, at once at
+	// any width, so no check can run before a fix-up does.
+	for _, width := range []int{360, 1280} {
+		docs.resize(t, width, 800)
+		docs.expect(t, `[...document.querySelectorAll("pre")].every(p => p.scrollWidth <= p.clientWidth)`)
+	}
+}
+
+// TestAccessibilityTokenStates checks the pages a server with tokens
+// brings: a chat page without a token, told it needs one; a session whose
+// token ran out; Try it told the server asks for a token.
+func TestAccessibilityTokenStates(t *testing.T) {
+	axe := axeSource(t)
+	s, mint := tokenServer(t)
+	b := startBrowser(t)
+	needs := b.newTab(t, s.URL+"/chat/")
+	needs.typeInto(t, "Name", "Alice")
+	needs.pressEnter(t)
+	needs.waitFor(t, `badge() === "Token needed"`)
+	needs.checkA11y(t, axe, "a token needed")
+
+	ended := b.newTab(t, s.URL+"/chat/?room=lobby#token="+mint("Bob", "lobby"))
+	ended.click(t, "Join")
+	ended.waitFor(t, `badge() === "Connected"`)
+	s.hub.forEach(func(c *client) { c.close(closeTokenExpired, "token expired") })
+	ended.waitFor(t, `badge() === "Session ended"`)
+	ended.checkA11y(t, axe, "a session ended")
+
+	docs := b.newTab(t, s.URL+"/asyncapi/docs/")
+	docs.waitFor(t, `document.getElementById("doc").getAttribute("aria-busy") === null`)
+	docs.click(t, "Connect")
+	docs.waitFor(t, `document.getElementById("try-log").textContent.includes("it asks for a token")`)
+	docs.checkA11y(t, axe, "Try it asked for a token")
 }

@@ -163,29 +163,43 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, room string) {
 
 // decodeAPIMessage validates a publish's body, {"message": ..., "name":
 // ...} and perhaps "cid", as a new_chat_message's payload and cid are
-// (messages.go): the same rules, the same errors.
+// (messages.go): the same rules, the same errors, located in the body.
 func decodeAPIMessage(body []byte) (*post, []fieldError) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) {
-			return nil, oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(body, syntax))
+			return nil, inBody(oneError(errJSONInvalid, nil, "Invalid JSON: "+describeSyntaxError(body, syntax)))
 		}
-		return nil, oneError(errModelType, nil, notADict("ChatMessagePayload"))
+		return nil, inBody(oneError(errModelType, nil, notADict("ChatMessagePayload")))
 	}
-	payload, errs := decodeChat(body)
+	payload, errs := decodeChat(body, false)
 	var cid string
 	if raw, ok := top["cid"]; ok {
 		errs = append(errs, decodeCid(raw, &cid)...)
 	}
 	if errs != nil {
-		return nil, errs
+		return nil, inBody(errs)
 	}
 	p := newPost(payload.(chatPayload), 0)
 	if cid != "" {
 		p.cid, p.key = cid, "api\n"+cid
 	}
 	return p, nil
+}
+
+// inBody locates errors in the request body, as an HTTP API does (FastAPI's
+// ["body","name"]), not in a WebSocket frame (["new_chat_message",
+// "payload","name"]): the body as a whole is ["body"].
+func inBody(errs []fieldError) []fieldError {
+	for i, e := range errs {
+		loc := e.Loc
+		if len(loc) >= 2 && loc[0] == "new_chat_message" && loc[1] == "payload" {
+			loc = loc[2:]
+		}
+		errs[i].Loc = append([]string{"body"}, loc...)
+	}
+	return errs
 }
 
 // history answers room's history, all of it or what followed ?since=ID,

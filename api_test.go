@@ -64,7 +64,7 @@ func TestAPIOffWithoutKey(t *testing.T) {
 func TestAPIStatuses(t *testing.T) {
 	s := newAPIServer(t, options{history: defaultHistory})
 	chatErr := func(typ, field, msg string) string {
-		return `{"detail":[{"type":"` + typ + `","loc":["new_chat_message","payload","` + field + `"],"msg":"` + msg + `"}]}`
+		return `{"detail":[{"type":"` + typ + `","loc":["body","` + field + `"],"msg":"` + msg + `"}]}`
 	}
 	tests := []struct {
 		name, method, path, key, body string
@@ -80,14 +80,14 @@ func TestAPIStatuses(t *testing.T) {
 		{"bad room", "GET", "/api/rooms/bad%20room", testAPIKey, "", 400, `{"detail":"invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -"}`},
 		{"body too big", "POST", "/api/rooms/lobby/messages", testAPIKey, `{"message":"` + strings.Repeat("x", maxMessageBytes) + `"}`, 413, ""},
 		{"not JSON", "POST", "/api/rooms/lobby/messages", testAPIKey, `hello`, 422,
-			`{"detail":[{"type":"json_invalid","loc":[],"msg":"Invalid JSON: invalid character 'h' looking for beginning of value at line 1 column 1"}]}`},
+			`{"detail":[{"type":"json_invalid","loc":["body"],"msg":"Invalid JSON: invalid character 'h' looking for beginning of value at line 1 column 1"}]}`},
 		{"not an object", "POST", "/api/rooms/lobby/messages", testAPIKey, `[1]`, 422,
-			`{"detail":[{"type":"model_type","loc":[],"msg":"Input should be a valid dictionary or instance of ChatMessagePayload"}]}`},
+			`{"detail":[{"type":"model_type","loc":["body"],"msg":"Input should be a valid dictionary or instance of ChatMessagePayload"}]}`},
 		{"no name", "POST", "/api/rooms/lobby/messages", testAPIKey, `{"message":"hi"}`, 422, chatErr("missing", "name", "Field required")},
 		{"message too long", "POST", "/api/rooms/lobby/messages", testAPIKey, `{"message":"` + strings.Repeat("x", maxMessageChars+1) + `","name":"Bot"}`, 422,
 			chatErr("string_too_long", "message", "String should have at most 4000 characters")},
 		{"bad cid", "POST", "/api/rooms/lobby/messages", testAPIKey, `{"message":"hi","name":"Bot","cid":""}`, 422,
-			`{"detail":[{"type":"string_too_short","loc":["cid"],"msg":"String should have at least 1 character"}]}`},
+			`{"detail":[{"type":"string_too_short","loc":["body","cid"],"msg":"String should have at least 1 character"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

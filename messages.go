@@ -81,9 +81,11 @@ type message struct {
 
 // An action is one row of the routing table, the Go counterpart of a Chanx
 // @ws_handler: decode validates the payload (nil when the key is absent) and
-// handle acts on the result for the connection that sent it.
+// handle acts on the result for the connection that sent it. tokenNamed
+// says the sender's token names it (docs/protocol.md, Tokens), so that a
+// payload needs no name of its own.
 type action struct {
-	decode func(payload json.RawMessage) (any, []fieldError)
+	decode func(payload json.RawMessage, tokenNamed bool) (any, []fieldError)
 	handle func(c *client, msg message)
 }
 
@@ -116,7 +118,7 @@ func dispatch(c *client, data []byte, meter *meter) {
 // handle decodes one text message from c and routes it to its action's
 // handler, or tells the sender what was wrong with it.
 func handle(c *client, data []byte) {
-	msg, errs := decode(data)
+	msg, errs := decodeFrom(data, c.token != nil)
 	if errs != nil {
 		c.send(errorFrame(msg.Cid, errs...))
 		return
@@ -144,11 +146,18 @@ func handlePing(c *client, msg message) {
 // pongMessage, the JSON pong, never changes, so it is encoded once, at start-up.
 var pongMessage = encodeFrame("pong", nil)
 
-// decode validates one text frame. It returns either a message whose action
-// has a handler, or a non-empty list of errors in the order docs/protocol.md
-// gives: the frame, then the action, then the payload's fields as the schema
-// declares them, then the cid.
+// decode validates one text frame from a sender without a token, which
+// names itself in every chat message.
 func decode(data []byte) (message, []fieldError) {
+	return decodeFrom(data, false)
+}
+
+// decodeFrom validates one text frame, from a sender whose token names it
+// if tokenNamed. It returns either a message whose action has a handler, or
+// a non-empty list of errors in the order docs/protocol.md gives: the
+// frame, then the action, then the payload's fields as the schema declares
+// them, then the cid.
+func decodeFrom(data []byte, tokenNamed bool) (message, []fieldError) {
 	if !json.Valid(data) { // Unmarshal then says where, with a *json.SyntaxError
 		var syntax *json.SyntaxError
 		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntax) {
@@ -177,7 +186,7 @@ func decode(data []byte) (message, []fieldError) {
 		return msg, append(oneError(errUnionTagInvalid, nil, fmt.Sprintf(
 			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags)), cidErrs...)
 	}
-	payload, errs := act.decode(top["payload"])
+	payload, errs := act.decode(top["payload"], tokenNamed)
 	if errs = append(errs, cidErrs...); errs != nil {
 		return msg, errs
 	}
@@ -186,8 +195,9 @@ func decode(data []byte) (message, []fieldError) {
 }
 
 // decodeChat validates a new_chat_message payload: an object with the
-// strings message and name, each within its limit.
-func decodeChat(payload json.RawMessage) (any, []fieldError) {
+// strings message and name, each within its limit. A sender named by its
+// token may leave name out: postFrom puts the token's name in its place.
+func decodeChat(payload json.RawMessage, tokenNamed bool) (any, []fieldError) {
 	loc := []string{"new_chat_message", "payload"}
 	fields, errs := decodeObject(payload, loc, "ChatMessagePayload")
 	if errs != nil {
@@ -195,7 +205,9 @@ func decodeChat(payload json.RawMessage) (any, []fieldError) {
 	}
 	var p chatPayload
 	errs = decodeString(errs, fields, loc, "message", maxMessageChars, &p.Message)
-	errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
+	if _, given := fields["name"]; given || !tokenNamed {
+		errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
+	}
 	if errs != nil {
 		return nil, errs
 	}

@@ -141,8 +141,8 @@ func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent [
 
 // decodeNoPayload validates an action that carries nothing: the payload may
 // be absent or null, as pydantic's None allows.
-func decodeNoPayload(name string) func(json.RawMessage) (any, []fieldError) {
-	return func(payload json.RawMessage) (any, []fieldError) {
+func decodeNoPayload(name string) func(json.RawMessage, bool) (any, []fieldError) {
+	return func(payload json.RawMessage, _ bool) (any, []fieldError) {
 		if payload != nil && string(payload) != "null" {
 			return nil, oneError(errNoneRequired, []string{name, "payload"}, "Input should be None")
 		}

@@ -47,6 +47,7 @@ const LOG_LIMIT = 500; // frames kept in the log panel
 const TOKEN_KEY = "roomchat.token";
 const TOKEN_PROTOCOL = "roomchat.token"; // the subprotocol that carries it
 const TOKEN_LEEWAY_MS = 30_000; // the server forgives clocks this much (token.go)
+const CLOSE_TOKEN_EXPIRED = 4401; // the server's close when a token runs out (docs/protocol.md)
 
 const $ = (id) => document.getElementById(id);
 
@@ -68,6 +69,9 @@ const state = {
   token: "",
   claims: null,
   tokenWorked: false,
+  // Whether any socket has opened in this tab: a server that let the page
+  // in once does not ask for a token it did not have.
+  everOpened: false,
   // Our messages not yet confirmed, oldest first: {cid, text, item,
   // socket (the one it was last sent on), sends, status}.
   outbox: [],
@@ -258,6 +262,7 @@ function connect() {
   socket.onopen = () => {
     if (socket !== state.socket) return;
     opened = true;
+    state.everOpened = true;
     if (state.token) state.tokenWorked = true;
     state.retryMs = RETRY_FIRST_MS;
     setBadge("Connected", "connected");
@@ -291,12 +296,15 @@ function connect() {
     setComposerEnabled(false);
     logNote(`closed: code ${event.code}${event.reason ? ", " + event.reason : ""}`);
     if (state.leaving) return;
-    const refusal = !opened && state.token ? await tokenRefusal() : "";
+    if (event.code === CLOSE_TOKEN_EXPIRED) {
+      sessionStorage.removeItem(TOKEN_KEY); // it will not let this tab in again
+      stopRetrying("Session ended", `Your session ended: this link's token expired${expiry()}. Ask for a new link, and open it to chat again.`);
+      return;
+    }
+    const refusal = opened ? "" : state.token ? await tokenRefusal() : await tokenNeeded();
     if (state.leaving || state.socket) return; // left, or rejoined, meanwhile
     if (refusal) {
-      setBadge("Refused", "disconnected");
-      $("chat-error").textContent = refusal;
-      logNote("not reconnecting: " + refusal);
+      stopRetrying(state.token ? "Refused" : "Token needed", refusal);
       return;
     }
     // Wait longer after each failure, with some jitter so that many tabs
@@ -307,6 +315,43 @@ function connect() {
     $("chat-error").textContent = closeExplanation(event.code);
     state.retryTimer = setTimeout(connect, wait);
   };
+}
+
+// stopRetrying shows why the page will not reconnect, as docs/protocol.md's
+// retry table says: a refusal would come again.
+function stopRetrying(badge, why) {
+  setBadge(badge, "disconnected");
+  $("chat-error").textContent = why;
+  logNote("not reconnecting: " + why);
+}
+
+// expiry says when the token expires, " at 14:05", or "" if it does not say.
+function expiry() {
+  const exp = state.claims && typeof state.claims.exp === "number" ? state.claims.exp * 1000 : NaN;
+  return Number.isNaN(exp) ? "" : ` at ${new Date(exp).toLocaleTimeString()}`;
+}
+
+// serverAnswers reports whether the server answers a plain request: a 5xx
+// is a proxy's word that roomchat behind it is down, and no answer at all
+// is the network's fault.
+async function serverAnswers() {
+  try {
+    return (await fetch("/healthz", { cache: "no-store" })).status < 500;
+  } catch {
+    return false;
+  }
+}
+
+// tokenNeeded says why a socket without a token never opened, or returns ""
+// when the cause may be the network. A browser is not told the handshake's
+// status, but a server that answers a plain request and has never let this
+// tab in refused it: on a server with tokens, that is its 401 (a room name
+// the page checks, and the page's own origin, are not refused).
+async function tokenNeeded() {
+  if (state.everOpened || !(await serverAnswers())) return "";
+  return "This server lets in only people with a token, and this page has none. " +
+    "Ask whoever runs it for a link to this page that ends in #token=…, and open it " +
+    "(they make one with: roomchat token -name YourName -room " + state.room + ").";
 }
 
 // tokenRefusal says why a socket with a token never opened, or returns ""
@@ -321,12 +366,7 @@ async function tokenRefusal() {
   if (state.tokenWorked) {
     return expired ? `This link's token expired at ${new Date(exp).toLocaleTimeString()}. Ask for a new link.` : "";
   }
-  try {
-    // A 5xx is a proxy's word that roomchat behind it is down.
-    if ((await fetch("/healthz", { cache: "no-store" })).status >= 500) return "";
-  } catch {
-    return ""; // the server cannot be reached: not the token's fault
-  }
+  if (!(await serverAnswers())) return ""; // not the token's fault
   const rooms = Array.isArray(state.claims.rooms) ? state.claims.rooms : null;
   const why =
     expired ? `it expired at ${new Date(exp).toLocaleString()}` :

@@ -1,8 +1,10 @@
 // The API docs page: fetches the AsyncAPI document this server serves and
 // renders it, then lets the reader try the API live.
 //
-// Everything from the document goes into the page as text (textContent),
-// never as HTML. No library, no network request beyond this server.
+// Everything from the document goes into the page as text nodes, never as
+// HTML: its Markdown (markdown below) is read into elements built one by
+// one, so markup in a description stays text. No library, no network
+// request beyond this server.
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,35 +29,62 @@ function resolve(doc, value) {
   return value;
 }
 
-// Descriptions may hold `code` spans; show them as code, the rest as text.
-function prose(text) {
-  const p = el("p", "prose");
-  String(text || "").split(/(`[^`]+`)/).forEach((part) => {
-    if (part.startsWith("`") && part.endsWith("`") && part.length > 1) p.append(el("code", null, part.slice(1, -1)));
-    else p.append(part);
-  });
-  return p;
-}
+// The Markdown of AsyncAPI descriptions (CommonMark), as much of it as a
+// document like this one uses: paragraphs, "- " lists, `code`, **strong**,
+// *emphasis* and [links](url). Anything else stays text as written.
+const INLINE = /`([^`]+)`|\*\*([^*]+)\*\*|\*([^*\s](?:[^*]*[^*\s])?)\*(?![\w*])|\[([^\]]+)\]\(([^()\s]+)\)/g;
 
-function paragraphs(text) {
-  return String(text || "").split(/\n\n+/).filter(Boolean).map(prose);
-}
-
-// A pre that scrolls sideways must be reachable by keyboard, to scroll it;
-// one that fits needs no tab stop: with dozens of examples, a keyboard user
-// would tab through them all to reach Try it.
-const scrollable = new ResizeObserver((entries) => {
-  for (const { target } of entries) {
-    if (target.scrollWidth > target.clientWidth) target.tabIndex = 0;
-    else target.removeAttribute("tabindex");
+// inline returns the nodes of one run of Markdown text.
+function inline(text) {
+  const nodes = [];
+  let at = 0;
+  for (const m of text.matchAll(INLINE)) {
+    // *emphasis* opens only after a space or punctuation: 2*3*4 is text.
+    if (m[3] !== undefined && m.index > 0 && /[\w*]/.test(text[m.index - 1])) continue;
+    nodes.push(text.slice(at, m.index));
+    at = m.index + m[0].length;
+    if (m[1] !== undefined) nodes.push(el("code", null, m[1]));
+    else if (m[2] !== undefined) nodes.push(el("strong", null, ...inline(m[2])));
+    else if (m[3] !== undefined) nodes.push(el("em", null, ...inline(m[3])));
+    else nodes.push(link(m[4], m[5]));
   }
-});
+  nodes.push(text.slice(at));
+  return nodes.filter((n) => n !== "");
+}
 
+// link makes a Markdown link, if its target is a web address or a place on
+// this site; any other scheme (javascript:, data:) leaves its text alone.
+function link(text, href) {
+  if (!/^(https?:\/\/|#|\/(?!\/))/i.test(href)) return el("span", null, ...inline(text));
+  const a = el("a", null, ...inline(text));
+  a.href = href;
+  return a;
+}
+
+// markdown returns the blocks of a description: paragraphs, and lists of
+// lines that start with "- ".
+function markdown(text) {
+  return String(text || "").split(/\n\s*\n/).filter((b) => b.trim()).map((block) => {
+    const lines = block.trim().split("\n");
+    if (lines.every((l) => /^\s*[-*] /.test(l))) {
+      return el("ul", "prose", ...lines.map((l) => el("li", null, ...inline(l.replace(/^\s*[-*] /, "")))));
+    }
+    return el("p", "prose", ...inline(lines.join(" ")));
+  });
+}
+
+// prose is one short description, such as a table cell's, as one element.
+function prose(text) {
+  const blocks = markdown(text);
+  if (blocks.length === 0) return ""; // an empty cell, which a narrow table hides
+  return blocks.length === 1 ? blocks[0] : el("div", "prose", ...blocks);
+}
+
+// Examples wrap (docs.css) rather than scroll sideways: a region that
+// scrolls must take keyboard focus, and with dozens of examples a keyboard
+// user would tab through them all to reach Try it.
 function pretty(value) {
-  const pre = el("pre", "json", JSON.stringify(value, null, 2));
-  pre.tabIndex = 0; // until it is laid out and the observer knows
-  scrollable.observe(pre);
-  return pre;
+  return el("pre", "json", JSON.stringify(value, null, 2));
 }
 
 // What an operation means to the reader, who is the client: the document
@@ -87,19 +116,19 @@ function renderDoc(doc) {
   const info = doc.info || {};
   const parts = [
     el("h2", "doc-title", `${info.title} `, el("span", "version", `v${info.version}`), el("span", "version", ` AsyncAPI ${doc.asyncapi}`)),
-    ...paragraphs(info.description),
+    ...markdown(info.description),
   ];
 
   parts.push(el("h2", null, "Servers"));
   for (const [name, server] of Object.entries(doc.servers || {})) {
-    parts.push(el("p", null, el("strong", null, name), ": ", el("code", null, `${server.protocol}://${server.host}`), " ", server.description || ""));
+    parts.push(el("p", null, el("strong", null, name), ": ", el("code", null, `${server.protocol}://${server.host}`)), ...markdown(server.description));
   }
 
   const schemes = Object.entries(doc.components?.securitySchemes || {});
   if (schemes.length) {
     parts.push(el("h2", null, "Security"));
     for (const [name, scheme] of schemes) {
-      parts.push(el("h3", null, el("code", null, name), ` ${schemeSummary(scheme)}`), ...paragraphs(scheme.description));
+      parts.push(el("h3", null, el("code", null, name), ` ${schemeSummary(scheme)}`), ...markdown(scheme.description));
     }
   }
 
@@ -132,18 +161,12 @@ function schemeSummary(scheme) {
 function renderChannel(doc, id, channel) {
   const section = el("section", "card channel");
   section.append(el("h2", null, "Channel ", el("code", null, channel.address)));
-  if (channel.title) section.append(el("p", null, el("strong", null, channel.title), channel.summary ? ` ${channel.summary}` : ""));
-  section.append(...paragraphs(channel.description));
+  if (channel.title) section.append(el("p", null, el("strong", null, channel.title), ...(channel.summary ? [" ", ...inline(channel.summary)] : [])));
+  section.append(...markdown(channel.description));
   const params = Object.entries(channel.parameters || {});
   if (params.length) {
-    const table = el("table");
-    table.append(el("thead", null, row("th", ["Parameter", "Rule", "Examples", "Description"])));
-    const body = el("tbody");
-    for (const [name, p] of params) {
-      body.append(row("td", [el("code", null, name), el("code", null, p["x-pattern"] || ""), (p.examples || []).join(", "), prose(p.description)]));
-    }
-    table.append(body);
-    section.append(el("h3", null, "Parameters"), table);
+    const rows = params.map(([name, p]) => [el("code", null, name), el("code", null, p["x-pattern"] || ""), (p.examples || []).join(", "), prose(p.description)]);
+    section.append(el("h3", null, "Parameters"), table(["Parameter", "Rule", "Examples", "Description"], rows));
   }
   return section;
 }
@@ -151,14 +174,13 @@ function renderChannel(doc, id, channel) {
 function renderOperation(doc, id, op) {
   const card = el("section", `card operation op-${op.action}`);
   card.append(el("h3", null, el("span", `direction ${op.action}`, DIRECTION[op.action] || op.action), " ", op.title || id));
-  if (op.summary) card.append(el("p", null, op.summary));
-  if (op.description) card.append(...paragraphs(op.description));
+  if (op.summary) card.append(el("p", null, ...inline(op.summary)));
+  if (op.description) card.append(...markdown(op.description));
   const names = (op.messages || []).map((m) => resolve(doc, m)).map((m) => m && m.name);
-  card.append(el("p", null, "Message: ", ...names.map((n) => el("a", null, el("code", null, n)))));
-  card.querySelectorAll("a").forEach((a, i) => (a.href = `#message-${names[i]}`));
+  card.append(el("p", null, names.length > 1 ? "Messages: " : "Message: ", ...commas(names.map(messageLink))));
   if (op.reply) {
     const replies = (op.reply.messages || []).map((m) => resolve(doc, m)?.name);
-    card.append(el("p", null, "The server replies, to you only: ", ...replies.map((n) => el("code", null, n))));
+    card.append(el("p", null, "The server replies, to you only: ", ...commas(replies.map(messageLink))));
   }
   return card;
 }
@@ -167,21 +189,15 @@ function renderMessage(doc, id, message) {
   const section = el("section", "card message-doc");
   section.id = `message-${message.name}`;
   section.append(el("h3", null, el("code", null, message.name), ` ${message.title || ""}`));
-  if (message.summary) section.append(el("p", null, el("strong", null, message.summary)));
-  section.append(...paragraphs(message.description));
+  if (message.summary) section.append(el("p", null, el("strong", null, ...inline(message.summary))));
+  section.append(...markdown(message.description));
   section.append(el("p", "hint", `Content type: ${message.contentType || doc.defaultContentType}`));
 
-  const table = el("table");
-  table.append(el("thead", null, row("th", ["Field", "Type", "Required", "Limits", "Description"])));
-  const body = el("tbody");
-  for (const field of fields(doc, message.payload)) {
-    body.append(row("td", [el("code", null, field.path), field.type, field.required ? "yes" : "no", field.limits, prose(field.description)]));
-  }
-  table.append(body);
-  section.append(table);
+  const rows = fields(doc, message.payload).map((f) => [el("code", null, f.path), f.type, f.required ? "yes" : "no", f.limits, prose(f.description)]);
+  section.append(table(["Field", "Type", "Required", "Limits", "Description"], rows));
 
   for (const example of message.examples || []) {
-    section.append(el("h4", null, `Example: ${example.name || ""}`), el("p", "hint", example.summary || ""), pretty(example.payload));
+    section.append(el("h4", null, `Example: ${example.name || ""}`), el("p", "hint", ...inline(example.summary || "")), pretty(example.payload));
     const cause = message["x-caused-by"]?.[example.name];
     if (cause) section.append(el("p", "hint", "Sent to get it:"), pretty(cause));
   }
@@ -211,20 +227,53 @@ function limits(schema) {
   else if (schema.maxLength !== undefined) parts.push(`at most ${schema.maxLength} characters`);
   else if (schema.minLength !== undefined) parts.push(`at least ${schema.minLength} characters`);
   if (schema.minItems !== undefined) parts.push(`at least ${schema.minItems}`);
-  if (schema.pattern) parts.push(`matches ${schema.pattern}`);
   if (schema.enum) parts.push(`one of ${schema.enum.join(", ")}`);
-  return parts.join("; ");
+  if (schema.pattern) parts.push(el("span", null, "matches ", pattern(schema.pattern)));
+  return parts.length ? el("span", null, ...parts.flatMap((p, i) => (i ? ["; ", p] : [p]))) : "";
 }
 
-function row(cell, values) {
-  const tr = el("tr");
-  for (const v of values) tr.append(el(cell, null, v));
-  return tr;
+// pattern shows a regular expression as code that a line may break after
+// a hyphen only (docs.css).
+function pattern(text) {
+  return el("code", "pattern", ...text.split(/(?<=-)/).map((part) => el("span", null, part)));
+}
+
+// table lays out rows under their headings. Each cell carries its heading
+// (data-label), which a narrow table shows beside it (docs.css).
+function table(headings, rows) {
+  const body = el("tbody");
+  for (const values of rows) {
+    const tr = el("tr");
+    values.forEach((v, i) => {
+      const td = el("td", null, v === "" ? null : v); // empty, a narrow table hides it
+      td.dataset.label = headings[i];
+      tr.append(td);
+    });
+    body.append(tr);
+  }
+  const head = el("tr", null, ...headings.map((h) => el("th", null, h)));
+  head.querySelectorAll("th").forEach((th) => (th.scope = "col"));
+  return el("div", "fields", el("table", null, el("thead", null, head), body));
+}
+
+// messageLink links to a message's section by its name.
+function messageLink(name) {
+  const a = el("a", null, el("code", null, name));
+  a.href = `#message-${name}`;
+  return a;
+}
+
+// commas separates nodes with ", ", so that two never run together.
+function commas(nodes) {
+  return nodes.flatMap((n, i) => (i ? [", ", n] : [n]));
 }
 
 // --- try it --------------------------------------------------------------
 
 const live = { socket: null, roomRule: /^.+$/ };
+
+const TOKEN_PROTOCOL = "roomchat.token"; // the subprotocol a token comes with
+const CLOSE_TOKEN_EXPIRED = 4401; // the server's close when a token runs out
 
 // setUpTryIt offers a button for every example a client may send: the
 // messages of the operations the server receives, and the frames that cause
@@ -282,18 +331,41 @@ function connect() {
   const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(room)}/`;
   $("try-badge").textContent = "Connecting";
   $("try-badge").dataset.state = "connecting";
-  const socket = new WebSocket(url);
+  // A browser cannot set Authorization on a WebSocket: the token goes as
+  // the second of two subprotocols (docs/protocol.md, Tokens).
+  const token = $("try-token").value.trim();
+  const socket = token ? new WebSocket(url, [TOKEN_PROTOCOL, token]) : new WebSocket(url);
   live.socket = socket;
+  let opened = false;
   socket.onopen = () => {
+    opened = true;
     logLine("• open", url, "note");
     setConnected(true);
   };
   socket.onmessage = (e) => logLine("↓ received", e.data, "in");
-  socket.onclose = (e) => {
+  socket.onclose = async (e) => {
     logLine("• closed", `code ${e.code}${e.reason ? ", " + e.reason : ""}`, "note");
     live.socket = null;
     setConnected(false);
+    if (e.code === CLOSE_TOKEN_EXPIRED) logLine("• note", "The token expired: paste a new one in Token, then connect again.", "note");
+    else if (!opened && (await serverIsUp())) {
+      logLine("• note", token
+        ? "The server is up and refused the handshake: the token is expired, signed with another secret, or not for this room."
+        : "The server is up and refused the handshake: it asks for a token. Paste one in Token, then connect again.", "note");
+      $("try-token").focus();
+    }
   };
+}
+
+// serverIsUp asks the server for a plain page: a browser is not told why a
+// WebSocket handshake failed (a 401 and a lost network look alike), so an
+// answer here means the server refused it.
+async function serverIsUp() {
+  try {
+    return (await fetch("/healthz", { cache: "no-store" })).status < 500;
+  } catch {
+    return false;
+  }
 }
 
 function send(text) {
@@ -307,6 +379,7 @@ function setConnected(on) {
   $("try-badge").dataset.state = on ? "connected" : "disconnected";
   $("try-toggle").textContent = on ? "Disconnect" : "Connect";
   $("try-room").disabled = on;
+  $("try-token").disabled = on;
   $("try-send").disabled = !on;
   document.querySelectorAll("#try-examples button").forEach((b) => (b.disabled = !on));
 }
