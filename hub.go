@@ -27,7 +27,7 @@ var (
 //
 // The locks, always taken in this order (never the other way round):
 //
-//	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (close.go)
+//	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
@@ -43,7 +43,7 @@ type hub struct {
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
 
-	// The timeouts of every connection (close.go), fields so that a test
+	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
 	idleTimeout, writeTimeout, pingInterval time.Duration
 
