@@ -84,6 +84,7 @@ type redisBroker struct {
 	id                   string      // this process's name in what it publishes
 	log                  *slog.Logger
 	keep                 int           // messages a room's stream keeps; 0: none, and no ids
+	backlogMax           int           // backlogMessages; a field, so that a test can fill the backlog
 	total                *historyTotal // the bytes of every room's history here
 	stop                 chan struct{} // closed by close
 	done                 sync.WaitGroup
@@ -126,13 +127,14 @@ type outgoing struct {
 // separate chats.
 func dialRedisBroker(rawURL string, log *slog.Logger, keep int) (*redisBroker, error) {
 	b := &redisBroker{
-		log:     log,
-		keep:    keep,
-		total:   new(historyTotal),
-		stop:    make(chan struct{}),
-		mirrors: map[string]*mirror{},
-		members: map[string]int{},
-		id:      strings.ToLower(rand.Text()[:12]),
+		log:        log,
+		keep:       keep,
+		backlogMax: backlogMessages,
+		total:      new(historyTotal),
+		stop:       make(chan struct{}),
+		mirrors:    map[string]*mirror{},
+		members:    map[string]int{},
+		id:         strings.ToLower(rand.Text()[:12]),
 	}
 	if err := b.parseURL(rawURL); err != nil {
 		return nil, err

@@ -31,7 +31,7 @@ func (b *redisBroker) holdLocked(out *outgoing, early bool) {
 	p := out.post
 	size := len(p.frame.wire)
 	api := p.from == 0 // no member here said it
-	if len(b.backlog) < backlogMessages && b.held+size <= backlogBytes {
+	if len(b.backlog) < b.backlogMax && b.held+size <= backlogBytes {
 		if early && !out.here && !api {
 			b.deliverHereLocked(out, frame{})
 		}
