@@ -90,7 +90,10 @@ func TestEmptyRoomsKeepNothing(t *testing.T) {
 				want = 1 // the room spoken in
 			}
 			waitFor(t, func() string { return fmt.Sprintf("%+v, want %d streams", s.hub.broker.status(), want) },
-				func() bool { rooms, _ := s.hub.counts(); return rooms == 0 && s.hub.broker.status().HistoryStreams == want })
+				func() bool {
+					rooms, _ := s.hub.counts()
+					return rooms == 0 && s.hub.broker.status().HistoryStreams == want
+				})
 		})
 	}
 	t.Run("streams are evicted under the memory bound", func(t *testing.T) {
