@@ -79,6 +79,7 @@ type brokerStatus struct {
 	Kind            string `json:"kind"`
 	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
 	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
 	*redisStatus           // nil for the memory broker
 }
 

@@ -145,9 +145,9 @@ func monotonic() int64 { return int64(time.Since(processStart)) }
 
 // noteQueued notes, as a frame is about to join c's queue, when the queue
 // began: now, if it is empty. The writer observes, after its batch is
-// written, the time since then (client.writeLoop): one clock reading per
+// written, the time since then (client.writeBatch): one clock reading per
 // batch, not per frame. It runs with c.mu held.
-func (c *client) noteQueued() {
+func noteQueued(c *client) {
 	if len(c.queue) == 0 {
 		c.queuedAt = monotonic()
 	}
