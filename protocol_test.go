@@ -154,7 +154,7 @@ func TestProtocolCloseCodes(t *testing.T) {
 		}
 		got = append(got, code)
 	}
-	want := []int{closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData, closeInvalidPayload, closePolicyViolation, closeTooBig}
+	want := []int{closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData, closeInvalidPayload, closePolicyViolation, closeTooBig, closeTokenExpired}
 	if !slices.Equal(got, want) {
 		t.Errorf("%s lists the close codes %v; the server sends %v", protocolDoc, got, want)
 	}
