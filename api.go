@@ -231,7 +231,8 @@ func (a *api) rooms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"rooms": list, "complete": complete})
 }
 
-// room is /api/rooms/{room}: one room's members, in every process.
+// room is /api/rooms/{room}: one room's members, in every process, and
+// their names (presence.go).
 func (a *api) room(w http.ResponseWriter, r *http.Request) {
 	room, ok := roomOf(w, r)
 	switch {
@@ -242,11 +243,13 @@ func (a *api) room(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	members, complete, err := a.h.broker.presence(room)
-	if err != nil {
+	names, namesComplete, err2 := a.h.broker.whoIsIn(room)
+	if err != nil || err2 != nil {
 		apiError(w, http.StatusServiceUnavailable, "the count could not be read")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"room": room, "members": members[room], "complete": complete})
+	writeJSON(w, http.StatusOK, map[string]any{"room": room, "members": members[room], "names": names,
+		"complete": complete && namesComplete})
 }
 
 // roomOf is the request's room, or, answered 400, false.

@@ -36,6 +36,11 @@ type broker interface {
 	// whether that is all. They serve the HTTP API (api.go).
 	present(room string, members int)
 	presence(room string) (members map[string]int, complete bool, err error)
+	// member counts c in or out of its room's presence, typing forwards
+	// c's typing, and whoIsIn is a room's names: presence.go.
+	member(c *client, in bool)
+	typing(c *client)
+	whoIsIn(room string) (names []string, complete bool, err error)
 	// history is a copy of room's history, for the HTTP API.
 	history(room string) (history, error)
 	status() brokerStatus
@@ -126,6 +131,7 @@ type memoryBroker struct {
 	keep  int           // messages a room keeps; 0: none, and no ids
 	total *historyTotal // every room's history together
 	stop  chan struct{} // closed by close: the expiry loop ends
+	who   presenceBook  // who is in each room (presence.go)
 
 	// mu guards the map of streams and which are idle. It is taken before a
 	// stream's lock, never while one is held.
@@ -183,6 +189,7 @@ func (b *memoryBroker) join(c *client) {
 	s := b.lock(c.room.name)
 	defer s.mu.Unlock()
 	c.room.add(c, &s.history)
+	b.who.watch(c)
 }
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }

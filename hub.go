@@ -104,6 +104,7 @@ func (h *hub) enter(c *client, roomName string) error {
 	r.clients++
 	h.broker.present(r.name, r.clients)
 	c.room = r
+	h.broker.member(c, true)
 	h.conns++
 	h.perAddr[c.addr]++
 	h.live.Add(1)
@@ -155,6 +156,7 @@ func (h *hub) leave(c *client) {
 	r.mu.Unlock()
 	r.clients--
 	h.broker.present(r.name, r.clients)
+	h.broker.member(c, false)
 	if r.clients == 0 {
 		delete(h.rooms, r.name)
 		h.broker.unsubscribe(r)

@@ -283,7 +283,12 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*clien
 			return nil, false
 		}
 	}
-	switch err := h.enter(c, roomName); {
+	var err error
+	if c.name, c.presence, err = presenceQuery(r.URL.Query(), c.token); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	switch err = h.enter(c, roomName); {
 	case errors.Is(err, errTooManyFromAddr):
 		h.stats.refuse(refusedPerAddress)
 		refuseRetry(w, "too many connections from your address", http.StatusTooManyRequests)

@@ -53,13 +53,14 @@ const (
 	errNoneRequired     = "none_required"
 	errRateLimited      = "rate_limited"
 	errNotRelayed       = "not_relayed"
+	// errNameRequired, presence.go's, is the last.
 )
 
 // errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
 	errStringType, errStringTooShort, errStringTooLong, errStringPattern, errNoneRequired,
-	errRateLimited, errNotRelayed,
+	errRateLimited, errNotRelayed, errNameRequired,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow
@@ -81,10 +82,13 @@ type message struct {
 
 // An action is one row of the routing table, the Go counterpart of a Chanx
 // @ws_handler: decode validates the payload (nil when the key is absent) and
-// handle acts on the result for the connection that sent it.
+// handle acts on the result for the connection that sent it. An optIn
+// action is one only on a connection that asked for presence: on any other
+// it is an unknown action, as in Chanx.
 type action struct {
 	decode func(payload json.RawMessage) (any, []fieldError)
 	handle func(c *client, msg message)
+	optIn  bool
 }
 
 // actions routes each "action" value to its handler. Adding a row here is
@@ -93,6 +97,7 @@ type action struct {
 var actions = map[string]action{
 	"new_chat_message": {decode: decodeChat, handle: handleChat},
 	"ping":             {decode: decodeNoPayload("ping"), handle: handlePing},
+	"typing":           {decode: decodeNoPayload("typing"), handle: handleTyping, optIn: true},
 }
 
 // dispatch is where the read loop (client.go) hands over one whole text
@@ -116,7 +121,7 @@ func dispatch(c *client, data []byte, meter *meter) {
 // handle decodes one text message from c and routes it to its action's
 // handler, or tells the sender what was wrong with it.
 func handle(c *client, data []byte) {
-	msg, errs := decode(data)
+	msg, errs := decodeFor(data, c.presence)
 	if errs != nil {
 		c.send(errorFrame(msg.Cid, errs...))
 		return
@@ -148,7 +153,11 @@ var pongMessage = encodeFrame("pong", nil)
 // has a handler, or a non-empty list of errors in the order docs/protocol.md
 // gives: the frame, then the action, then the payload's fields as the schema
 // declares them, then the cid.
-func decode(data []byte) (message, []fieldError) {
+func decode(data []byte) (message, []fieldError) { return decodeFor(data, false) }
+
+// decodeFor is decode for a connection that asked for presence (optIn
+// true) or not.
+func decodeFor(data []byte, optIn bool) (message, []fieldError) {
 	if !json.Valid(data) { // Unmarshal then says where, with a *json.SyntaxError
 		var syntax *json.SyntaxError
 		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntax) {
@@ -173,9 +182,9 @@ func decode(data []byte) (message, []fieldError) {
 	}
 	name := pythonStr(raw)
 	act, ok := actions[name]
-	if !ok {
+	if !ok || act.optIn && !optIn {
 		return msg, append(oneError(errUnionTagInvalid, nil, fmt.Sprintf(
-			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags)), cidErrs...)
+			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags[optIn])), cidErrs...)
 	}
 	payload, errs := act.decode(top["payload"])
 	if errs = append(errs, cidErrs...); errs != nil {

@@ -97,6 +97,7 @@ type redisBroker struct {
 	session  *redisSession      // nil while Redis is away
 	mirrors  map[string]*mirror // the rooms with members here
 	members  map[string]int     // how many each has (redispresence.go)
+	who      redisWho           // who is in each (rediswho.go)
 	backlog  []outgoing         // said here while Redis was away, oldest first
 	held     int                // the bytes of the backlog's messages
 	sequence uint64             // the number of the last message this process sent
@@ -252,9 +253,11 @@ func (b *redisBroker) publish(room string, p *post) {
 // join adds c to its room with its replay, from what this process holds of
 // the room's stream.
 func (b *redisBroker) join(c *client) {
+	b.waitWho(c.room.name)
 	if m := b.lock(c.room.name); m != nil {
 		defer m.mu.Unlock()
 		c.room.add(c, &m.history)
+		b.who.book.watch(c)
 	}
 }
 
@@ -395,6 +398,7 @@ func (b *redisBroker) start(s *redisSession) bool {
 	for room, n := range b.members {
 		s.send(b.presentCommand(room, n))
 	}
+	b.whoStart(s)
 	for name, m := range b.mirrors {
 		m.mu.Lock()
 		m.loading, m.early = b.keep > 0, nil
@@ -439,6 +443,7 @@ func (b *redisBroker) end(s *redisSession) {
 	for _, m := range b.mirrors {
 		closeOnce(m.ready) // joins wait no more: the room is local until Redis is back
 	}
+	b.whoEnd()
 	backlog := b.backlog
 	b.backlog, b.held = nil, 0
 	for _, out := range unplaced {
