@@ -246,3 +246,29 @@ func TestRedisPresencePartial(t *testing.T) {
 		}
 	}
 }
+
+// TestAsyncAPIPresenceFramesMatchTheServer checks the frames of presence,
+// as a live server sends them, against the AsyncAPI document's schemas.
+func TestAsyncAPIPresenceFramesMatchTheServer(t *testing.T) {
+	doc := loadAPIDoc(t)
+	s := newTestServer(t, options{})
+	alice := dialURL(t, presenceURL(s, "docs", "Alice", ""), s.URL)
+	frames := map[string]string{"PresenceMessage": recvText(t, alice)}
+	bob := dialURL(t, presenceURL(s, "docs", "Bob", ""), s.URL)
+	recvText(t, bob)
+	frames["PresenceDiffMessage"] = recvText(t, alice)
+	sendText(t, bob, `{"action":"typing","cid":"t1"}`)
+	frames["TypingNoticeMessage"] = recvText(t, alice)
+	for schema, raw := range frames {
+		var v any
+		if err := json.Unmarshal([]byte(raw), &v); err != nil {
+			t.Fatal(err)
+		}
+		if err := doc.check(doc.at("components", "schemas", schema), v, schema); err != nil {
+			t.Errorf("%s: %v", raw, err)
+		}
+	}
+	if err := doc.check(doc.at("components", "schemas", "TypingMessage"), map[string]any{"action": "typing", "cid": "t1"}, "TypingMessage"); err != nil {
+		t.Error(err)
+	}
+}
