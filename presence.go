@@ -222,13 +222,15 @@ func (w *roomWho) due() {
 		return
 	}
 	wait := max(presenceEvery-time.Since(w.lastSent), 0)
-	w.timer = time.AfterFunc(wait, func() {
-		w.mu.Lock()
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		w.mu.Lock() // after due's caller lets go: t is set by then
 		defer w.mu.Unlock()
-		if w.timer != nil {
+		if w.timer == t { // not stopped, nor replaced, while it waited for the lock
 			w.flush()
 		}
 	})
+	w.timer = t
 }
 
 // flush sends the watchers what changed since they were last told, if

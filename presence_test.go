@@ -272,3 +272,63 @@ func TestAsyncAPIPresenceFramesMatchTheServer(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPresenceTypingFlood: a burst of typing frames is one forwarded, and
+// the sender hears nothing of the rest.
+func TestPresenceTypingFlood(t *testing.T) {
+	s := newTestServer(t, options{rate: defaultRate})
+	alice := dialURL(t, presenceURL(s, "room1", "Alice", ""), s.URL)
+	recvText(t, alice)
+	bob := dialURL(t, presenceURL(s, "room1", "Bob", ""), s.URL)
+	recvText(t, bob)
+	expectText(t, alice, diffJSON([]string{"Bob"}, nil, 2))
+	for range 2*defaultRate - 1 { // the burst the rate allows, the ping after it included
+		sendText(t, bob, `{"action":"typing"}`)
+	}
+	expectQuiet(t, bob)
+	expectText(t, alice, typingBob)
+	expectQuiet(t, alice)
+}
+
+// TestPresenceTokenName: with tokens, the token's name is the name, whatever
+// ?name says.
+func TestPresenceTokenName(t *testing.T) {
+	secret := []byte(testSecret)
+	s := newTestServer(t, options{secret: secret})
+	now := time.Now()
+	tok, err := mintToken(secret, tokenClaims{Name: "Bob", Rooms: []string{"room1"}, Expires: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := websocket.NewConfig(presenceURL(s, "room1", "Mallory", ""), s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Header.Set("Authorization", "Bearer "+tok)
+	c, err := cfg.DialContext(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectText(t, c, presenceJSON(1, "Bob"))
+	sendText(t, c, `{"action":"typing"}`) // named, by its token
+	expectQuiet(t, c)
+}
+
+// TestRedisPresenceSecondTab: a name's second connection on another
+// process is no join, and closing the first no leave.
+func TestRedisPresenceSecondTab(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
+	bob := dialURL(t, presenceURL(a, "room1", "Bob", ""), a.URL)
+	expectText(t, bob, presenceJSON(1, "Bob"))
+	first := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)
+	expectText(t, bob, diffJSON([]string{"Alice"}, nil, 2))
+	second := dialURL(t, presenceURL(b, "room1", "Alice", ""), b.URL)
+	expectText(t, second, presenceJSON(3, "Alice", "Bob"))
+	expectText(t, bob, diffJSON(nil, nil, 3))
+	closeClient(t, first)
+	expectText(t, bob, diffJSON(nil, nil, 2))
+	closeClient(t, second)
+	expectText(t, bob, diffJSON(nil, []string{"Alice"}, 1))
+}
