@@ -36,8 +36,9 @@ type broker interface {
 	// whether that is all. They serve the HTTP API (api.go).
 	present(room string, members int)
 	presence(room string) (members map[string]int, complete bool, err error)
-	// member counts c in or out of its room's presence, typing forwards
-	// c's typing, and whoIsIn is a room's names: presence.go.
+	// member counts c in or out of its room's presence (the hub calls it
+	// with hub.mu held, at enter and leave), typing forwards c's typing,
+	// and whoIsIn is a room's names: presence.go.
 	member(c *client, in bool)
 	typing(c *client)
 	whoIsIn(room string) (names []string, complete bool, err error)

@@ -29,6 +29,7 @@ var (
 //
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (close.go)
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
+//	presence    a room's names and watchers (presence.go) held for a change, or one frame to its watchers
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
 //
