@@ -88,13 +88,13 @@ type roomWho struct {
 	lastSent    time.Time
 }
 
-// room returns the book's entry for room, made if make is true and there
-// is none; nil otherwise.
-func (p *presenceBook) room(room string, make bool) *roomWho {
+// room returns the book's entry for room, made if create is true and
+// there is none; nil otherwise.
+func (p *presenceBook) room(room string, create bool) *roomWho {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := p.rooms[room]
-	if w == nil && make {
+	if w == nil && create {
 		if p.rooms == nil {
 			p.rooms = map[string]*roomWho{}
 		}

@@ -21,6 +21,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -353,7 +354,7 @@ func (b *redisBroker) whoIsIn(room string) ([]string, bool, error) {
 		c.budget = maxPresenceReply
 		return c
 	})
-	if err == errRedisAway {
+	if errors.Is(err, errRedisAway) {
 		return b.who.book.names(room), false, nil
 	}
 	if err != nil {
