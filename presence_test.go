@@ -156,12 +156,26 @@ func TestPresenceCapHolds(t *testing.T) {
 // are a handful of diffs to a member already there, which ends up knowing
 // every name.
 func TestPresenceStorm(t *testing.T) {
-	const n = 300
 	s := newTestServer(t, options{})
-	w := dialURL(t, presenceURL(s, "storm", "Watcher", ""), s.URL)
+	presenceStorm(t, s, s)
+}
+
+// TestRedisPresenceStorm: the same, the joins on two processes, the
+// watcher on one.
+func TestRedisPresenceStorm(t *testing.T) {
+	r := startRedis(t, "")
+	presenceStorm(t, newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()}))
+}
+
+// presenceStorm joins 300 members, alternately to a and b, and counts the
+// diffs a watcher on a receives until it knows them all.
+func presenceStorm(t *testing.T, a, b *testServer) {
+	const n = 300
+	w := dialURL(t, presenceURL(a, "storm", "Watcher", ""), a.URL)
 	expectText(t, w, presenceJSON(1, "Watcher"))
 	start := time.Now()
 	for i := range n {
+		s := []*testServer{a, b}[i%2]
 		dialURL(t, presenceURL(s, "storm", fmt.Sprintf("m%03d", i), ""), s.URL)
 	}
 	elapsed := time.Since(start)
