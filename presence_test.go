@@ -346,3 +346,49 @@ func TestRedisPresenceSecondTab(t *testing.T) {
 	closeClient(t, second)
 	expectText(t, bob, diffJSON(nil, []string{"Alice"}, 1))
 }
+
+// TestAPIRoomNames: GET /api/rooms/{room} lists the distinct names, in one
+// process and across two.
+func TestAPIRoomNames(t *testing.T) {
+	r := startRedis(t, "")
+	a, b := newAPIServer(t, options{redis: r.url()}), newAPIServer(t, options{redis: r.url()})
+	alice := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)
+	recvText(t, alice)
+	dialURL(t, b.wsURL("room1")+"?name=Bob", b.URL)
+	dialURL(t, b.wsURL("room1")+"?name=Alice", b.URL)
+	a.dial(t, "room1") // nameless: counted, not named
+	for got := ""; !strings.Contains(got, `"count":4`); { // the diffs, one or more, of the three
+		got = recvText(t, alice)
+	}
+	want := `{"complete":true,"members":4,"names":["Alice","Bob"],"room":"room1"}`
+	if _, body := apiCall(t, a, "GET", "/api/rooms/room1", testAPIKey, "", nil); body != want+"\n" && body != want {
+		t.Errorf("got %s, want %s", body, want)
+	}
+}
+
+// TestRedisPresenceHostile: presence events on the channel that roomchat
+// did not write are dropped and counted; the protocol's own are taken.
+func TestRedisPresenceHostile(t *testing.T) {
+	r := startRedis(t, "")
+	a := newTestServer(t, options{redis: r.url()})
+	alice := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)
+	expectText(t, alice, presenceJSON(1, "Alice"))
+	hostile := []string{
+		"NOT-A-PROCESS 1 Eve",
+		"abc 99999999999 Eve",
+		"abc 1 " + strings.Repeat("x", maxNameChars+1),
+		"abc 1 \xff",
+		"abc = {not json}",
+		`abc = {"Eve":-1}`,
+		"abc t ",
+		"abc",
+	}
+	for _, ev := range hostile {
+		r.do(t, "PUBLISH", whoPrefix+"room1", ev)
+	}
+	a.waitHealth(t, func(h health) bool { return h.Layer.Rejected == int64(len(hostile)) })
+	r.do(t, "PUBLISH", whoPrefix+"room1", "abc 1 Eve")
+	expectText(t, alice, diffJSON([]string{"Eve"}, nil, 2)) // the first frame since: the rest did nothing
+	r.do(t, "PUBLISH", whoPrefix+"room1", "abc t Eve")
+	expectText(t, alice, `{"action":"typing","payload":{"name":"Eve"}}`)
+}
