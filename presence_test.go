@@ -356,7 +356,7 @@ func TestAPIRoomNames(t *testing.T) {
 	recvText(t, alice)
 	dialURL(t, b.wsURL("room1")+"?name=Bob", b.URL)
 	dialURL(t, b.wsURL("room1")+"?name=Alice", b.URL)
-	a.dial(t, "room1") // nameless: counted, not named
+	a.dial(t, "room1")                                    // nameless: counted, not named
 	for got := ""; !strings.Contains(got, `"count":4`); { // the diffs, one or more, of the three
 		got = recvText(t, alice)
 	}
