@@ -90,7 +90,8 @@ type redisBroker struct {
 	done                 sync.WaitGroup
 
 	// mu guards what follows. It is taken before a stream's lock and a
-	// session's, never while one is held.
+	// session's, never while one is held, and never waits for the network;
+	// an outage's end holds it for every room's deliveries (redisbacklog.go).
 	mu       sync.Mutex
 	stopped  bool               // close was called
 	session  *redisSession      // nil while Redis is away
