@@ -32,6 +32,13 @@ const (
 	typingEvery = 2 * time.Second
 )
 
+// presenceListBytes bounds the names in one presence or presence_diff
+// frame, so that they stay under 70 KiB, as every frame but history does:
+// a presence frame lists the first names that fit and counts the rest
+// (more); a diff's names that do not fit go in the next. A variable so
+// that a test need not fill a room with a thousand long names.
+var presenceListBytes = 64 << 10
+
 // errNameRequired is a typing frame from a connection without a name.
 const errNameRequired = "name_required"
 
@@ -240,27 +247,37 @@ func (w *roomWho) flush() {
 		w.timer.Stop()
 		w.timer = nil
 	}
-	joins, leaves := []string{}, []string{}
-	for name, was := range w.changed {
-		switch now := w.names[name] > 0; {
-		case now && !was:
+	// The names that fit in the frame go now, in order; the rest stay
+	// changed, for the next diff.
+	joins, leaves, size := []string{}, []string{}, 0
+	for _, name := range slices.Sorted(maps.Keys(w.changed)) {
+		was, now := w.changed[name], w.names[name] > 0
+		switch {
+		case was == now: // came and went, or went and came back: nothing to tell
+		case size+jsonSize(name) > presenceListBytes:
+			continue
+		case now:
 			joins = append(joins, name)
-		case was && !now:
+		default:
 			leaves = append(leaves, name)
 		}
+		if was != now {
+			size += jsonSize(name)
+		}
+		delete(w.changed, name)
 	}
 	if len(joins) == 0 && len(leaves) == 0 && w.count == w.toldCount && w.partial == w.toldPartial {
-		clear(w.changed)
 		return
 	}
-	slices.Sort(joins)
-	slices.Sort(leaves)
 	f := encodeFrame("presence_diff", presenceDiff{Joins: joins, Leaves: leaves, Count: w.count, Partial: w.partial})
 	for c := range w.watchers {
 		c.send(f)
 	}
-	w.told()
+	w.toldCount, w.toldPartial, w.snapshot = w.count, w.partial, frame{}
 	w.lastSent = time.Now()
+	if len(w.changed) > 0 {
+		w.due() // what did not fit
+	}
 }
 
 // told records that the watchers know the room as it is now. It runs with
@@ -270,6 +287,25 @@ func (w *roomWho) told() {
 	w.toldCount, w.toldPartial, w.snapshot = w.count, w.partial, frame{}
 }
 
+// jsonSize bounds the bytes name takes in a frame's list: quoted, escaped
+// (at most six bytes a byte), and a comma.
+func jsonSize(name string) int {
+	n := 3
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c < 0x20:
+			n += 6
+		case c == '"' || c == '\\':
+			n += 2
+		case c == 0xe2: // U+2028 and U+2029 are escaped: six bytes for three
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
 // presence frames' payloads.
 type (
 	presenceMember struct {
@@ -277,6 +313,7 @@ type (
 	}
 	presencePayload struct {
 		Members []presenceMember `json:"members"`
+		More    int              `json:"more,omitempty"` // names not listed: they did not fit (presenceListBytes)
 		Count   int              `json:"count"`
 		Partial bool             `json:"partial,omitempty"` // Redis is away: this process's members alone
 	}
@@ -307,11 +344,14 @@ func (w *roomWho) presenceFrame() frame {
 		}
 	}
 	slices.Sort(names)
-	members := make([]presenceMember, len(names))
-	for i, name := range names {
-		members[i] = presenceMember{name}
+	members, size := make([]presenceMember, 0, len(names)), 0
+	for _, name := range names {
+		if size += jsonSize(name) + len(`{"name":}`); size > presenceListBytes {
+			break
+		}
+		members = append(members, presenceMember{name})
 	}
-	return encodeFrame("presence", presencePayload{Members: members, Count: w.toldCount, Partial: w.toldPartial})
+	return encodeFrame("presence", presencePayload{Members: members, More: len(names) - len(members), Count: w.toldCount, Partial: w.toldPartial})
 }
 
 // typing forwards c's typing to the other watchers here, at most one every

@@ -394,3 +394,45 @@ func TestRedisPresenceHostile(t *testing.T) {
 	r.do(t, "PUBLISH", whoPrefix+"room1", "abc t Eve")
 	expectText(t, alice, `{"action":"typing","payload":{"name":"Eve"}}`)
 }
+
+// TestPresenceListBound: the names of one frame stay within
+// presenceListBytes: a presence frame lists those that fit and counts the
+// rest, and a diff's names that do not fit come in the next.
+func TestPresenceListBound(t *testing.T) {
+	defer func(was int) { presenceListBytes = was }(presenceListBytes)
+	presenceListBytes = 300
+	s := newTestServer(t, options{})
+	w := dialURL(t, presenceURL(s, "room1", "a", ""), s.URL)
+	expectText(t, w, presenceJSON(1, "a"))
+	long := func(i int) string { return fmt.Sprintf("n%02d", i) + strings.Repeat("x", 37) } // 43 bytes listed
+	for i := range 12 {
+		dialURL(t, s.wsURL("room1")+"?name="+long(i), s.URL)
+	}
+	type payload struct {
+		Members []struct{ Name string }
+		Joins   []string
+		More    int
+		Count   int
+	}
+	seen := map[string]bool{}
+	for len(seen) < 12 {
+		var f struct{ Payload payload }
+		if err := json.Unmarshal([]byte(recvText(t, w)), &f); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Payload.Joins) > 6 {
+			t.Fatalf("a diff of %d joins: %q, want at most 6", len(f.Payload.Joins), f.Payload.Joins)
+		}
+		for _, j := range f.Payload.Joins {
+			seen[j] = true
+		}
+	}
+	n := dialURL(t, s.wsURL("room1")+"?presence", s.URL) // nameless: listed by no one
+	var f struct{ Payload payload }
+	if err := json.Unmarshal([]byte(recvText(t, n)), &f); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.Payload.Members); got != 6 || f.Payload.More != 7 || f.Payload.Members[0].Name != "a" {
+		t.Errorf("presence frame lists %d (%+v), more %d; want a and 5 more listed, 7 counted", got, f.Payload.Members, f.Payload.More)
+	}
+}

@@ -133,6 +133,7 @@ func TestProtocolLimits(t *testing.T) {
 		{"time a room's history outlives its last member", fmt.Sprintf("%g min", historyKeep.Minutes())},
 		{"`cid`", fmt.Sprintf("1 to %d printable ASCII characters", maxCidBytes)},
 		{"`presence_diff` frames per room", fmt.Sprintf("one every %d ms (TestPresenceStorm)", presenceEvery.Milliseconds())},
+		{"names in one `presence` or `presence_diff` frame", thousands(presenceListBytes) + " bytes of them (TestPresenceListBound)"},
 		{"`typing` frames forwarded per connection", fmt.Sprintf("one every %s; the rest dropped (TestPresenceFrames)", seconds(typingEvery))},
 		{"time a process's presence outlives its last beat, with `-redis`", fmt.Sprintf("%s; beats every %s (TestRedisPresence)", seconds(presenceTTL), seconds(presenceTTL/4))},
 	}
