@@ -277,14 +277,15 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*clien
 		return nil, false
 	}
 	c := newClient(h, clientAddr(r, h.proxies))
-	c.history = parseHistoryRequest(r.URL.Query(), opts.history)
+	query := r.URL.Query()
+	c.history = parseHistoryRequest(query, opts.history)
 	if opts.secret != nil {
 		if c.token = checkToken(w, r, h, opts.secret, roomName); c.token == nil {
 			return nil, false
 		}
 	}
 	var err error
-	if c.name, c.presence, err = presenceQuery(r.URL.Query(), c.token); err != nil {
+	if c.name, c.presence, err = presenceQuery(query, c.token); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil, false
 	}
