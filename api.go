@@ -39,8 +39,10 @@ const (
 
 	// apiPlaceWait is how long a publish waits for its message's place
 	// (with Redis, a round trip) before it answers 202: the message is on
-	// its way, its id unknown yet.
-	apiPlaceWait = 3 * time.Second
+	// its way, its id unknown yet. It outlasts the time a Redis that stops
+	// answering takes to be found (redis.go), by a second, so that a
+	// message the backlog then refuses is answered 503, not 202.
+	apiPlaceWait = redisPingEvery + redisReplyTimeout + time.Second
 )
 
 // apiKeyFrom reads the API key from the environment: nil when it is not
