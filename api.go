@@ -8,6 +8,7 @@ package main
 // route, status and error.
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -40,9 +41,10 @@ const (
 
 	// apiPlaceWait is how long a publish waits for its message's place
 	// (with Redis, a round trip) before it answers 202: the message is on
-	// its way, its id unknown yet. It outlasts the time a Redis that stops
-	// answering takes to be found (redis.go), by a second, so that a
-	// message the backlog then refuses is answered 503, not 202.
+	// its way, its id unknown yet, and promised: the backlog keeps it past
+	// its bounds rather than refuse it (post.promise). It outlasts the time
+	// a Redis that stops answering takes to be found (redis.go), by a
+	// second, so that a full backlog is mostly answered 503, not held over.
 	apiPlaceWait = redisPingEvery + redisReplyTimeout + time.Second
 )
 
@@ -68,6 +70,10 @@ type api struct {
 	ipv6Bits int
 	guard    keyGuard
 
+	// placeWait is how long a publish waits before it answers 202
+	// (apiPlaceWait); a field, so that a test can choose which comes first.
+	placeWait time.Duration
+
 	mu   sync.Mutex
 	rate tokenBucket
 }
@@ -75,7 +81,8 @@ type api struct {
 // apiHandler is the API, behind its key and its rate.
 func apiHandler(h *hub, opts options) http.Handler {
 	a := &api{h: h, key: sha256.Sum256(opts.apiKey), rate: newBucket(apiRequestsPerSecond, time.Now()),
-		proxies: opts.proxies, ipv6Bits: opts.ipv6Prefix, guard: keyGuard{failures: map[netip.Addr]*keyFailures{}}}
+		proxies: opts.proxies, ipv6Bits: opts.ipv6Prefix, guard: keyGuard{failures: map[netip.Addr]*keyFailures{}},
+		placeWait: cmp.Or(opts.apiPlaceWait, apiPlaceWait)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/rooms/{room}/messages", a.messages)
 	mux.HandleFunc("/api/rooms/{room}", a.room)
@@ -148,17 +155,21 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, room string) {
 	}
 	p.ended = make(chan *fieldError, 1)
 	a.h.broker.publish(room, p)
-	wait := time.NewTimer(apiPlaceWait)
+	wait := time.NewTimer(a.placeWait)
 	defer wait.Stop()
+	var refused *fieldError
 	select {
-	case refused := <-p.ended:
-		if refused != nil { // it reached no one: a retry is safe
-			w.Header().Set("Retry-After", fmt.Sprint(retryAfterSeconds()))
-			apiError(w, http.StatusServiceUnavailable, "refused ("+refused.Type+"): it reached no one; try again later (with the same cid, a retry is safe)")
+	case refused = <-p.ended:
+	case <-wait.C:
+		if p.promise() { // on its way, in this process's hands: see docs/protocol.md for what that promises
+			writeJSON(w, http.StatusAccepted, map[string]any{"queued": true})
 			return
 		}
-	case <-wait.C: // on its way, in this process's hands: see docs/protocol.md for what that promises
-		writeJSON(w, http.StatusAccepted, map[string]any{"queued": true})
+		refused = <-p.ended // it ended as the wait did
+	}
+	if refused != nil { // it reached no one: a retry is safe
+		w.Header().Set("Retry-After", fmt.Sprint(retryAfterSeconds()))
+		apiError(w, http.StatusServiceUnavailable, "refused ("+refused.Type+"): it reached no one; try again later (with the same cid, a retry is safe)")
 		return
 	}
 	answer := map[string]any{}
@@ -180,7 +191,7 @@ func decodeAPIMessage(body []byte) (*post, []fieldError) {
 		}
 		return nil, inBody(oneError(errModelType, nil, notADict("ChatMessagePayload")))
 	}
-	payload, errs := decodeChat(body, false)
+	payload, errs := decodeChat(body, sender{})
 	var cid string
 	if raw, ok := top["cid"]; ok {
 		errs = append(errs, decodeCid(raw, &cid)...)
@@ -256,7 +267,8 @@ func (a *api) rooms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"rooms": list, "complete": complete})
 }
 
-// room is /api/rooms/{room}: one room's members, in every process.
+// room is /api/rooms/{room}: one room's members, in every process, and
+// their names (presence.go).
 func (a *api) room(w http.ResponseWriter, r *http.Request) {
 	room, ok := roomOf(w, r)
 	switch {
@@ -267,11 +279,13 @@ func (a *api) room(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	members, complete, err := a.h.broker.presence(room)
-	if err != nil {
+	names, namesComplete, err2 := a.h.broker.whoIsIn(room)
+	if err != nil || err2 != nil {
 		apiError(w, http.StatusServiceUnavailable, "the count could not be read")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"room": room, "members": members[room], "complete": complete})
+	writeJSON(w, http.StatusOK, map[string]any{"room": room, "members": members[room], "names": names,
+		"complete": complete && namesComplete})
 }
 
 // roomOf is the request's room, or, answered 400, false.

@@ -195,7 +195,7 @@ func TestAPIRooms(t *testing.T) {
 			_, body = apiCall(t, s, "GET", "/api/rooms", testAPIKey, "", nil)
 			return body == want
 		})
-		if _, body := apiCall(t, s, "GET", "/api/rooms/two", testAPIKey, "", nil); body != `{"complete":true,"members":3,"room":"two"}` {
+		if _, body := apiCall(t, s, "GET", "/api/rooms/two", testAPIKey, "", nil); body != `{"complete":true,"members":3,"names":[],"room":"two"}` {
 			t.Errorf("one room: %s", body)
 		}
 	}

@@ -134,7 +134,7 @@ func TestAsyncAPIDeclaresTheRoutedActions(t *testing.T) {
 	}
 	// Besides what clients send, the server sends these itself: answers,
 	// and history (history.go).
-	serverOwn := []string{"error", "history", "history_gap", "pong", "said"}
+	serverOwn := []string{"error", "history", "history_gap", "pong", "presence", "presence_diff", "said"}
 	for _, a := range serverOwn {
 		if !sent[a] {
 			t.Errorf("the document does not say the server sends %s", a)
@@ -297,32 +297,34 @@ func TestAsyncAPIFitsChanxClientGenerator(t *testing.T) {
 			t.Errorf("channel %s: title %q is not a Python identifier", name, title)
 		}
 	}
-	models := map[string]string{} // action -> model
 	for name, m := range doc.at("components", "messages").(map[string]any) {
 		ref, _ := m.(map[string]any)["payload"].(map[string]any)["$ref"].(string)
 		title, _ := doc.get(m, "payload", "title").(string)
 		if !strings.HasPrefix(ref, "#/components/schemas/") || !identifier.MatchString(title) {
 			t.Errorf("message %s: payload is not a $ref to a titled schema (%q, %q)", name, ref, title)
 		}
-		models[doc.message(m).action] = title
 	}
+	// A model per message, not per action: typing is one action with a
+	// model each way.
+	model := func(m any) string { title, _ := doc.get(m, "payload", "title").(string); return title }
 	incoming, outgoing := map[string]bool{}, map[string]bool{}
 	for _, op := range doc.operations() {
 		side := outgoing // what the server receives, the client sends
 		if op["action"] == "send" {
 			side = incoming
 		}
-		for _, a := range doc.actionsOf(op) {
-			side[models[a]] = true
+		for _, m := range op["messages"].([]any) {
+			side[model(m)] = true
 		}
 		if reply, ok := op["reply"].(map[string]any); ok {
-			for _, a := range doc.actionsOf(reply) {
-				incoming[models[a]] = true
+			for _, m := range reply["messages"].([]any) {
+				incoming[model(m)] = true
 			}
 		}
 	}
-	wantIn := []string{"ErrorMessage", "HistoryGapMessage", "HistoryMessage", "NewChatMessage", "PongMessage", "SaidMessage"}
-	wantOut := []string{"NewChatMessage", "PingMessage"}
+	wantIn := []string{"ErrorMessage", "HistoryGapMessage", "HistoryMessage", "NewChatMessage", "PongMessage",
+		"PresenceDiffMessage", "PresenceMessage", "SaidMessage", "TypingNoticeMessage"}
+	wantOut := []string{"NewChatMessage", "PingMessage", "TypingMessage"}
 	if got := slices.Sorted(maps.Keys(incoming)); !slices.Equal(got, wantIn) {
 		t.Errorf("IncomingMessage would be %v, want %v", got, wantIn)
 	}

@@ -14,6 +14,7 @@ package main
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,12 @@ type broker interface {
 	// whether that is all. They serve the HTTP API (api.go).
 	present(room string, members int)
 	presence(room string) (members map[string]int, complete bool, err error)
+	// member counts c in or out of its room's presence (the hub calls it
+	// with hub.mu held, at enter and leave), typing forwards c's typing,
+	// and whoIsIn is a room's names: presence.go.
+	member(c *client, in bool)
+	typing(c *client)
+	whoIsIn(room string) (names []string, complete bool, err error)
 	// history is a copy of room's history, for the HTTP API.
 	history(room string) (history, error)
 	status() brokerStatus
@@ -62,9 +69,19 @@ type post struct {
 	withID  frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
 
 	// ended, when its sender waits to hear how it ended (the HTTP API),
-	// gets nil once it has its place, or why it was refused (end).
+	// gets nil once it has its place, or why it was refused (end). fate
+	// says whether that word was given, or the sender stopped waiting and
+	// was promised the post instead (promise).
 	ended chan *fieldError
+	fate  atomic.Int32
 }
+
+// A post's fate, for a sender that waits: the first word wins.
+const (
+	waiting  int32 = iota
+	ended          // its sender was told how it ended: placed, or refused
+	promised       // its sender stopped waiting first, told it will reach the stream (the API's 202)
+)
 
 // newPost encodes what client from said, ready for the road.
 func newPost(msg chatPayload, from uint64) *post {
@@ -105,15 +122,25 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 }
 
 // end tells p's sender, if it waits (the HTTP API), how p ended: nil once
-// it has its place, or why it was refused. Only the first word counts.
-func (p *post) end(refused *fieldError) {
-	if p.ended != nil {
-		select {
-		case p.ended <- refused:
-		default: // told already
-		}
+// it has its place, or why it was refused. Only the first word counts. It
+// reports false when p may not be refused: its sender stopped waiting
+// first and was promised p, so a broker keeps p, past its bounds if need
+// be (TestAPIPromisedPostIsKept).
+func (p *post) end(refused *fieldError) bool {
+	if p.ended == nil {
+		return true
 	}
+	if p.fate.CompareAndSwap(waiting, ended) {
+		p.ended <- refused // the one send: ended holds one
+		return true
+	}
+	return p.fate.Load() != promised
 }
+
+// promise is the API's 202: its caller stops waiting for p, and from now
+// on p must reach the stream. It reports false when p ended first; how is
+// then in ended.
+func (p *post) promise() bool { return p.fate.CompareAndSwap(waiting, promised) }
 
 // A delivery is a post resolved for the members of one room here: what
 // each of them hears. The broker resolves it; room.deliver hands it out as
@@ -174,6 +201,7 @@ type memoryBroker struct {
 	keep  int           // messages a room keeps; 0: none, and no ids
 	total *historyTotal // every room's history together
 	stop  chan struct{} // closed by close: the expiry loop ends
+	who   presenceBook  // who is in each room (presence.go)
 
 	// mu guards the map of streams and which are idle. It is taken before a
 	// stream's lock, never while one is held.
@@ -250,6 +278,7 @@ func (b *memoryBroker) join(c *client) {
 	defer s.mu.Unlock()
 	replay, _ := s.history.replay(c.history) // ahead of this stream is never: it is the whole stream
 	c.room.add(c, replay)
+	b.who.watch(c)
 }
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }

@@ -103,11 +103,13 @@ const (
 // there is something to write, so an idle connection costs one goroutine.
 type client struct {
 	// Set before the client is shared, then only read.
-	id      uint64
-	addr    netip.Addr // the client's address (clientAddr), for the limits and the log
-	hub     *hub
-	history *historyRequest // what it asked of the room's history; nil: nothing, and no ids
-	token   *tokenClaims    // who its token says it is; nil without tokens (token.go)
+	id       uint64
+	addr     netip.Addr // the client's address (clientAddr), for the limits and the log
+	hub      *hub
+	history  *historyRequest // what it asked of the room's history; nil: nothing, and no ids
+	token    *tokenClaims    // who its token says it is; nil without tokens (token.go)
+	name     string          // its name in the room's presence (?name, or its token's); "": counted, not listed
+	presence bool            // it asked for presence (?presence): presence.go
 
 	// room is set by hub.enter and cleared by hub.leave, both under hub.mu;
 	// in between, whichever goroutine serves the client reads it freely.

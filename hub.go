@@ -30,6 +30,7 @@ var (
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
 //	broker's    its map of streams (broker.go, redis.go) held to find streams or pass over them; Redis's, also for an outage's deliveries
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
+//	presence    a room's names and watchers (presence.go) held for a change, or one frame to its watchers
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
 //
@@ -106,6 +107,7 @@ func (h *hub) enter(c *client, roomName string) error {
 	r.clients++
 	h.broker.present(r.name, r.clients)
 	c.room = r
+	h.broker.member(c, true)
 	h.conns++
 	h.perAddr[c.addr]++
 	h.live.Add(1)
@@ -164,6 +166,7 @@ func (h *hub) leave(c *client) {
 	r.mu.Unlock()
 	r.clients--
 	h.broker.present(r.name, r.clients)
+	h.broker.member(c, false)
 	if r.clients == 0 {
 		delete(h.rooms, r.name)
 		h.broker.unsubscribe(r)

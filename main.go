@@ -71,6 +71,8 @@ type options struct {
 	metrics    net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
 	secret     []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
 	apiKey     []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
+
+	apiPlaceWait time.Duration // how long an API publish waits before 202; 0 is apiPlaceWait. Tests only: no flag sets it
 }
 
 func main() {
@@ -319,13 +321,18 @@ func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options, origins
 		return nil, false
 	}
 	c := newClient(h, addr)
-	c.history = parseHistoryRequest(r.URL.Query(), opts.history)
+	query := r.URL.Query()
+	c.history = parseHistoryRequest(query, opts.history)
 	if opts.secret != nil {
 		if c.token = checkToken(w, r, h, opts.secret, roomName, addr); c.token == nil {
 			return nil, false
 		}
 	}
-	switch err := h.enter(c, roomName); {
+	if c.name, c.presence, err = presenceQuery(query, c.token); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	switch err = h.enter(c, roomName); {
 	case errors.Is(err, errTooManyFromAddr):
 		h.stats.refuse(refusedPerAddress)
 		refuseRetry(w, "too many connections from your address", http.StatusTooManyRequests)

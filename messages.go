@@ -53,13 +53,14 @@ const (
 	errNoneRequired     = "none_required"
 	errRateLimited      = "rate_limited"
 	errNotRelayed       = "not_relayed"
+	// errNameRequired, presence.go's, is the last.
 )
 
 // errorTypes is every error type above, in docs/protocol.md's order.
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
 	errStringType, errStringTooShort, errStringTooLong, errStringPattern, errNoneRequired,
-	errRateLimited, errNotRelayed,
+	errRateLimited, errNotRelayed, errNameRequired,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow
@@ -81,12 +82,13 @@ type message struct {
 
 // An action is one row of the routing table, the Go counterpart of a Chanx
 // @ws_handler: decode validates the payload (nil when the key is absent) and
-// handle acts on the result for the connection that sent it. tokenNamed
-// says the sender's token names it (docs/protocol.md, Tokens), so that a
-// payload needs no name of its own.
+// handle acts on the result for the connection that sent it. An optIn
+// action is one only on a connection that asked for presence: on any other
+// it is an unknown action, as in Chanx.
 type action struct {
-	decode func(payload json.RawMessage, tokenNamed bool) (any, []fieldError)
+	decode func(payload json.RawMessage, from sender) (any, []fieldError)
 	handle func(c *client, msg message)
+	optIn  bool
 }
 
 // actions routes each "action" value to its handler. Adding a row here is
@@ -95,6 +97,7 @@ type action struct {
 var actions = map[string]action{
 	"new_chat_message": {decode: decodeChat, handle: handleChat},
 	"ping":             {decode: decodeNoPayload("ping"), handle: handlePing},
+	"typing":           {decode: decodeNoPayload("typing"), handle: handleTyping, optIn: true},
 }
 
 // dispatch is where the read loop (client.go) hands over one whole text
@@ -118,7 +121,7 @@ func dispatch(c *client, data []byte, meter *meter) {
 // handle decodes one text message from c and routes it to its action's
 // handler, or tells the sender what was wrong with it.
 func handle(c *client, data []byte) {
-	msg, errs := decodeFrom(data, c.token != nil)
+	msg, errs := decodeFrom(data, sender{tokenNamed: c.token != nil, presence: c.presence})
 	if errs != nil {
 		c.send(errorFrame(msg.Cid, errs...))
 		return
@@ -146,18 +149,21 @@ func handlePing(c *client, msg message) {
 // pongMessage, the JSON pong, never changes, so it is encoded once, at start-up.
 var pongMessage = encodeFrame("pong", nil)
 
-// decode validates one text frame from a sender without a token, which
-// names itself in every chat message.
-func decode(data []byte) (message, []fieldError) {
-	return decodeFrom(data, false)
-}
+// A sender is what decoding needs to know of the connection a frame came
+// from: whether its token names it (a chat message then needs no name of
+// its own: docs/protocol.md, Tokens) and whether it asked for presence (the
+// optIn actions are actions only then).
+type sender struct{ tokenNamed, presence bool }
 
-// decodeFrom validates one text frame, from a sender whose token names it
-// if tokenNamed. It returns either a message whose action has a handler, or
-// a non-empty list of errors in the order docs/protocol.md gives: the
-// frame, then the action, then the payload's fields as the schema declares
-// them, then the cid.
-func decodeFrom(data []byte, tokenNamed bool) (message, []fieldError) {
+// decode validates one text frame from a sender without a token or
+// presence, as a Chanx client is.
+func decode(data []byte) (message, []fieldError) { return decodeFrom(data, sender{}) }
+
+// decodeFrom validates one text frame from a sender. It returns either a
+// message whose action has a handler, or a non-empty list of errors in the
+// order docs/protocol.md gives: the frame, then the action, then the
+// payload's fields as the schema declares them, then the cid.
+func decodeFrom(data []byte, from sender) (message, []fieldError) {
 	if !json.Valid(data) { // Unmarshal then says where, with a *json.SyntaxError
 		var syntax *json.SyntaxError
 		if err := json.Unmarshal(data, new(any)); errors.As(err, &syntax) {
@@ -182,11 +188,11 @@ func decodeFrom(data []byte, tokenNamed bool) (message, []fieldError) {
 	}
 	name := pythonStr(raw)
 	act, ok := actions[name]
-	if !ok {
+	if !ok || act.optIn && !from.presence {
 		return msg, append(oneError(errUnionTagInvalid, nil, fmt.Sprintf(
-			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags)), cidErrs...)
+			"Input tag '%s' found using 'action' does not match any of the expected tags: %s", name, expectedTags[from.presence])), cidErrs...)
 	}
-	payload, errs := act.decode(top["payload"], tokenNamed)
+	payload, errs := act.decode(top["payload"], from)
 	if errs = append(errs, cidErrs...); errs != nil {
 		return msg, errs
 	}
@@ -197,7 +203,7 @@ func decodeFrom(data []byte, tokenNamed bool) (message, []fieldError) {
 // decodeChat validates a new_chat_message payload: an object with the
 // strings message and name, each within its limit. A sender named by its
 // token may leave name out: postFrom puts the token's name in its place.
-func decodeChat(payload json.RawMessage, tokenNamed bool) (any, []fieldError) {
+func decodeChat(payload json.RawMessage, from sender) (any, []fieldError) {
 	loc := []string{"new_chat_message", "payload"}
 	fields, errs := decodeObject(payload, loc, "ChatMessagePayload")
 	if errs != nil {
@@ -205,7 +211,7 @@ func decodeChat(payload json.RawMessage, tokenNamed bool) (any, []fieldError) {
 	}
 	var p chatPayload
 	errs = decodeString(errs, fields, loc, "message", maxMessageChars, &p.Message)
-	if _, given := fields["name"]; given || !tokenNamed {
+	if _, given := fields["name"]; given || !from.tokenNamed {
 		errs = decodeString(errs, fields, loc, "name", maxNameChars, &p.Name)
 	}
 	if errs != nil {

@@ -89,6 +89,10 @@ func TestProtocolErrors(t *testing.T) {
 				for range burst {
 					expectText(t, c, pong)
 				}
+			case errNameRequired: // on a connection that asked for presence, without a name
+				c = dialURL(t, s.wsURL("errors")+"?presence", s.URL)
+				recvText(t, c) // its presence frame
+				sendText(t, c, onlyCode(t, row[3]))
 			default:
 				sendText(t, c, onlyCode(t, row[3]))
 			}
@@ -128,6 +132,10 @@ func TestProtocolLimits(t *testing.T) {
 		{"memory all rooms' histories take", fmt.Sprintf("%d MiB (%d MiB of messages)", historyMemory>>20, historyTotalBytes>>20)},
 		{"time a room's history outlives its last member", fmt.Sprintf("%g min", historyKeep.Minutes())},
 		{"`cid`", fmt.Sprintf("1 to %d printable ASCII characters", maxCidBytes)},
+		{"`presence_diff` frames per room", fmt.Sprintf("one every %d ms (TestPresenceStorm)", presenceEvery.Milliseconds())},
+		{"names in one `presence` or `presence_diff` frame", thousands(presenceListBytes) + " bytes of them (TestPresenceListBound)"},
+		{"`typing` frames forwarded per connection", fmt.Sprintf("one every %s; the rest dropped (TestPresenceFrames)", seconds(typingEvery))},
+		{"time a process's presence outlives its last beat, with `-redis`", fmt.Sprintf("%s; beats every %s (TestRedisPresence)", seconds(presenceTTL), seconds(presenceTTL/4))},
 	}
 	for _, tt := range tests {
 		if got, ok := limits[tt.limit]; !ok {

@@ -87,8 +87,21 @@ func pythonFloat(num string) string {
 	return s
 }
 
-// expectedTags lists the known actions the way pydantic quotes them.
-var expectedTags = "'" + strings.Join(slices.Sorted(maps.Keys(actions)), "', '") + "'"
+// expectedTags lists the known actions the way pydantic quotes them: those
+// of every connection (false), and with the opt-in ones (true).
+var expectedTags = map[bool]string{false: quoteTags(false), true: quoteTags(true)}
+
+// quoteTags lists the actions, sorted and quoted, with the opt-in ones or
+// without.
+func quoteTags(optIn bool) string {
+	var tags []string
+	for _, name := range slices.Sorted(maps.Keys(actions)) {
+		if optIn || !actions[name].optIn {
+			tags = append(tags, name)
+		}
+	}
+	return "'" + strings.Join(tags, "', '") + "'"
+}
 
 // isJSONString, isJSONObject and isJSONArray look at the first byte of a
 // value that encoding/json has already checked; json.RawMessage holds no
@@ -141,8 +154,8 @@ func decodeString(errs []fieldError, fields map[string]json.RawMessage, parent [
 
 // decodeNoPayload validates an action that carries nothing: the payload may
 // be absent or null, as pydantic's None allows.
-func decodeNoPayload(name string) func(json.RawMessage, bool) (any, []fieldError) {
-	return func(payload json.RawMessage, _ bool) (any, []fieldError) {
+func decodeNoPayload(name string) func(json.RawMessage, sender) (any, []fieldError) {
+	return func(payload json.RawMessage, _ sender) (any, []fieldError) {
 		if payload != nil && string(payload) != "null" {
 			return nil, oneError(errNoneRequired, []string{name, "payload"}, "Input should be None")
 		}

@@ -106,6 +106,7 @@ type redisBroker struct {
 	session  *redisSession      // nil while Redis is away
 	mirrors  map[string]*mirror // the rooms with members here
 	members  map[string]int     // how many each has (redispresence.go)
+	who      redisWho           // who is in each (rediswho.go)
 	backlog  []*outgoing        // said here while Redis was away, oldest first (redisbacklog.go)
 	held     int                // the bytes of the backlog's messages
 	sequence uint64             // the number of the last message this process sent
@@ -257,6 +258,7 @@ func (b *redisBroker) publish(room string, p *post) {
 // the room's stream. A client that holds an id this process has not
 // reached yet is not sent the messages up to it again (mirror.ahead).
 func (b *redisBroker) join(c *client) {
+	b.waitWho(c.room.name)
 	if m := b.lock(c.room.name); m != nil {
 		defer m.mu.Unlock()
 		replay, ahead := m.history.replay(c.history)
@@ -267,6 +269,7 @@ func (b *redisBroker) join(c *client) {
 			m.ahead[c] = ahead
 		}
 		c.room.add(c, replay)
+		b.who.book.watch(c)
 	}
 }
 

@@ -31,7 +31,8 @@ func (b *redisBroker) holdLocked(out *outgoing, early bool) {
 	p := out.post
 	size := len(p.frame.wire)
 	api := p.from == 0 // no member here said it
-	if len(b.backlog) < b.backlogMax && b.held+size <= backlogBytes {
+	fits := len(b.backlog) < b.backlogMax && b.held+size <= backlogBytes
+	if fits || !p.end(&notRelayed) { // an API post promised its caller (202) is kept past the bounds
 		if early && !out.here && !api {
 			b.deliverHereLocked(out, frame{})
 		}
@@ -40,7 +41,6 @@ func (b *redisBroker) holdLocked(out *outgoing, early bool) {
 		return
 	}
 	b.dropped.Add(1)
-	p.end(&notRelayed)
 	if api {
 		return
 	}
@@ -110,6 +110,7 @@ func (b *redisBroker) start(s *redisSession) bool {
 	for room, n := range b.members {
 		s.send(b.presentCommand(room, n))
 	}
+	b.whoStart(s)
 	for name, m := range b.mirrors {
 		m.mu.Lock()
 		m.loading, m.waiting = b.keep > 0, nil
@@ -156,6 +157,7 @@ func (b *redisBroker) end(s *redisSession) {
 	for _, m := range b.mirrors {
 		closeOnce(m.ready) // joins wait no more: the room is local until Redis is back
 	}
+	b.whoEnd()
 	backlog := b.backlog // what a failed start had not sent yet
 	b.backlog, b.held = nil, 0
 	for _, out := range append(unplaced, backlog...) {

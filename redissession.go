@@ -50,6 +50,7 @@ type command struct {
 	load   string
 	reply  chan any
 	budget replyBudget // for a reply larger than most; zero: the usual
+	then   func(any)   // acts on the reply, on the reader, before what follows it (rediswho.go)
 	sent   time.Time   // when it was written, for redisReplyTimeout
 }
 
@@ -152,7 +153,8 @@ func (s *redisSession) hello() error {
 }
 
 // redisScripts are the scripts every session loads.
-var redisScripts = []string{publishScript, loadScript, heartbeatScript, presenceScript}
+var redisScripts = []string{publishScript, loadScript, heartbeatScript, presenceScript,
+	whoAddScript, whoBeatScript, whoSetScript, whoLoadScript}
 
 // send queues a command for the writer. It never waits.
 func (s *redisSession) send(c command) {
@@ -308,6 +310,10 @@ func (s *redisSession) pushed(p push) {
 	}
 	kind, _ := p[0].([]byte)
 	channel, _ := p[1].([]byte)
+	if room, ok := cutPrefix(channel, whoPrefix); ok {
+		s.b.whoPushed(room, string(kind), p[2]) // rediswho.go
+		return
+	}
 	room, ok := cutPrefix(channel, channelPrefix)
 	if !ok {
 		return
@@ -345,6 +351,8 @@ func (s *redisSession) answered(c command, reply any) error {
 		s.b.loaded(c.load, reply)
 	case c.reply != nil:
 		c.reply <- reply // buffered: the asker may have given up
+	case c.then != nil:
+		c.then(reply)
 	}
 	return nil
 }

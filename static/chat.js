@@ -11,6 +11,8 @@
 // the reconnect's replay: the server delivers a copy once, as long as its
 // history keeps the first.
 
+import { presence } from "./presence.js"; // who is here, and typing
+
 // Limits of docs/protocol.md. browser_test.go checks that they equal the server's.
 const ROOM_RULE = /^[A-Za-z0-9._-]{1,99}$/;
 const MAX_MESSAGE_CHARS = 4000;
@@ -232,6 +234,7 @@ function leave() {
   history.replaceState(null, "", location.pathname);
   sessionStorage.removeItem("roomchat.joined");
   $("messages").replaceChildren();
+  presence.stop();
   $("chat-error").textContent = "";
   $("chat").hidden = true;
   $("room-bar").hidden = true;
@@ -249,7 +252,7 @@ function connect() {
   // Ask for the room's recent history on joining, and after a drop for what
   // followed the last message shown: nothing is missed, nothing shown twice.
   const ask = state.lastId ? `since=${encodeURIComponent(state.lastId)}` : "history";
-  const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(state.room)}/?${ask}`;
+  const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(state.room)}/?${ask}${presence.query(state.name)}`;
   setBadge("Connecting", "connecting");
   // A token goes as the second of two subprotocols: a browser cannot set
   // an Authorization header on a WebSocket, and a URL would be logged.
@@ -267,6 +270,7 @@ function connect() {
     state.retryMs = RETRY_FIRST_MS;
     setBadge("Connected", "connected");
     setComposerEnabled(true);
+    presence.start(sendFrame, state.name);
     $("chat-error").textContent = "";
     // The answer to this ping comes after the replay the server queued as
     // we joined: from then on, the outbox may be sent (synced).
@@ -507,6 +511,7 @@ function receive(frame) {
     synced(); // the answer to our opening ping: a pong, or an error if over the rate
     return;
   }
+  if (presence.receive(frame)) return;
   switch (frame.action) {
     case "new_chat_message":
       if (frame.payload && show(frame.payload, frame.id, frame.cid)) {
