@@ -47,13 +47,14 @@ type broker interface {
 // however many members get it.
 type post struct {
 	msg    chatPayload
-	from   uint64 // the client here that said it; 0 when said in another process
-	cid    string // its sender's own id for it; "" for none
-	key    string // who said it, and cid: a second message with the same key is a copy; "" without a cid
-	id     string // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
-	seq    uint64 // the SEQ of its id
-	frame  frame  // msg as a new_chat_message frame
-	withID frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
+	from   uint64  // the client here that said it; 0 when said in another process
+	sender *client // the same client, told of it once it is on disk (-data, journal.go); nil for from 0
+	cid    string  // its sender's own id for it; "" for none
+	key    string  // who said it, and cid: a second message with the same key is a copy; "" without a cid
+	id     string  // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
+	seq    uint64  // the SEQ of its id
+	frame  frame   // msg as a new_chat_message frame
+	withID frame   // the same with its id, for members that asked for ids; made once, by withIDFrame
 
 	delivered bool          // the members here have it already (delivered early, or a copy): tell its sender alone
 	early     bool          // being delivered here ahead of its place (Redis away): tell its sender nothing yet
@@ -85,6 +86,7 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 		}
 	}
 	p := newPost(msg, c.id)
+	p.sender = c
 	if cid != "" {
 		p.cid, p.key = cid, who+"\n"+cid
 	}
@@ -120,12 +122,15 @@ func (p *post) withIDFrame() frame {
 
 // memoryBroker is the broker of a single process: every room's stream is
 // here, and a message is placed and delivered in the call that publishes it.
-// A room's history outlives its last member by historyKeep, so that someone
-// who comes back later still sees the conversation.
+// A room's history outlives its last member by idleKeep, so that someone
+// who comes back later still sees the conversation. With -data, it is kept
+// on disk too, and a message's sender is told once it is there.
 type memoryBroker struct {
-	keep  int           // messages a room keeps; 0: none, and no ids
-	total *historyTotal // every room's history together
-	stop  chan struct{} // closed by close: the expiry loop ends
+	keep     int           // messages a room keeps; 0: none, and no ids
+	total    *historyTotal // every room's history together
+	stop     chan struct{} // closed by close: the expiry loop ends
+	idleKeep time.Duration // how long a history outlives its room's last member
+	journal  *journal      // -data: where each message is written before its sender hears (journal.go); nil: memory only
 
 	// mu guards the map of streams and which are idle. It is taken before a
 	// stream's lock, never while one is held.
@@ -137,7 +142,7 @@ type memoryBroker struct {
 // newMemoryBroker returns the broker of one process, its rooms keeping keep
 // messages each.
 func newMemoryBroker(keep int) *memoryBroker {
-	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}),
+	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}), idleKeep: historyKeep,
 		streams: map[string]*stream{}, idle: map[*stream]time.Time{}}
 	go b.expireLoop()
 	return b
@@ -168,13 +173,22 @@ func (b *memoryBroker) unsubscribe(r *room) {
 }
 
 // publish places p in its room's stream and delivers it, in one hold of the
-// stream's lock: every member sees the ids in order.
+// stream's lock: every member sees the ids in order. With a journal, p's
+// sender hears of it once it is on disk (journal.tell), not here.
 func (b *memoryBroker) publish(room string, p *post) {
+	if b.journal != nil {
+		b.journal.reserve()
+	}
 	s := b.lock(room)
 	defer s.mu.Unlock()
 	s.history.place(p)
+	p.early = b.journal != nil
 	if s.room != nil {
 		s.room.deliver(p)
+	}
+	if b.journal != nil {
+		b.journal.add(room, &s.history, p)
+		return
 	}
 	p.wasPlaced()
 }
@@ -187,11 +201,12 @@ func (b *memoryBroker) join(c *client) {
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
 
-// close stops the expiry loop.
+// close stops the expiry loop, and the journal after what waits is written.
 func (b *memoryBroker) close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	closeOnce(b.stop)
+	b.mu.Unlock()
+	b.journal.close()
 }
 
 // lock returns room's stream, started if there is none, with its lock held.

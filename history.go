@@ -311,7 +311,7 @@ func parseHistoryRequest(query map[string][]string, keep int) *historyRequest {
 }
 
 // expireLoop forgets, every expireEvery, the histories of rooms empty for
-// historyKeep, and, while all histories together pass historyTotalBytes,
+// idleKeep, and, while all histories together pass historyTotalBytes,
 // those of the rooms empty longest.
 func (b *memoryBroker) expireLoop() {
 	tick := time.NewTicker(expireEvery)
@@ -332,10 +332,11 @@ func (b *memoryBroker) expire(now time.Time) {
 	defer b.mu.Unlock()
 	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
 	for _, s := range idle {
-		if now.Sub(b.idle[s]) < historyKeep && b.total.Load() <= historyTotalBytes {
+		if now.Sub(b.idle[s]) < b.idleKeep && b.total.Load() <= historyTotalBytes {
 			break
 		}
 		s.mu.Lock()
+		b.journal.drop(s.name, &s.history)
 		s.history.clear()
 		s.gone = true
 		s.mu.Unlock()
