@@ -272,7 +272,7 @@ func TestDataRefusesUnusableDirs(t *testing.T) {
 	startChild(t, "", "-data", held)
 	for _, tc := range []struct {
 		name, dir, want string
-		extra        []string
+		extra           []string
 	}{
 		{"a file", file, "not a directory", nil},
 		{"inside a file", filepath.Join(file, "data"), "not a directory", nil},
