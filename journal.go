@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,7 +106,8 @@ type journal struct {
 	size      int64 // bytes of f that hold whole records
 	failing   bool  // the last write failed: senders are told, not waited for
 	retryAt   time.Time
-	compactAt time.Time // not before: a compaction failed
+	compactAt time.Time    // not before: a compaction failed
+	syncs     atomic.Int64 // rounds that synced, for the tests: fewer than messages is group commit
 
 	mu      sync.Mutex
 	room    sync.Cond     // signalled when a round ends: there may be room in the window
@@ -238,6 +240,7 @@ func (j *journal) write(buf []byte) error {
 		return err
 	}
 	j.size += int64(len(buf))
+	j.syncs.Add(1)
 	if j.failing {
 		j.failing = false
 		j.log.Info("writing to the data directory again", "dir", j.dir)
