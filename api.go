@@ -150,6 +150,10 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, room string) {
 		writeJSON(w, http.StatusAccepted, map[string]any{"queued": true})
 		return
 	}
+	if p.refused != nil && p.refused.Type == errNotStored { // -data, a full disk (journal.go)
+		apiError(w, http.StatusInsufficientStorage, p.refused.Msg)
+		return
+	}
 	answer := map[string]any{}
 	if p.id != "" {
 		answer["id"] = p.id

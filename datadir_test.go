@@ -32,14 +32,14 @@ type dataServer struct {
 // startChild runs the roomchat command with args, through wrap when it is
 // not empty (a shell command that ends by running "$0" "$@"), and returns
 // once /healthz answers. It is killed when the test ends.
-func startChild(t *testing.T, wrap string, args ...string) *dataServer {
+func startChild(t *testing.T, wrap string, env []string, args ...string) *dataServer {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(os.Args[0])
 	if wrap != "" {
 		cmd = exec.Command("sh", "-c", wrap, os.Args[0])
 	}
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(append([]string{"-addr", addr}, args...), "\n"))
+	cmd.Env = append(append(os.Environ(), env...), mainArgsEnv+"="+strings.Join(append([]string{"-addr", addr}, args...), "\n"))
 	c := &dataServer{cmd: cmd, logs: new(syncBuffer),
 		testServer: &testServer{Server: &httptest.Server{URL: "http://" + addr}}}
 	cmd.Stderr = c.logs
@@ -132,7 +132,7 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	args := []string{"-data", dir, "-rate", "0", "-history", "2000"}
-	a := startChild(t, "", args...)
+	a := startChild(t, "", nil, args...)
 	listener := dialURL(t, a.wsURL("flood")+"?history", a.URL)
 	recvText(t, listener) // the empty history
 	var mu sync.Mutex
@@ -194,7 +194,7 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 
-	b := startChild(t, "", args...)
+	b := startChild(t, "", nil, args...)
 	epoch, kept, gap := readHistory(t, b.testServer, "flood", "history")
 	if gap || len(kept) < len(acked) {
 		t.Fatalf("%d messages kept of %d acknowledged (gap %v)", len(kept), len(acked), gap)
@@ -269,7 +269,7 @@ func TestDataRefusesUnusableDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := filepath.Join(tmp, "held")
-	startChild(t, "", "-data", held)
+	startChild(t, "", nil, "-data", held)
 	for _, tc := range []struct {
 		name, dir, want string
 		extra           []string
@@ -291,11 +291,11 @@ func TestDataRefusesUnusableDirs(t *testing.T) {
 
 // TestDataFullDisk runs the server with a file size limit (RLIMIT_FSIZE,
 // through the shell's ulimit): once the journal cannot grow, a sender is
-// told not_stored, the room still gets the message, and the log says so
-// once.
+// told not_stored (the HTTP API 507), the room still gets the message, and
+// the log says so once.
 func TestDataFullDisk(t *testing.T) {
 	t.Parallel()
-	a := startChild(t, "ulimit -f 16 && exec \"$0\"", "-data", t.TempDir(), "-rate", "0")
+	a := startChild(t, "ulimit -f 16 && exec \"$0\"", []string{apiKeyEnv + "=" + testAPIKey}, "-data", t.TempDir(), "-rate", "0")
 	sender, member := a.dial(t, "full"), a.dial(t, "full")
 	long := strings.Repeat("x", 3000)
 	stored := 0
@@ -324,6 +324,11 @@ func TestDataFullDisk(t *testing.T) {
 		if !strings.Contains(string(f.Payload), `"not_stored"`) {
 			t.Fatalf("got %+v %s", f, f.Payload)
 		}
+	}
+	code, body := apiCall(t, a.testServer, "POST", "/api/rooms/full/messages", testAPIKey, `{"message":"api","name":"Shop"}`, nil)
+	expectText(t, member, chat("api", "Shop"))
+	if want := `{"detail":"` + notStored.Msg + `"}`; code != http.StatusInsufficientStorage || strings.TrimSpace(body) != want {
+		t.Fatalf("the API answered %d %s, want 507 %s", code, body, want)
 	}
 	if n := strings.Count(a.logs.String(), "cannot write to the data directory"); n != 1 {
 		t.Fatalf("the full disk logged %d times after %d stored:\n%s", n, stored, a.logs.String())
