@@ -85,8 +85,11 @@ const (
 var notStored = fieldError{Type: errNotStored, Loc: []string{},
 	Msg: "Delivered, but not stored: the server cannot write to its disk, and the message will be lost if it restarts"}
 
-// errDiskDown is a round's result while the journal waits to try again.
-var errDiskDown = errors.New("the journal is waiting to retry after a failed write")
+// Why a message is not stored, besides the disk's own errors.
+var (
+	errDiskDown      = errors.New("the journal is waiting to retry after a failed write")
+	errJournalClosed = errors.New("the journal is closed: the server is shutting down")
+)
 
 // A journal is the file of one DIR and the syncer that writes it.
 type journal struct {
@@ -114,6 +117,7 @@ type journal struct {
 	buf     []byte        // records appended since the last round
 	acks    []*post       // their posts, and copies', told once buf is synced
 	pending int           // posts reserved and not yet told, for journalWindow
+	closed  bool          // close has begun: what comes later is told at once, unstored
 	wake    chan struct{} // one token: something waits to be written
 	stop    chan struct{} // closed by close
 	done    chan struct{} // closed by the syncer as it ends
@@ -135,6 +139,11 @@ func (j *journal) reserve() {
 // after p is placed and delivered: records go in each stream's order.
 func (j *journal) add(room string, h *history, p *post) {
 	j.mu.Lock()
+	if j.closed { // shutting down: the syncer's last round has begun
+		j.mu.Unlock()
+		j.tell([]*post{p}, errJournalClosed)
+		return
+	}
 	if !p.delivered && p.id != "" {
 		e := h.entries[len(h.entries)-1]
 		j.buf = appendRecord(j.buf, kindMessage, time.Now(), e.seq, room, h.epoch, e.key, e.json)
@@ -339,13 +348,12 @@ func (j *journal) close() {
 		return
 	}
 	j.mu.Lock()
-	select {
-	case <-j.stop:
+	if j.closed {
 		j.mu.Unlock()
 		return
-	default:
-		close(j.stop)
 	}
+	j.closed = true
+	close(j.stop)
 	j.mu.Unlock()
 	<-j.done
 	_ = j.f.Close()
