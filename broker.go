@@ -57,7 +57,7 @@ type post struct {
 	withID frame   // the same with its id, for members that asked for ids; made once, by withIDFrame
 
 	delivered bool          // the members here have it already (delivered early, or a copy): tell its sender alone
-	early     bool          // being delivered here ahead of its place (Redis away): tell its sender nothing yet
+	early     bool          // being delivered here ahead of its place (Redis away) or of the disk (-data): tell its sender nothing yet
 	refused   *fieldError   // why it did not reach every process: its sender is told this, not its id
 	placed    chan struct{} // closed once it has its place, when its sender waits for that (the HTTP API)
 }

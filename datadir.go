@@ -22,6 +22,7 @@ const dataDirEnv = "ROOMCHAT_DATA_DIR"
 var (
 	errNothingToStore = errors.New("-history 0 keeps no history to store")
 	errDataWithRedis  = errors.New("not with -redis: Redis keeps the history there")
+	errDataKeep       = errors.New("must be more than 0: a history that outlives no one is no history")
 )
 
 // openData makes b keep its rooms in dir as well as in memory: it loads

@@ -123,6 +123,9 @@ func main() {
 	if *data != "" && *redis != "" {
 		usage("-data", errDataWithRedis)
 	}
+	if *dataKeep <= 0 {
+		usage("-data-keep", errDataKeep)
+	}
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
 		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret, apiKey: apiKey,
