@@ -74,6 +74,14 @@ const (
 	// header, the time, the seq, the room, the epoch and the key.
 	recordOverhead = 64
 
+	// journalInterval is the least time from one round's start to the
+	// next's. A sync costs this machine about 150 µs of CPU however little
+	// it writes, so under load a round gathers what arrives meanwhile: at
+	// most 125 syncs a second, 2 % of a core, whatever the rate of
+	// messages, for a few milliseconds more before a said. A message alone
+	// does not wait: its round starts at once.
+	journalInterval = 8 * time.Millisecond
+
 	// journalRetry is how long a journal that failed to write (a full
 	// disk) waits before it tries again; meanwhile senders are told at
 	// once that their messages are not stored.
@@ -199,17 +207,27 @@ func appendField(b []byte, s string) []byte {
 
 // run is the syncer: each round writes what arrived since the last, syncs
 // it, and tells the senders; whatever arrives meanwhile waits for the next
-// round, so a busy room pays one sync for many messages. It ends once
+// round, journalInterval after this one began at the soonest, so a busy
+// room pays one sync for many messages. It ends once
 // close is called, after a last round.
 func (j *journal) run() {
 	defer close(j.done)
 	var spare []byte
+	var last time.Time // when the last round began
 	for stopping := false; !stopping; {
 		select {
 		case <-j.wake:
 		case <-j.stop:
 			stopping = true
 		}
+		if wait := time.Until(last.Add(journalInterval)); wait > 0 && !stopping {
+			select {
+			case <-time.After(wait):
+			case <-j.stop:
+				stopping = true
+			}
+		}
+		last = time.Now()
 		j.mu.Lock()
 		buf, acks := j.buf, j.acks
 		j.buf, j.acks = spare[:0], nil
