@@ -140,18 +140,23 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, room string) {
 		apiError(w, http.StatusServiceUnavailable, "Redis is unreachable: try again later (with the same cid, a retry is safe)")
 		return
 	}
-	p.placed = make(chan struct{})
+	p.ended = make(chan *fieldError, 1)
 	a.h.broker.publish(room, p)
 	wait := time.NewTimer(apiPlaceWait)
 	defer wait.Stop()
 	select {
-	case <-p.placed:
-	case <-wait.C:
+	case refused := <-p.ended:
+		if refused != nil && refused.Type == errNotStored { // -data, a full disk: it reached the room (journal.go)
+			apiError(w, http.StatusInsufficientStorage, refused.Msg)
+			return
+		}
+		if refused != nil { // it reached no one: a retry is safe
+			w.Header().Set("Retry-After", fmt.Sprint(retryAfterSeconds()))
+			apiError(w, http.StatusServiceUnavailable, "refused ("+refused.Type+"): it reached no one; try again later (with the same cid, a retry is safe)")
+			return
+		}
+	case <-wait.C: // on its way, in this process's hands: see docs/protocol.md for what that promises
 		writeJSON(w, http.StatusAccepted, map[string]any{"queued": true})
-		return
-	}
-	if p.refused != nil && p.refused.Type == errNotStored { // -data, a full disk (journal.go)
-		apiError(w, http.StatusInsufficientStorage, p.refused.Msg)
 		return
 	}
 	answer := map[string]any{}
@@ -183,7 +188,7 @@ func decodeAPIMessage(body []byte) (*post, []fieldError) {
 	}
 	p := newPost(payload.(chatPayload), 0)
 	if cid != "" {
-		p.cid, p.key = cid, "api\n"+cid
+		p.cid, p.key = cid, cidKey(apiCids, "", cid)
 	}
 	return p, nil
 }
@@ -314,11 +319,4 @@ func (b *memoryBroker) history(room string) (history, error) {
 		return history{keep: b.keep, total: new(historyTotal), next: 1}, nil
 	}
 	return s.history.snapshot(), nil
-}
-
-// size is how many members r has.
-func (r *room) size() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.members)
 }

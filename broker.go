@@ -44,29 +44,24 @@ type broker interface {
 
 // A post is one chat message on its road: what was said, by whom, and, once
 // the broker has placed it, where in its room's stream. It is encoded once,
-// however many members get it.
+// however many members get it. One goroutine holds it at a time: its
+// sender's until publish, then the broker's, which hands it on under a lock
+// (a stream's, or its own; with -data, its journal's) and never shares it; its sender reads its id
+// only once ended says it may.
 type post struct {
-	msg    chatPayload
-	from   uint64  // the client here that said it; 0 when said in another process
-	sender *client // the same client, told of it once it is on disk (-data, journal.go); nil for from 0
-	cid    string  // its sender's own id for it; "" for none
-	key    string  // who said it, and cid: a second message with the same key is a copy; "" without a cid
-	id     string  // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
-	seq    uint64  // the SEQ of its id
-	frame  frame   // msg as a new_chat_message frame
-	withID frame   // the same with its id, for members that asked for ids; made once, by withIDFrame
+	msg     chatPayload
+	from    uint64  // the member here that said it; 0 for none here: the API's, or said in another process
+	sender  *client // from itself, told once its message is on disk (-data, journal.go); nil for none here
+	wantsID bool    // from asked for ids: it hears its said even without a cid
+	cid     string  // its sender's own id for it; "" for none
+	key     string  // its sender's space of cids and cid (cidKey): a second message with the same key is a copy; "" without a cid
+	id      string  // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
+	frame   frame   // msg as a new_chat_message frame
+	withID  frame   // the same with its id, for members that asked for ids; made once, by withIDFrame
 
-	delivered bool          // the members here have it already (delivered early, or a copy): tell its sender alone
-	early     bool          // being delivered here ahead of its place (Redis away) or of the disk (-data): tell its sender nothing yet
-	refused   *fieldError   // why it did not reach every process: its sender is told this, not its id
-	placed    chan struct{} // closed once it has its place, when its sender waits for that (the HTTP API)
-}
-
-// wasPlaced ends the wait of p's sender, if it waits.
-func (p *post) wasPlaced() {
-	if p.placed != nil {
-		closeOnce(p.placed)
-	}
+	// ended, when its sender waits to hear how it ended (the HTTP API),
+	// gets nil once it has its place, or why it was refused (end).
+	ended chan *fieldError
 }
 
 // newPost encodes what client from said, ready for the road.
@@ -74,42 +69,83 @@ func newPost(msg chatPayload, from uint64) *post {
 	return &post{msg: msg, from: from, frame: encodeFrame("new_chat_message", msg)}
 }
 
+// The spaces of cids: each kind of sender has one of its own, which no
+// other can name, so that no sender can make another's message a copy
+// (TestCidSpaces). A member without a token is known by the name it gives.
+const (
+	memberCids    = "member:"
+	subjectCids   = "token:"      // a token's subject
+	tokenNameCids = "token name:" // a token without a subject, by its name
+	apiCids       = "api:"
+)
+
+// cidKey is a post's key: the sender's space, who in it, and the cid, which
+// holds no line break (validCid).
+func cidKey(space, who, cid string) string { return space + who + "\n" + cid }
+
 // postFrom is what c said, with the cid it gave: under its token's name,
 // when it has one (a payload's name is replaced), and known by who said it
 // and cid, so that a copy sent again is not delivered twice.
 func postFrom(c *client, msg chatPayload, cid string) *post {
-	who := msg.Name
+	space, who := memberCids, msg.Name
 	if c.token != nil {
-		msg.Name, who = c.token.Name, "token:"+c.token.Subject
+		msg.Name, space, who = c.token.Name, subjectCids, c.token.Subject
 		if c.token.Subject == "" {
-			who = "token name:" + c.token.Name
+			space, who = tokenNameCids, c.token.Name
 		}
 	}
 	p := newPost(msg, c.id)
-	p.sender = c
+	p.wantsID, p.sender = c.history != nil, c
 	if cid != "" {
-		p.cid, p.key = cid, who+"\n"+cid
+		p.cid, p.key = cid, cidKey(space, who, cid)
 	}
 	return p
 }
 
-// ack is what p's sender hears of it: why it did not reach everyone, or its
-// id if c wants to hear it (c asked for ids, or gave a cid).
-func (p *post) ack(c *client) (frame, bool) {
-	switch {
-	case p.early: // nothing yet: it hears once the message has its place
-	case p.refused != nil:
-		return errorFrame(p.cid, *p.refused), true
-	case c.history != nil && p.id != "", p.cid != "": // either will do
-		return saidFrame(p.id, p.cid), true
+// end tells p's sender, if it waits (the HTTP API), how p ended: nil once
+// it has its place, or why it was refused. Only the first word counts.
+func (p *post) end(refused *fieldError) {
+	if p.ended != nil {
+		select {
+		case p.ended <- refused:
+		default: // told already
+		}
 	}
-	return frame{}, false
+}
+
+// A delivery is a post resolved for the members of one room here: what
+// each of them hears. The broker resolves it; room.deliver hands it out as
+// it is. A frame without wire bytes is nothing.
+type delivery struct {
+	from     uint64             // the member here that said it: it hears toSender, never the message; 0 for none
+	toSender frame              // its said, or why it did not reach everyone
+	withID   func() frame       // for the members that asked for ids, made at the first that needs it; nil: nothing
+	plain    frame              // for the others
+	skip     func(*client) bool // members that hold it already, and hear nothing; nil: none
+}
+
+// toAll is p's delivery once it has its place: its sender hears its said,
+// every other member the message.
+func (p *post) toAll() delivery {
+	return delivery{from: p.from, toSender: p.said(), withID: p.withIDFrame, plain: p.frame}
+}
+
+// toSender is a delivery of f to p's sender alone: the others here have p
+// already (a copy), or will not.
+func (p *post) toSender(f frame) delivery { return delivery{from: p.from, toSender: f} }
+
+// said is what p's sender here hears once p has its place: its id and cid,
+// if it gave a cid or asked for ids; otherwise nothing.
+func (p *post) said() frame {
+	if p.from == 0 || p.cid == "" && (!p.wantsID || p.id == "") {
+		return frame{}
+	}
+	return saidFrame(p.id, p.cid)
 }
 
 // withIDFrame is p's frame for members that asked for ids: with its id
 // when it has one, and its sender's cid, so that a client given the
-// message first without an id can tell it when it comes again with one. It
-// runs with the room's stream held (deliver), which guards p's fields.
+// message first without an id can tell it when it comes again with one.
 func (p *post) withIDFrame() frame {
 	if p.id == "" && p.cid == "" {
 		return p.frame
@@ -120,11 +156,19 @@ func (p *post) withIDFrame() frame {
 	return p.withID
 }
 
+// gapDelivery tells the members that asked for ids that what they hold of
+// the room's stream is not whole, and why (history.go:gapFrame).
+func gapDelivery(reason string) delivery {
+	f := gapFrame(reason)
+	return delivery{withID: func() frame { return f }}
+}
+
 // memoryBroker is the broker of a single process: every room's stream is
 // here, and a message is placed and delivered in the call that publishes it.
 // A room's history outlives its last member by idleKeep, so that someone
-// who comes back later still sees the conversation. With -data, it is kept
-// on disk too, and a message's sender is told once it is there.
+// who comes back later still sees the conversation; a room that kept no
+// message keeps nothing once empty (TestEmptyRoomsKeepNothing). With -data,
+// the histories are kept on disk too (datadir.go).
 type memoryBroker struct {
 	keep     int           // messages a room keeps; 0: none, and no ids
 	total    *historyTotal // every room's history together
@@ -154,7 +198,10 @@ var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return
 func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.streamLocked(r.name)
+	s := b.streams[r.name]
+	if s == nil {
+		s = b.startLocked(r.name)
+	}
 	delete(b.idle, s)
 	s.mu.Lock()
 	s.room = r
@@ -162,41 +209,53 @@ func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
 	return readyNow
 }
 
+// unsubscribe keeps r's stream for historyKeep if it holds a message, and
+// drops it at once if not.
 func (b *memoryBroker) unsubscribe(r *room) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.streams[r.name]
 	s.mu.Lock()
 	s.room = nil
+	empty := len(s.history.entries) == 0
 	s.mu.Unlock()
+	if empty {
+		b.dropLocked(s)
+		return
+	}
 	b.idle[s] = time.Now()
 }
 
 // publish places p in its room's stream and delivers it, in one hold of the
-// stream's lock: every member sees the ids in order. With a journal, p's
-// sender hears of it once it is on disk (journal.tell), not here.
+// stream's lock: every member sees the ids in order. A copy (the same key
+// as a message kept) is told to its sender alone, with the first one's id.
+// With -data, publishStored (datadir.go) does it instead.
 func (b *memoryBroker) publish(room string, p *post) {
 	if b.journal != nil {
-		b.journal.reserve()
-	}
-	s := b.lock(room)
-	defer s.mu.Unlock()
-	s.history.place(p)
-	p.early = b.journal != nil
-	if s.room != nil {
-		s.room.deliver(p)
-	}
-	if b.journal != nil {
-		b.journal.add(room, &s.history, p)
+		b.publishStored(room, p)
 		return
 	}
-	p.wasPlaced()
+	defer p.end(nil)
+	s := b.lock(room, b.keep > 0) // with no history, a room with no members here has nothing to do
+	if s == nil {
+		return
+	}
+	defer s.mu.Unlock()
+	copied := s.history.place(p)
+	switch {
+	case s.room == nil:
+	case copied:
+		s.room.deliver(p.toSender(p.said()))
+	default:
+		s.room.deliver(p.toAll())
+	}
 }
 
 func (b *memoryBroker) join(c *client) {
-	s := b.lock(c.room.name)
+	s := b.lock(c.room.name, true)
 	defer s.mu.Unlock()
-	c.room.add(c, &s.history)
+	replay, _ := s.history.replay(c.history) // ahead of this stream is never: it is the whole stream
+	c.room.add(c, replay)
 }
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
@@ -209,28 +268,47 @@ func (b *memoryBroker) close() {
 	b.journal.close()
 }
 
-// lock returns room's stream, started if there is none, with its lock held.
-func (b *memoryBroker) lock(room string) *stream {
+// lock returns room's stream with its lock held, started if there is none
+// and start says so; nil if not.
+func (b *memoryBroker) lock(room string, start bool) *stream {
 	for {
 		b.mu.Lock()
-		s := b.streamLocked(room)
+		s := b.streams[room]
+		if s == nil && start {
+			s = b.startLocked(room)
+		}
 		b.mu.Unlock()
+		if s == nil {
+			return nil
+		}
 		s.mu.Lock()
 		if !s.gone {
 			return s
 		}
-		s.mu.Unlock() // expired meanwhile: a new one is started
+		s.mu.Unlock() // dropped meanwhile: look again
 	}
 }
 
-// streamLocked returns room's stream, starting one if there is none. It
-// runs with b.mu held.
-func (b *memoryBroker) streamLocked(room string) *stream {
-	s := b.streams[room]
-	if s == nil {
-		s = &stream{name: room, history: newHistory(b.keep, b.total)}
-		b.streams[room] = s
-		b.idle[s] = time.Now() // until a room subscribes it
-	}
+// startLocked starts room's stream, idle until a room subscribes it, and
+// counts it in the histories' memory (historyTotal). It runs with b.mu
+// held.
+func (b *memoryBroker) startLocked(room string) *stream {
+	s := &stream{name: room, history: newHistory(b.keep, b.total)}
+	b.streams[room] = s
+	b.idle[s] = time.Now()
+	b.total.streams.Add(1)
 	return s
+}
+
+// dropLocked forgets s and its history; whoever waits for its lock looks
+// again. It runs with b.mu held.
+func (b *memoryBroker) dropLocked(s *stream) {
+	s.mu.Lock()
+	b.journal.drop(s.name, &s.history)
+	s.history.clear()
+	s.gone = true
+	s.mu.Unlock()
+	delete(b.streams, s.name)
+	delete(b.idle, s)
+	b.total.streams.Add(-1)
 }

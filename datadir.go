@@ -43,7 +43,7 @@ func (b *memoryBroker) openData(dir string, idleKeep time.Duration, log *slog.Lo
 	}
 	for s := range loaded {
 		if start.Sub(b.idle[s]) >= idleKeep {
-			b.forgetLocked(s)
+			b.dropLocked(s)
 			continue
 		}
 		s.history.next += journalWindow
@@ -63,12 +63,15 @@ func (b *memoryBroker) openData(dir string, idleKeep time.Duration, log *slog.Lo
 func (b *memoryBroker) restore(r record, loaded map[*stream]bool) {
 	if r.kind == kindDrop {
 		if s := b.streams[r.room]; s != nil && s.history.epoch == r.epoch {
-			b.forgetLocked(s)
+			b.dropLocked(s) // b.journal is not set yet: no drop is written
 			delete(loaded, s)
 		}
 		return
 	}
-	s := b.streamLocked(r.room)
+	s := b.streams[r.room]
+	if s == nil {
+		s = b.startLocked(r.room)
+	}
 	h := &s.history
 	switch {
 	case h.epoch != r.epoch:
@@ -82,12 +85,23 @@ func (b *memoryBroker) restore(r record, loaded map[*stream]bool) {
 	loaded[s] = true
 }
 
-// forgetLocked drops s and its history. It runs with b.mu held.
-func (b *memoryBroker) forgetLocked(s *stream) {
-	s.history.clear()
-	s.gone = true
-	delete(b.streams, s.name)
-	delete(b.idle, s)
+// publishStored is publish (broker.go) with a journal: p is placed and
+// delivered to the other members at once, in one hold of the stream's
+// lock, and its record added to the journal in the same hold, so that the
+// file has each room's order; its sender hears of it once it is on disk
+// (journal.tell). A sender whose messages outrun the disk by journalWindow
+// waits here, before it holds any lock.
+func (b *memoryBroker) publishStored(room string, p *post) {
+	b.journal.reserve()
+	s := b.lock(room, true)
+	defer s.mu.Unlock()
+	copied := s.history.place(p)
+	if s.room != nil && !copied {
+		d := p.toAll()
+		d.toSender = frame{} // told once on disk
+		s.room.deliver(d)
+	}
+	b.journal.add(room, &s.history, p, copied)
 }
 
 // snapshot is every room's history as records, for a compaction, with what

@@ -82,16 +82,26 @@ type history struct {
 	keys    map[string]uint64 // the seq of each entry with a key, to spot copies
 }
 
-// historyTotal counts the bytes of every history in this process, for
-// historyTotalBytes, and their messages, for /metrics.
+// historyTotal counts the bytes of every history in this process and
+// their messages, for /metrics, and the streams that hold them: what they
+// all cost (held) is bounded by historyTotalBytes.
 type historyTotal struct {
-	atomic.Int64 // bytes
+	atomic.Int64 // bytes of messages
 	messages     atomic.Int64
+	streams      atomic.Int64
 }
+
+// streamBytes is what a stream costs beside its messages: the stream, its
+// epoch, its room's name (at most 99 bytes) and its entries in the
+// broker's maps, rounded up.
+const streamBytes = 384
+
+// held is what every history costs together, streams included.
+func (t *historyTotal) held() int64 { return t.Load() + t.streams.Load()*streamBytes }
 
 // status is a brokerStatus of kind with the histories' totals.
 func (t *historyTotal) status(kind string) brokerStatus {
-	return brokerStatus{Kind: kind, HistoryBytes: t.Load(), HistoryMessages: t.messages.Load()}
+	return brokerStatus{Kind: kind, HistoryBytes: t.Load(), HistoryMessages: t.messages.Load(), HistoryStreams: t.streams.Load()}
 }
 
 // historyEntry is one message as a replay sends it (static/asyncapi.json
@@ -114,17 +124,18 @@ func (h *history) id(seq uint64) string {
 
 // place gives p its id, the room's next, and keeps it; without history it
 // does nothing, and p has no id. A copy of a message kept (the same key)
-// gets the first one's id, and is marked as delivered already.
-func (h *history) place(p *post) {
+// gets the first one's id, and place reports it: the members have it.
+func (h *history) place(p *post) (copied bool) {
 	if h.keep <= 0 {
-		return
+		return false
 	}
 	if seq, ok := h.keys[p.key]; ok && p.key != "" {
-		p.id, p.seq, p.delivered = h.id(seq), seq, true
-		return
+		p.id = h.id(seq)
+		return true
 	}
-	p.id, p.seq = h.id(h.next), h.next
+	p.id = h.id(h.next)
 	h.push(historyEntry{h.next, p.key, keptJSON(p)})
+	return false
 }
 
 // push keeps e as the newest message, then drops the oldest while there are
@@ -141,7 +152,7 @@ func (h *history) push(e historyEntry) {
 		h.keys[e.key] = e.seq
 	}
 	for len(h.entries) > h.keep ||
-		len(h.entries) > 1 && (h.bytes > historyRoomBytes || h.total.Load() > historyTotalBytes) {
+		len(h.entries) > 1 && (h.bytes > historyRoomBytes || h.total.held() > historyTotalBytes) {
 		h.grow(-len(h.entries[0].json), -1)
 		delete(h.keys, h.entries[0].key)
 		h.entries[0] = historyEntry{}
@@ -198,18 +209,18 @@ const (
 
 // replay is what a client that asked for req gets as it joins: a
 // history_gap frame when the replay is not all it asked for, then the
-// history frame. Without history, or a request, it is nothing.
-func (h *history) replay(req *historyRequest) []frame {
+// history frame. Without history, or a request, it is nothing. ahead is
+// the seq of an id the client holds beyond a mirror's newest (after).
+func (h *history) replay(req *historyRequest) (replay []frame, ahead uint64) {
 	if req == nil || h.keep <= 0 {
-		return nil
+		return nil, 0
 	}
 	entries, gap, ahead := h.after(req.since)
-	req.upTo = ahead
-	replay := []frame{historyFrame(h.epoch, entries)}
+	replay = []frame{historyFrame(h.epoch, entries)}
 	if gap != "" {
 		replay = slices.Insert(replay, 0, gapFrame(gap))
 	}
-	return replay
+	return replay, ahead
 }
 
 // after returns the messages after the id since, and why they are not all
@@ -239,20 +250,6 @@ func (h *history) after(since string) (entries []historyEntry, gap string, ahead
 	}
 	i, _ := slices.BinarySearchFunc(h.entries, seq+1, func(e historyEntry, s uint64) int { return cmp.Compare(e.seq, s) })
 	return h.entries[i:], "", 0
-}
-
-// tellGap tells the members here that asked for history that what they
-// hold of the room's stream is not whole, and why: the broker could not
-// bring them everything said meanwhile. It runs with the stream held.
-func (r *room) tellGap(reason string) {
-	f := gapFrame(reason)
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for c := range r.members {
-		if c.history != nil {
-			c.send(f)
-		}
-	}
 }
 
 // gapFrame says why what a client holds of the room's stream is not whole.
@@ -288,10 +285,6 @@ func saidFrame(id, cid string) frame {
 // (nil), the recent history (?history), or what followed an id (?since=ID).
 type historyRequest struct {
 	since string
-	// upTo is the seq of an id the client had that this process had not
-	// reached when it joined: the messages up to it come live, and are not
-	// sent it again (room.deliver).
-	upTo uint64
 }
 
 // parseHistoryRequest reads the opt-in from a handshake's query. A server
@@ -311,8 +304,8 @@ func parseHistoryRequest(query map[string][]string, keep int) *historyRequest {
 }
 
 // expireLoop forgets, every expireEvery, the histories of rooms empty for
-// idleKeep, and, while all histories together pass historyTotalBytes,
-// those of the rooms empty longest.
+// idleKeep, and, while all histories together (streams included) pass
+// historyTotalBytes, those of the rooms empty longest.
 func (b *memoryBroker) expireLoop() {
 	tick := time.NewTicker(expireEvery)
 	defer tick.Stop()
@@ -332,15 +325,9 @@ func (b *memoryBroker) expire(now time.Time) {
 	defer b.mu.Unlock()
 	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
 	for _, s := range idle {
-		if now.Sub(b.idle[s]) < b.idleKeep && b.total.Load() <= historyTotalBytes {
+		if now.Sub(b.idle[s]) < b.idleKeep && b.total.held() <= historyTotalBytes {
 			break
 		}
-		s.mu.Lock()
-		b.journal.drop(s.name, &s.history)
-		s.history.clear()
-		s.gone = true
-		s.mu.Unlock()
-		delete(b.streams, s.name)
-		delete(b.idle, s)
+		b.dropLocked(s)
 	}
 }

@@ -83,7 +83,7 @@ func (s *testServer) waitKept(t *testing.T, room string, n int) {
 		var st *stream
 		switch b := s.hub.broker.(type) {
 		case *memoryBroker:
-			st = b.lock(room)
+			st = b.lock(room, false)
 		case *redisBroker:
 			if m := b.lock(room); m != nil {
 				st = &m.stream

@@ -27,7 +27,7 @@ var (
 //
 // The locks, always taken in this order (never the other way round):
 //
-//	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (close.go)
+//	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
@@ -43,7 +43,7 @@ type hub struct {
 	perClient int            // WebSockets one client address may hold; 0 is no limit
 	proxies   []netip.Prefix // trusted reverse proxies, for clientAddr
 
-	// The timeouts of every connection (close.go), fields so that a test
+	// The timeouts of every connection (client.go), fields so that a test
 	// need not wait for the real ones.
 	idleTimeout, writeTimeout, pingInterval time.Duration
 
@@ -129,16 +129,23 @@ func (h *hub) join(c *client) {
 	}
 }
 
-// add makes c a member of r, and sends it the replay it asked for of the
-// room's history. The broker calls it with the room's stream held, so no
-// message falls between the replay and the first live one.
-func (r *room) add(c *client, kept *history) {
+// add makes c a member of r, and sends it replay, what it asked for of
+// the room's history. The broker calls it with the room's stream held, so
+// no message falls between the replay and the first live one.
+func (r *room) add(c *client, replay []frame) {
 	r.mu.Lock()
 	r.members[c] = struct{}{}
 	r.mu.Unlock()
-	for _, f := range kept.replay(c.history) {
+	for _, f := range replay {
 		c.send(f)
 	}
+}
+
+// size is how many members r has.
+func (r *room) size() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.members)
 }
 
 // leave removes c from its room and forgets the room once it is empty. It is
@@ -167,26 +174,27 @@ func (h *hub) leave(c *client) {
 	h.live.Done()
 }
 
-// deliver hands p to the members here: its sender hears what became of it
-// (post.ack), members that asked for ids get the message with its id (not
-// again, up to the one they resumed from), the rest the plain frame. The
-// broker calls it for every message of the room, once, in the stream's
-// order, with the stream held. It never waits for a socket: send only
-// appends to a queue.
-func (r *room) deliver(p *post) {
+// deliver hands d, a message its broker has resolved (broker.go:delivery),
+// to the members here: its sender hears toSender, members that asked for
+// ids withID, the rest plain; members d skips, nothing. The broker calls it
+// for every message of the room, once, in the stream's order, with the
+// stream held. It never waits for a socket: send only appends to a queue.
+func (r *room) deliver(d delivery) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	for c := range r.members {
+		var f frame
 		switch {
-		case c.id == p.from:
-			if f, ok := p.ack(c); ok {
-				c.send(f)
-			}
-		case p.delivered: // they have it: delivered early, or a copy
+		case c.id == d.from:
+			f = d.toSender
+		case d.skip != nil && d.skip(c):
 		case c.history == nil:
-			c.send(p.frame)
-		case p.id == "" || p.seq > c.history.upTo: // no id: delivered early, Redis away (redis.go)
-			c.send(p.withIDFrame())
+			f = d.plain
+		case d.withID != nil:
+			f = d.withID()
+		}
+		if f.wire != nil {
+			c.send(f)
 		}
 	}
 }

@@ -142,17 +142,17 @@ func (j *journal) reserve() {
 	j.mu.Unlock()
 }
 
-// add appends p's record, when it is a new entry of h (a copy has none),
-// and has p told once it is synced. It runs with room's stream held, right
+// add appends p's record, unless p is a copy (which has none), and has p's
+// sender told once it is synced. It runs with room's stream held, right
 // after p is placed and delivered: records go in each stream's order.
-func (j *journal) add(room string, h *history, p *post) {
+func (j *journal) add(room string, h *history, p *post, copied bool) {
 	j.mu.Lock()
 	if j.closed { // shutting down: the syncer's last round has begun
 		j.mu.Unlock()
 		j.tell([]*post{p}, errJournalClosed)
 		return
 	}
-	if !p.delivered && p.id != "" {
+	if !copied {
 		e := h.entries[len(h.entries)-1]
 		j.buf = appendRecord(j.buf, kindMessage, time.Now(), e.seq, room, h.epoch, e.key, e.json)
 	}
@@ -275,21 +275,20 @@ func (j *journal) write(buf []byte) error {
 	return nil
 }
 
-// tell ends the wait of every post in acks: its sender hears its `said`,
-// or not_stored when err is not nil, and the HTTP API its answer. The posts
+// tell ends the wait of every post in acks: its sender hears its said (if
+// it wants one), or not_stored when err is not nil, and the HTTP API its
+// answer. The posts
 // give back their places in the window.
 func (j *journal) tell(acks []*post, err error) {
 	for _, p := range acks {
-		p.early = false
+		f, refused := p.said(), (*fieldError)(nil)
 		if err != nil {
-			p.refused = &notStored
+			f, refused = errorFrame(p.cid, notStored), &notStored
 		}
-		if p.sender != nil {
-			if f, ok := p.ack(p.sender); ok {
-				p.sender.send(f)
-			}
+		if p.sender != nil && f.wire != nil {
+			p.sender.send(f)
 		}
-		p.wasPlaced()
+		p.end(refused)
 	}
 	if len(acks) > 0 {
 		j.mu.Lock()

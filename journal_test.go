@@ -36,12 +36,15 @@ func sayAPI(t testing.TB, b *memoryBroker, room, message, cid string) *post {
 	t.Helper()
 	p := newPost(chatPayload{Message: message, Name: "api"}, 0)
 	if cid != "" {
-		p.cid, p.key = cid, "api\n"+cid
+		p.cid, p.key = cid, cidKey(apiCids, "", cid)
 	}
-	p.placed = make(chan struct{})
+	p.ended = make(chan *fieldError, 1)
 	b.publish(room, p)
 	select {
-	case <-p.placed:
+	case refused := <-p.ended:
+		if refused != nil {
+			t.Fatalf("%q refused: %+v", message, refused)
+		}
 	case <-time.After(recvTimeout):
 		t.Fatalf("%q not placed in %v", message, recvTimeout)
 	}

@@ -46,12 +46,12 @@ func logHandler(format string, w io.Writer, opts *slog.HandlerOptions) slog.Hand
 }
 
 // logConnect says who connected to which room.
-func (c *client) logConnect() {
+func logConnect(c *client) {
 	c.hub.log.Info("connected", "conn", c.id, "room", c.room.name, "remote", c.addr)
 }
 
 // logDisconnect says how the connection ended, and flags a slow client.
-func (c *client) logDisconnect(start time.Time) {
+func logDisconnect(c *client, start time.Time) {
 	c.mu.Lock()
 	code, why := c.closeCode, c.closeWhy
 	c.mu.Unlock()

@@ -35,7 +35,7 @@ var roomRE = regexp.MustCompile(roomPattern)
 
 // Limits of the HTTP server itself, so that a slow or idle client cannot
 // hold a connection open for free. WebSocket connections leave net/http's
-// hands after the handshake and set their own deadlines (close.go).
+// hands after the handshake and set their own deadlines (client.go).
 const (
 	readHeaderTimeout = 5 * time.Second
 	httpReadTimeout   = 10 * time.Second

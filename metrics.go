@@ -141,9 +141,9 @@ func monotonic() int64 { return int64(time.Since(processStart)) }
 
 // noteQueued notes, as a frame is about to join c's queue, when the queue
 // began: now, if it is empty. The writer observes, after its batch is
-// written, the time since then (client.writeLoop): one clock reading per
+// written, the time since then (client.writeBatch): one clock reading per
 // batch, not per frame. It runs with c.mu held.
-func (c *client) noteQueued() {
+func noteQueued(c *client) {
 	if len(c.queue) == 0 {
 		c.queuedAt = monotonic()
 	}
@@ -404,6 +404,7 @@ type brokerStatus struct {
 	Kind            string `json:"kind"`
 	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
 	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
 	*redisStatus           // nil for the memory broker
 }
 

@@ -8,14 +8,13 @@ package main
 // delivers what comes, its own messages included, in the order Redis gave
 // the ids. The hub knows only the broker interface (broker.go).
 //
-// This file keeps the broker's books: the rooms subscribed here and what
-// this process holds of their streams, whether Redis is up, reconnecting
-// when it is not, and the backlog, what was said here while it was away.
-// Such a message is delivered here at once, without an id, and published
-// when Redis is back, behind a catch-up of what the other processes said
-// meanwhile; Redis refuses a copy it already has, so nothing said is lost
-// or doubled by the outage. One connected session with Redis, its
-// connection and its two loops, is redissession.go.
+// This file is the broker's books and what the hub calls: the rooms
+// subscribed here, whether Redis is up, the connection's settings. The
+// rest, by job: redisstream.go, the room's Stream in Redis and what is read
+// from it; redismirror.go, what this process holds of each stream and how
+// it delivers; redisbacklog.go, what happens while Redis is away;
+// redissession.go, one connection and its two loops; redispresence.go,
+// the answers to the HTTP API.
 
 import (
 	"crypto/rand"
@@ -23,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"net"
 	"net/url"
 	"slices"
@@ -86,6 +84,7 @@ type redisBroker struct {
 	id                   string      // this process's name in what it publishes
 	log                  *slog.Logger
 	keep                 int           // messages a room's stream keeps; 0: none, and no ids
+	backlogMax           int           // backlogMessages; a field, so that a test can fill the backlog
 	total                *historyTotal // the bytes of every room's history here
 	stop                 chan struct{} // closed by close
 	done                 sync.WaitGroup
@@ -97,7 +96,7 @@ type redisBroker struct {
 	session  *redisSession      // nil while Redis is away
 	mirrors  map[string]*mirror // the rooms with members here
 	members  map[string]int     // how many each has (redispresence.go)
-	backlog  []outgoing         // said here while Redis was away, oldest first
+	backlog  []*outgoing        // said here while Redis was away, oldest first (redisbacklog.go)
 	held     int                // the bytes of the backlog's messages
 	sequence uint64             // the number of the last message this process sent
 
@@ -105,18 +104,6 @@ type redisBroker struct {
 	published, received, dropped, reject atomic.Int64
 	reconnects                           atomic.Int64
 	rejecting                            atomic.Bool // in a burst of rejections, logged once
-}
-
-// mirror is what this process holds of a room's stream in Redis: the
-// messages that came, for replays, and what it takes to catch up after an
-// outage. While a room is loading, the messages that come live are held
-// back, so that every member gets the stream in order.
-type mirror struct {
-	stream
-	ready   chan struct{} // closed once the stream's first load is in
-	known   bool          // a load is in: the history holds the stream up to its last seq (none, when its epoch is "")
-	loading bool          // a load is on its way: live messages wait in early
-	early   []streamEntry // what came live during the load, oldest first
 }
 
 // outgoing is a chat message on its way to Redis.
@@ -127,6 +114,10 @@ type outgoing struct {
 	// Redis refuses a number it has had from this process (publishScript),
 	// so that a message sent again after an outage is never kept twice.
 	seq uint64
+	// here: the members here have it already (delivered early, while Redis
+	// was away, or as it came back): when it is placed, its sender alone
+	// hears. Whoever holds the post holds this (post's doc).
+	here bool
 }
 
 // dialRedisBroker connects to the Redis that rawURL names and returns the
@@ -136,13 +127,14 @@ type outgoing struct {
 // separate chats.
 func dialRedisBroker(rawURL string, log *slog.Logger, keep int) (*redisBroker, error) {
 	b := &redisBroker{
-		log:     log,
-		keep:    keep,
-		total:   new(historyTotal),
-		stop:    make(chan struct{}),
-		mirrors: map[string]*mirror{},
-		members: map[string]int{},
-		id:      strings.ToLower(rand.Text()[:12]),
+		log:        log,
+		keep:       keep,
+		backlogMax: backlogMessages,
+		total:      new(historyTotal),
+		stop:       make(chan struct{}),
+		mirrors:    map[string]*mirror{},
+		members:    map[string]int{},
+		id:         strings.ToLower(rand.Text()[:12]),
 	}
 	if err := b.parseURL(rawURL); err != nil {
 		return nil, err
@@ -200,6 +192,7 @@ func (b *redisBroker) subscribe(r *room) <-chan struct{} {
 	defer b.mu.Unlock()
 	m := &mirror{stream: stream{name: r.name, room: r, history: mirrorHistory(b.keep, b.total)}, ready: make(chan struct{})}
 	b.mirrors[r.name] = m
+	b.total.streams.Add(1)
 	if b.session == nil {
 		close(m.ready)
 	} else {
@@ -221,47 +214,51 @@ func (b *redisBroker) unsubscribe(r *room) {
 	m.gone = true
 	m.mu.Unlock()
 	delete(b.mirrors, r.name)
+	b.total.streams.Add(-1)
 	if b.session != nil {
 		b.session.send(command{args: args("UNSUBSCRIBE", channelPrefix+r.name)})
 	}
 }
 
 // publish sends p to Redis, for it to place and hand to every process. It
-// never waits: while Redis is away, p is delivered here at once, without an
-// id, and kept in the backlog until Redis is back; and while its room's
-// backlog waits for its catch-up, p waits behind it, so that its room's
-// messages reach Redis in the order they were said.
+// never waits: while Redis is away, p is kept in the backlog until Redis is
+// back (redisbacklog.go), and a member's is delivered here at once,
+// without an id; while its room's backlog waits for its catch-up, p waits
+// behind it, so that its room's messages reach Redis in the order they
+// were said.
 func (b *redisBroker) publish(room string, p *post) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sequence++
-	out := outgoing{room: room, post: p, seq: b.sequence}
+	out := &outgoing{room: room, post: p, seq: b.sequence}
 	switch {
 	case b.session == nil && b.heldCopy(out):
 		// sent again while the first waits: its sender hears of the first
 	case b.session == nil:
-		b.deliverHereLocked(out)
-		b.holdLocked(out)
-	case slices.ContainsFunc(b.backlog, func(o outgoing) bool { return o.room == room }):
-		b.holdLocked(out) // behind the room's backlog, which waits for its catch-up
+		b.holdLocked(out, true)
+	case slices.ContainsFunc(b.backlog, func(o *outgoing) bool { return o.room == room }):
+		b.holdLocked(out, false) // behind the room's backlog, which waits for its catch-up
 	default:
 		b.session.send(b.publishCommand(out))
 	}
 }
 
 // join adds c to its room with its replay, from what this process holds of
-// the room's stream.
+// the room's stream. A client that holds an id this process has not
+// reached yet is not sent the messages up to it again (mirror.ahead).
 func (b *redisBroker) join(c *client) {
 	if m := b.lock(c.room.name); m != nil {
 		defer m.mu.Unlock()
-		c.room.add(c, &m.history)
+		replay, ahead := m.history.replay(c.history)
+		if ahead > 0 {
+			if m.ahead == nil {
+				m.ahead = map[*client]uint64{}
+			}
+			m.ahead[c] = ahead
+		}
+		c.room.add(c, replay)
 	}
 }
-
-// notRelayed is what the sender of a message that reached only this
-// process is told: Redis was away, and the backlog full.
-var notRelayed = fieldError{Type: errNotRelayed, Loc: []string{},
-	Msg: "Delivered only to members on this server: the servers cannot reach each other, and its backlog is full"}
 
 // redisStatus is what /healthz says of the Redis broker.
 type redisStatus struct {
@@ -327,199 +324,6 @@ func (b *redisBroker) lock(room string) *mirror {
 		return nil
 	}
 	return m
-}
-
-// deliverHereLocked delivers out to its room's members here at once,
-// without an id: Redis is away. It runs with b.mu held.
-func (b *redisBroker) deliverHereLocked(out outgoing) {
-	if m := b.mirrors[out.room]; m != nil {
-		m.mu.Lock()
-		out.post.early = true
-		m.room.deliver(out.post)
-		out.post.early = false
-		m.mu.Unlock()
-	}
-	out.post.delivered = true
-}
-
-// holdLocked keeps out in the backlog, for Redis when it is back; past the
-// backlog's bounds, its sender is told it reached only this process. It
-// runs with b.mu held.
-func (b *redisBroker) holdLocked(out outgoing) {
-	size := len(out.post.frame.wire)
-	if len(b.backlog) >= backlogMessages || b.held+size > backlogBytes {
-		b.dropped.Add(1)
-		out.post.refused = &notRelayed
-		if m := b.mirrors[out.room]; m != nil {
-			m.mu.Lock()
-			m.room.deliver(out.post) // to its sender alone: the others here have it
-			m.mu.Unlock()
-		}
-		return
-	}
-	b.backlog = append(b.backlog, out)
-	b.held += size
-}
-
-// heldCopy reports whether out is a copy of a message in the backlog (the
-// same key), which then has out's sender tell when it is placed: a client
-// that lost its connection sends again what had no said. It runs with b.mu
-// held.
-func (b *redisBroker) heldCopy(out outgoing) bool {
-	if out.post.key == "" {
-		return false
-	}
-	i := slices.IndexFunc(b.backlog, func(o outgoing) bool { return o.room == out.room && o.post.key == out.post.key })
-	if i >= 0 {
-		b.backlog[i].post.from = out.post.from
-	}
-	return i >= 0
-}
-
-// start makes s the running session: it subscribes every room that has
-// members here, each to be caught up with what was said meanwhile
-// (redishistory.go), and sends the backlog of every room that needs no
-// catch-up; a room's own backlog follows its catch-up. It reports false,
-// and closes s, if the broker was closed meanwhile.
-func (b *redisBroker) start(s *redisSession) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.stopped {
-		s.close()
-		return false
-	}
-	b.session = s
-	b.up.Store(true)
-	s.send(b.heartbeat(s))
-	s.send(command{args: args("DEL", presencePrefix+b.id)})
-	for room, n := range b.members {
-		s.send(b.presentCommand(room, n))
-	}
-	for name, m := range b.mirrors {
-		m.mu.Lock()
-		m.loading, m.early = b.keep > 0, nil
-		m.mu.Unlock()
-		s.send(subscribeCommand(name))
-	}
-	b.sendBacklogLocked(func(room string) bool {
-		m := b.mirrors[room]
-		return m == nil || b.keep <= 0
-	})
-	return true
-}
-
-// sendBacklogLocked sends the messages of the backlog whose room ready
-// says may go now, in order, and keeps the rest. It runs with b.mu held
-// and a session running.
-func (b *redisBroker) sendBacklogLocked(ready func(room string) bool) {
-	kept := b.backlog[:0]
-	for _, out := range b.backlog {
-		if ready(out.room) {
-			b.held -= len(out.post.frame.wire)
-			b.session.send(b.publishCommand(out))
-		} else {
-			kept = append(kept, out)
-		}
-	}
-	clear(b.backlog[len(kept):])
-	b.backlog = kept
-}
-
-// end marks the broker down after s failed. The messages s had not placed
-// (sent without a reply yet, or not sent at all) go back to the backlog,
-// in order, and reach the members here now, without ids: Redis may or may
-// not have had them, and will say which when it is back.
-func (b *redisBroker) end(s *redisSession) {
-	s.close()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.session = nil // publish sends s nothing more
-	b.up.Store(false)
-	unplaced := s.unplaced()
-	for _, m := range b.mirrors {
-		closeOnce(m.ready) // joins wait no more: the room is local until Redis is back
-	}
-	backlog := b.backlog
-	b.backlog, b.held = nil, 0
-	for _, out := range unplaced {
-		if !out.post.delivered {
-			b.deliverHereLocked(out)
-		}
-		b.holdLocked(out)
-	}
-	for _, out := range backlog { // what a failed start had not sent yet
-		if !out.post.delivered {
-			b.deliverHereLocked(out)
-		}
-		b.holdLocked(out)
-	}
-}
-
-// run keeps the broker connected until close: it serves a session, and
-// when that fails, dials again with capped, jittered backoff. An outage is
-// one line in the log when Redis goes away and one when it is back, not
-// one per try: a session that ends before redisStableAfter does not end the
-// outage, nor reset the backoff.
-func (b *redisBroker) run(s *redisSession) {
-	defer b.done.Done()
-	backoff, outage := redisBackoffMin, false
-	for {
-		started := time.Now()
-		err := s.serve()
-		b.end(s)
-		select {
-		case <-b.stop:
-			return
-		default:
-		}
-		if time.Since(started) >= redisStableAfter {
-			backoff, outage = redisBackoffMin, false
-		}
-		down := time.Now()
-		if !outage {
-			b.log.Warn("redis broker down: rooms are local until it is back", "redis", b.addr, "err", err)
-		} else {
-			b.log.Debug("redis session ended early", "redis", b.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
-		}
-		if s, backoff = b.redial(backoff); s == nil || !b.start(s) {
-			return // closed while down
-		}
-		b.reconnects.Add(1)
-		if !outage {
-			b.log.Info("redis broker back", "redis", b.addr, "down_for", time.Since(down).Round(time.Millisecond))
-		}
-		outage = true // until this session proves stable
-	}
-}
-
-// redial dials until it succeeds, starting from the wait backoff, and
-// returns the session and the wait to start from next time; nil when the
-// broker is closed.
-func (b *redisBroker) redial(backoff time.Duration) (*redisSession, time.Duration) {
-	for {
-		wait := backoff/2 + mathrand.N(backoff)
-		backoff = min(2*backoff, redisBackoffMax)
-		select {
-		case <-b.stop:
-			return nil, backoff
-		case <-time.After(wait):
-		}
-		s, err := b.dial()
-		if err == nil {
-			return s, backoff
-		}
-		b.log.Debug("redis still away", "redis", b.addr, "err", err)
-	}
-}
-
-// rejected counts a message from Redis that is not the protocol's, and
-// logs the first of a burst: whoever can write to the shared Redis must not
-// be able to send members what no roomchat would.
-func (b *redisBroker) rejected(room string) {
-	if b.reject.Add(1); b.rejecting.CompareAndSwap(false, true) {
-		b.log.Warn("messages from Redis that roomchat did not write were dropped", "room", room, "rejected_total", b.reject.Load())
-		time.AfterFunc(time.Minute, func() { b.rejecting.Store(false) })
-	}
 }
 
 // closeOnce closes ch unless it is closed already. It is not atomic: each

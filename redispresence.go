@@ -135,10 +135,10 @@ func (b *redisBroker) history(room string) (history, error) {
 	}
 	epoch, items := loadedOf(reply)
 	if epoch != "" {
-		h.restart(epoch, nil)
+		h.restart(epoch)
 	}
 	for _, e := range b.parseStream(room, items) {
-		h.accept(e, nil)
+		h.accept(e)
 	}
 	h.mirror = false // the stream itself: an id beyond it was never given
 	return h, nil

@@ -46,7 +46,7 @@ type command struct {
 	// someone waits for the answer to (reply != nil), or none of these
 	// (SUBSCRIBE and UNSUBSCRIBE, whose answers are pushes, and the
 	// heartbeat).
-	out    outgoing
+	out    *outgoing
 	load   string
 	reply  chan any
 	budget replyBudget // for a reply larger than most; zero: the usual
@@ -223,7 +223,7 @@ func (s *redisSession) writeLoop() error {
 		messages := 0
 		for _, c := range batch {
 			writeCommand(s.w, c.args...)
-			if c.out.post != nil {
+			if c.out != nil {
 				messages++
 			}
 		}
@@ -327,11 +327,11 @@ func (s *redisSession) pushed(p push) {
 // of this process's own message comes while its command is the oldest
 // unanswered. That message needs no checking: this process checked it when
 // its member sent it.
-func (s *redisSession) ownHead(seq uint64) (outgoing, bool) {
+func (s *redisSession) ownHead(seq uint64) (*outgoing, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.waiting) == 0 || s.waiting[0].out.post == nil || s.waiting[0].out.seq != seq {
-		return outgoing{}, false
+	if len(s.waiting) == 0 || s.waiting[0].out == nil || s.waiting[0].out.seq != seq {
+		return nil, false
 	}
 	return s.waiting[0].out, true
 }
@@ -339,7 +339,7 @@ func (s *redisSession) ownHead(seq uint64) (outgoing, bool) {
 // answered acts on the reply to c.
 func (s *redisSession) answered(c command, reply any) error {
 	switch {
-	case c.out.post != nil:
+	case c.out != nil:
 		return s.b.placed(c.out, reply)
 	case c.load != "":
 		s.b.loaded(c.load, reply)
@@ -352,12 +352,12 @@ func (s *redisSession) answered(c command, reply any) error {
 // unplaced is what the session had not placed when it ended: the chat
 // messages written without a reply yet, then those not written, in order.
 // It is called once the loops have ended.
-func (s *redisSession) unplaced() []outgoing {
+func (s *redisSession) unplaced() []*outgoing {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []outgoing
+	var out []*outgoing
 	for _, c := range append(s.waiting, s.queue...) {
-		if c.out.post != nil {
+		if c.out != nil {
 			out = append(out, c.out)
 		}
 	}
