@@ -46,8 +46,8 @@ type broker interface {
 // the broker has placed it, where in its room's stream. It is encoded once,
 // however many members get it. One goroutine holds it at a time: its
 // sender's until publish, then the broker's, which hands it on under a lock
-// (a stream's, or its own; with -data, its journal's) and never shares it; its sender reads its id
-// only once ended says it may.
+// (a stream's, or its own; with -data, its journal's) and never shares it;
+// its sender reads its id only once ended says it may.
 type post struct {
 	msg     chatPayload
 	from    uint64  // the member here that said it; 0 for none here: the API's, or said in another process
