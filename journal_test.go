@@ -124,12 +124,20 @@ func TestJournalRecovers(t *testing.T) {
 	}
 }
 
-// TestJournalSaidMeansOnDisk reads the file at each said a client gets: the
-// message is in it already. The messages of several senders share syncs.
+// TestJournalSaidMeansOnDisk reads the file at each said a client gets, and
+// at the HTTP API's 200: the message is in it already. The messages of
+// several senders share syncs.
 func TestJournalSaidMeansOnDisk(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := newTestServer(t, options{history: defaultHistory, data: dir, dataKeep: time.Hour})
+	s := newTestServer(t, options{history: defaultHistory, data: dir, dataKeep: time.Hour, apiKey: []byte(testAPIKey)})
+	onDisk := func(id string) bool {
+		file, err := os.ReadFile(journalPath(dir, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(file), `"id":"`+id+`"`)
+	}
 	const senders, each = 4, 50
 	conns := make([]*websocket.Conn, senders)
 	for k := range conns {
@@ -149,14 +157,14 @@ func TestJournalSaidMeansOnDisk(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			onDisk, err := os.ReadFile(journalPath(dir, 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(onDisk), `"id":"`+f.id()+`"`) {
+			if !onDisk(f.id()) {
 				t.Fatalf("said %s before it was on disk", f.id())
 			}
 		}
+	}
+	var answer struct{ ID string }
+	if code, body := apiCall(t, s, "POST", "/api/rooms/disk/messages", testAPIKey, `{"message":"api","name":"Shop"}`, &answer); code != 200 || !onDisk(answer.ID) {
+		t.Fatalf("the API answered %d %s before the message was on disk", code, body)
 	}
 	j := s.hub.broker.(*memoryBroker).journal
 	if syncs := j.syncs.Load(); syncs >= senders*each {
