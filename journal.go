@@ -75,12 +75,12 @@ const (
 	recordOverhead = 64
 
 	// journalInterval is the least time from one round's start to the
-	// next's. A sync costs this machine about 150 µs of CPU however little
-	// it writes, so under load a round gathers what arrives meanwhile: at
-	// most 125 syncs a second, 2 % of a core, whatever the rate of
-	// messages, for a few milliseconds more before a said. A message alone
-	// does not wait: its round starts at once.
-	journalInterval = 8 * time.Millisecond
+	// next's. A sync costs this machine 150 to 400 µs of CPU however
+	// little it writes, so under load a round gathers what arrives
+	// meanwhile: at most 100 syncs a second whatever the rate of messages
+	// (BenchmarkJournalPublish), for up to 10 ms more before a said. A
+	// message alone does not wait: its round starts at once.
+	journalInterval = 10 * time.Millisecond
 
 	// journalRetry is how long a journal that failed to write (a full
 	// disk) waits before it tries again; meanwhile senders are told at

@@ -237,6 +237,41 @@ func TestJournalExpiry(t *testing.T) {
 	}
 }
 
+// BenchmarkJournalPublish publishes 1,000 messages a second into 50 rooms
+// (the rate of bench/compare.sh's rooms scenario), with no members, with
+// and without a journal, and reports the process's CPU per message and the
+// journal's syncs a second: what -data adds to each message.
+//
+//	go test -run '^$' -bench JournalPublish -benchtime 3000x -count 3 .
+func BenchmarkJournalPublish(b *testing.B) {
+	for _, data := range []bool{false, true} {
+		b.Run(fmt.Sprint("data=", data), func(b *testing.B) {
+			m := newMemoryBroker(defaultHistory)
+			if data {
+				if err := m.openData(b.TempDir(), time.Hour, slog.New(slog.DiscardHandler)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			defer m.close()
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			before := cpuTime()
+			b.ResetTimer()
+			for i := range b.N {
+				<-tick.C
+				p := newPost(chatPayload{Message: strings.Repeat("m", 100), Name: "bench"}, 0)
+				p.cid, p.key = fmt.Sprint(i), cidKey(apiCids, "", fmt.Sprint(i))
+				m.publish(fmt.Sprint("room", i%50), p)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-before).Microseconds())/float64(b.N), "cpu-µs/msg")
+			if data {
+				b.ReportMetric(float64(m.journal.syncs.Load())/b.Elapsed().Seconds(), "syncs/s")
+			}
+		})
+	}
+}
+
 // BenchmarkDataLoad times the start of a server whose DIR holds 1,000
 // rooms of 100 messages each (-data; issue 32 asks for 2 s at most):
 //
