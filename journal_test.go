@@ -6,6 +6,7 @@ package main
 // the tests with real processes.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -19,11 +20,18 @@ import (
 )
 
 // openTestData is a memory broker keeping keep messages a room in dir,
-// logging to logs, closed when the test ends.
+// logging to logs, closed when the test ends. A DIR closed a moment ago may
+// still be held for a moment: a child process another test forks meanwhile
+// holds a copy of the lock's descriptor until it execs.
 func openTestData(t testing.TB, dir string, keep int, idleKeep time.Duration, logs *syncBuffer) *memoryBroker {
 	t.Helper()
 	b := newMemoryBroker(keep)
-	if err := b.openData(dir, idleKeep, slog.New(slog.NewTextHandler(logs, nil))); err != nil {
+	err := b.openData(dir, idleKeep, slog.New(slog.NewTextHandler(logs, nil)))
+	for deadline := time.Now().Add(time.Second); errors.Is(err, errDirHeld) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		err = b.openData(dir, idleKeep, slog.New(slog.NewTextHandler(logs, nil)))
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.close)
