@@ -103,7 +103,7 @@ var (
 type journal struct {
 	dir  string
 	log  *slog.Logger
-	lock *os.File // held locked (datadir.go) while the journal is open
+	lock *os.File // DIR's lock file, held locked (lockFile) while the journal is open
 
 	// snapshot stops every room's stream and returns its history as
 	// records, with what waited to be written meanwhile (which the
@@ -113,12 +113,12 @@ type journal struct {
 
 	// Owned by the syncer.
 	f         *os.File
-	number    int   // the file's number in its name (journalName)
+	number    int   // the file's number in its name (journalPath)
 	size      int64 // bytes of f that hold whole records
 	failing   bool  // the last write failed: senders are told, not waited for
 	retryAt   time.Time
 	compactAt time.Time    // not before: a compaction failed
-	syncs     atomic.Int64 // rounds that synced, for the tests: fewer than messages is group commit
+	syncs     atomic.Int64 // rounds that synced, for tests and benchmarks: fewer than messages is group commit
 
 	mu      sync.Mutex
 	room    sync.Cond     // signalled when a round ends: there may be room in the window
@@ -132,7 +132,7 @@ type journal struct {
 }
 
 // reserve takes a place in the window for one post, waiting for the disk
-// when the window is full. The post's add gives it back once told.
+// when the window is full; tell gives it back.
 func (j *journal) reserve() {
 	j.mu.Lock()
 	for j.pending >= journalWindow {
