@@ -1,11 +1,12 @@
 package main
 
 // This file is the memory broker's side of -data DIR: loading the rooms
-// DIR holds at start, and the snapshot a compaction writes. The journal
-// itself, its format and its syncer, is journal.go; reading it back,
-// journalread.go. The broker's hooks are few: publish reserves a place in
-// the journal's window and adds each message it places (broker.go), an
-// expired history writes its drop (history.go), and close closes it.
+// DIR holds at start, publishing with the journal, and the snapshot a
+// compaction writes. The journal itself, its format and its syncer, is
+// journal.go; reading it back, journalread.go. The broker's hooks
+// (broker.go) are few: publish hands over to publishStored when there is a
+// journal, dropLocked writes the drop of a history that goes, close closes
+// it; expire (history.go) keeps a history idleKeep, -data-keep with -data.
 
 import (
 	"errors"
