@@ -16,6 +16,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -39,8 +40,10 @@ const (
 
 	// apiPlaceWait is how long a publish waits for its message's place
 	// (with Redis, a round trip) before it answers 202: the message is on
-	// its way, its id unknown yet.
-	apiPlaceWait = 3 * time.Second
+	// its way, its id unknown yet. It outlasts the time a Redis that stops
+	// answering takes to be found (redis.go), by a second, so that a
+	// message the backlog then refuses is answered 503, not 202.
+	apiPlaceWait = redisPingEvery + redisReplyTimeout + time.Second
 )
 
 // apiKeyFrom reads the API key from the environment: nil when it is not
@@ -61,13 +64,18 @@ type api struct {
 	h   *hub
 	key [sha256.Size]byte // the key's hash: comparing hashes leaks not even the key's length
 
+	proxies  []netip.Prefix // for clientAddr: wrong keys are counted per client (apikeyguard.go)
+	ipv6Bits int
+	guard    keyGuard
+
 	mu   sync.Mutex
 	rate tokenBucket
 }
 
 // apiHandler is the API, behind its key and its rate.
-func apiHandler(h *hub, key []byte) http.Handler {
-	a := &api{h: h, key: sha256.Sum256(key), rate: newBucket(apiRequestsPerSecond, time.Now())}
+func apiHandler(h *hub, opts options) http.Handler {
+	a := &api{h: h, key: sha256.Sum256(opts.apiKey), rate: newBucket(apiRequestsPerSecond, time.Now()),
+		proxies: opts.proxies, ipv6Bits: opts.ipv6Prefix, guard: keyGuard{failures: map[netip.Addr]*keyFailures{}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/rooms/{room}/messages", a.messages)
 	mux.HandleFunc("/api/rooms/{room}", a.room)
@@ -76,9 +84,7 @@ func apiHandler(h *hub, key []byte) http.Handler {
 		apiError(w, http.StatusNotFound, "no such route: see docs/protocol.md, The HTTP API")
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat API"`)
-			apiError(w, http.StatusUnauthorized, "missing or wrong API key: send Authorization: Bearer <key>")
+		if !a.admitKey(w, r) { // apikeyguard.go
 			return
 		}
 		a.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -23,19 +24,22 @@ const schemaPath = "static/asyncapi.json"
 var topLevelOrder = []string{"asyncapi", "id", "info", "servers", "defaultContentType", "channels", "operations", "components"}
 
 // serveSchema answers GET /asyncapi/schema/ with the document, its servers
-// rewritten to the host of this request (ws, or wss over TLS), as Chanx
-// does, so a client generator pointed at a deployed server targets it.
-func serveSchema(w http.ResponseWriter, r *http.Request) {
-	protocol := "ws"
-	if r.TLS != nil {
-		protocol = "wss"
+// rewritten to the host of this request (ws, or wss over TLS, or behind a
+// trusted proxy that says https: requestScheme), as Chanx does, so a client
+// generator pointed at a deployed server targets it.
+func serveSchema(proxies []netip.Prefix) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		protocol := "ws"
+		if requestScheme(r, proxies) == "https" {
+			protocol = "wss"
+		}
+		doc, err := schemaFor(r.Host, protocol)
+		if err != nil {
+			http.Error(w, "AsyncAPI document unavailable: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeBody(w, "application/json", doc)
 	}
-	doc, err := schemaFor(r.Host, protocol)
-	if err != nil {
-		http.Error(w, "AsyncAPI document unavailable: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeBody(w, "application/json", doc)
 }
 
 // schemaFor returns the embedded document with every server's host and

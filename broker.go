@@ -4,10 +4,13 @@ package main
 // (whose expiry is in history.go, and answers to the HTTP API in api.go).
 // A message said in a room goes to the broker (publish); the broker gives it
 // its place in the room's stream (an id, when history is kept), keeps it,
-// and hands it to room.deliver in every process with members in the room,
-// this one included, in the stream's one order. The hub delivers what the
-// broker hands back, and nothing else, so it never asks which broker it has:
-// this file's memoryBroker, for one process, or redis.go's, for several.
+// resolves what each member hears of it (a delivery: its sender, members
+// that asked for ids, the rest) and hands that to room.deliver in every
+// process with members in the room, this one included, in the stream's one
+// order. The hub delivers what the broker hands back, and nothing else, so
+// it never asks which broker it has: this file's memoryBroker, for one
+// process, or redis.go's, for several. To change what members hear, change
+// the delivery here, room.deliver (hub.go), or the frames (history.go).
 
 import (
 	"sync"

@@ -7,6 +7,7 @@ package main
 // keep-alive is closed to make room before a new connection is refused.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	mathrand "math/rand/v2"
@@ -54,6 +55,12 @@ const (
 	// A refusal's Retry-After is drawn from retryAfterMin to twice it
 	// (seconds), so that a crowd refused at once does not return at once.
 	retryAfterMin = 5
+
+	// defaultIPv6Prefix is how many leading bits of an IPv6 address the
+	// per-address limits count as one client (-ipv6-prefix): a subscriber
+	// is handed a /64 at least, and picks any of its 2^64 addresses at
+	// will, so counting each apart would let one client fill a server.
+	defaultIPv6Prefix = 64
 )
 
 // refusing counts the refused connections being answered (maxRefusing).
@@ -67,20 +74,21 @@ func retryAfterSeconds() int { return retryAfterMin + mathrand.IntN(retryAfterMi
 type connLimit struct {
 	max, perClient int
 	proxies        []netip.Prefix // peers that carry many clients: not capped per address
+	ipv6Bits       int            // an IPv6 peer is counted by its first ipv6Bits (addrKey)
 
 	mu      sync.Mutex
 	total   int
 	perAddr map[netip.Addr]int
 	idle    map[*limitedConn]struct{}
-	refused int64 // for /healthz
+	refused int64 // at accept, every reason (counts)
 
 	refusedFor [numRefusals]int64 // by reason, for /metrics (metrics.go); guarded by mu
 }
 
-// newConnLimit returns limits of max connections in all and perClient per
-// address; 0 turns either off.
-func newConnLimit(max, perClient int, proxies []netip.Prefix) *connLimit {
-	return &connLimit{max: max, perClient: perClient, proxies: proxies,
+// newConnLimit returns opts' limits: maxConns connections in all and
+// perClient per address (0 turns either off).
+func newConnLimit(opts options) *connLimit {
+	return &connLimit{max: opts.maxConns, perClient: opts.perClient, proxies: opts.proxies, ipv6Bits: opts.ipv6Prefix,
 		perAddr: map[netip.Addr]int{}, idle: map[*limitedConn]struct{}{}}
 }
 
@@ -108,9 +116,8 @@ func (ln *limitListener) Accept() (net.Conn, error) {
 		if !ok {
 			return conn, nil // not TCP: nothing to count
 		}
-		addr := addrOf(conn.RemoteAddr())
-		if ln.limit.admit(addr) {
-			return &limitedConn{TCPConn: tc, addr: addr, limit: ln.limit}, nil
+		if key, ok := ln.limit.admit(addrOf(conn.RemoteAddr())); ok {
+			return &limitedConn{TCPConn: tc, addr: key, limit: ln.limit}, nil
 		}
 		go refuse(conn)
 	}
@@ -140,15 +147,17 @@ func refuse(conn net.Conn) {
 	}
 }
 
-// admit counts a new connection from addr, or reports false when it is
-// over either limit. At the total limit it first closes an idle keep-alive.
-func (l *connLimit) admit(addr netip.Addr) bool {
+// admit counts a new connection from peer under its key (addrKey), or
+// reports false when it is over either limit. At the total limit it first
+// closes an idle keep-alive.
+func (l *connLimit) admit(peer netip.Addr) (key netip.Addr, ok bool) {
+	addr := addrKey(peer, l.ipv6Bits)
 	l.mu.Lock()
-	if l.perClient > 0 && l.perAddr[addr] >= l.perClient+perClientSlack && !l.isProxy(addr) {
+	if l.perClient > 0 && l.perAddr[addr] >= l.perClient+perClientSlack && !l.isProxy(peer) {
 		l.refused++
 		l.refusedFor[refusedTCPPerAddress]++
 		l.mu.Unlock()
-		return false
+		return addr, false
 	}
 	if l.max > 0 && l.total >= l.max {
 		var victim *limitedConn
@@ -160,7 +169,7 @@ func (l *connLimit) admit(addr netip.Addr) bool {
 			l.refused++
 			l.refusedFor[refusedServerFull]++
 			l.mu.Unlock()
-			return false
+			return addr, false
 		}
 		delete(l.idle, victim)
 		l.mu.Unlock()
@@ -170,7 +179,7 @@ func (l *connLimit) admit(addr netip.Addr) bool {
 	l.total++
 	l.perAddr[addr]++
 	l.mu.Unlock()
-	return true
+	return addr, true
 }
 
 // release uncounts a closed connection.
@@ -200,7 +209,7 @@ func (l *connLimit) track(conn net.Conn, state http.ConnState) {
 	}
 }
 
-// counts reports the connections held and refused, for /healthz.
+// counts reports the connections held and refused at accept.
 func (l *connLimit) counts() (total int, refused int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -217,7 +226,7 @@ func (l *connLimit) isProxy(addr netip.Addr) bool {
 // client.attach can still size its send buffer.
 type limitedConn struct {
 	*net.TCPConn
-	addr   netip.Addr
+	addr   netip.Addr // its peer's key (addrKey)
 	limit  *connLimit
 	once   sync.Once
 	closed bool // guarded by limit.mu
@@ -254,30 +263,56 @@ func inPrefixes(addr netip.Addr, prefixes []netip.Prefix) bool {
 	return false
 }
 
-// clientAddr is the address a request comes from: its peer's, or, when the
-// peer is a trusted proxy, the nearest address before it in Forwarded or
-// X-Forwarded-For that is not a trusted proxy too. Headers from anyone
-// else are ignored: a client can write whatever it likes in them.
-func clientAddr(r *http.Request, proxies []netip.Prefix) netip.Addr {
+// errUnreadableHop is a trusted proxy's forwarded header naming the client
+// by something other than an IP address: "unknown", an obfuscated name, an
+// address with a port, garbage. Counting such a request as the proxy's own
+// would let a few of them fill the proxy's bucket for everyone behind it.
+var errUnreadableHop = errors.New("a trusted proxy forwarded a client address that is not an IP address")
+
+// clientAddr is the address a request's client is counted and logged as
+// (addrKey): its peer's, or, when the peer is a trusted proxy, the nearest
+// address before it in Forwarded or X-Forwarded-For that is not a trusted
+// proxy too. Headers from anyone else are ignored: a client can write
+// whatever it likes in them. A hop it cannot read, before any it trusts
+// not, is an error (errUnreadableHop).
+func clientAddr(r *http.Request, proxies []netip.Prefix, ipv6Bits int) (netip.Addr, error) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return netip.Addr{}
+		return netip.Addr{}, nil
 	}
-	addr := ap.Addr().Unmap()
-	if !inPrefixes(addr, proxies) {
+	addr := ap.Addr().Unmap().WithZone("")
+	if inPrefixes(addr, proxies) {
+		hops := forwardedFor(r.Header)
+		for i := len(hops) - 1; i >= 0; i-- { // the nearest hop is the last
+			hop, err := netip.ParseAddr(hops[i])
+			if err != nil {
+				return netip.Addr{}, fmt.Errorf("%w: %s", errUnreadableHop, strconv.QuoteToASCII(clip(hops[i], 40)))
+			}
+			if addr = hop.Unmap().WithZone(""); !inPrefixes(addr, proxies) {
+				break
+			}
+		}
+	}
+	return addrKey(addr, ipv6Bits), nil
+}
+
+// addrKey is the address the per-address limits count addr as: an IPv4
+// address as it is, an IPv4-mapped IPv6 address (::ffff:10.0.0.1) as its
+// IPv4 address, and any other IPv6 address as its first ipv6Bits (0 for
+// defaultIPv6Prefix): 2001:db8::1 and 2001:db8::2 are both 2001:db8::, and
+// ::10.0.0.1 is :: with every other IPv4-compatible address. A zone
+// (%eth0) is dropped: the same client written another way is not another
+// client.
+func addrKey(addr netip.Addr, ipv6Bits int) netip.Addr {
+	addr = addr.Unmap().WithZone("")
+	if !addr.Is6() {
 		return addr
 	}
-	hops := forwardedFor(r.Header)
-	for i := len(hops) - 1; i >= 0; i-- { // the nearest hop is the last
-		hop, err := netip.ParseAddr(hops[i])
-		if err != nil {
-			break // a hop we cannot read: trust nothing before it
-		}
-		if addr = hop.Unmap(); !inPrefixes(addr, proxies) {
-			break
-		}
+	if ipv6Bits <= 0 || ipv6Bits > 128 {
+		ipv6Bits = defaultIPv6Prefix
 	}
-	return addr
+	p, _ := addr.Prefix(ipv6Bits) // cannot fail: an IPv6 address without a zone, bits in range
+	return p.Addr()
 }
 
 // forwardedFor lists the client addresses a proxy chain recorded, oldest
@@ -328,8 +363,11 @@ func parsePrefixes(list []string) ([]netip.Prefix, error) {
 }
 
 // refuseRetry answers a request that may be tried again, with a
-// Retry-After that spreads the retries of a crowd refused at once.
+// Retry-After that spreads the retries of a crowd refused at once, and
+// closes its connection once the answer is out: an address over its cap
+// must not keep holding descriptors as idle keep-alives.
 func refuseRetry(w http.ResponseWriter, reason string, code int) {
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds()))
+	w.Header().Set("Connection", "close")
 	http.Error(w, reason, code)
 }

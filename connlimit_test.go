@@ -6,7 +6,9 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -64,13 +66,18 @@ func TestPerClientCap(t *testing.T) {
 			}
 		}
 		// One WebSocket over the cap is told so, whatever it says of itself
-		// in X-Forwarded-For; its connection stays, a keep-alive.
-		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9")); code != http.StatusTooManyRequests {
+		// in X-Forwarded-For, and its connection is closed once the answer
+		// is out: it does not stay as a keep-alive.
+		code, conn := hold(t, s, "/ws/chat/cap/", forwardedFrom("203.0.113.9"))
+		if code != http.StatusTooManyRequests {
 			t.Fatalf("status %d, want 429", code)
+		}
+		if n, err := conn.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("after the 429: read %d bytes, %v; want the server's close (EOF)", n, err)
 		}
 		// The address may hold perClientSlack TCP connections beyond its
 		// WebSockets: past them, it is refused at accept.
-		for range perClientSlack - 1 {
+		for range perClientSlack {
 			if code, _ := hold(t, s, "/healthz", nil); code != http.StatusOK {
 				t.Fatalf("status %d", code)
 			}
@@ -258,5 +265,113 @@ func TestDialsRacingAtTheCap(t *testing.T) {
 	}
 	if count[http.StatusSwitchingProtocols] != maxConns || count[http.StatusSwitchingProtocols]+count[http.StatusServiceUnavailable] != dials {
 		t.Errorf("answers: %v; want %d × 101 and the rest 503", count, maxConns)
+	}
+}
+
+func TestClientAddrKeys(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	for _, tc := range []struct {
+		name, remote, xff string
+		bits              int
+		want              string // "" for errUnreadableHop
+	}{
+		{"IPv4 peer", "192.0.2.7:5000", "", 0, "192.0.2.7"},
+		{"IPv4-mapped peer is its IPv4 address", "[::ffff:192.0.2.7]:5000", "", 0, "192.0.2.7"},
+		{"IPv6 peer counts by its /64", "[2001:db8:1:2:3:4:5:6]:5000", "", 0, "2001:db8:1:2::"},
+		{"IPv6 peer with a zone", "[fe80::1%eth0]:5000", "", 0, "fe80::"},
+		{"a header from an untrusted peer is ignored", "192.0.2.7:5000", "2001:db8::1", 0, "192.0.2.7"},
+		{"forwarded IPv4", "10.0.0.1:5000", "203.0.113.5", 0, "203.0.113.5"},
+		{"forwarded IPv6 by its /64", "10.0.0.1:5000", "2001:db8::4", 0, "2001:db8::"},
+		{"forwarded IPv6, another /64", "10.0.0.1:5000", "2001:db8:0:1::4", 0, "2001:db8:0:1::"},
+		{"forwarded zones are dropped", "10.0.0.1:5000", "2001:db8::1%a", 0, "2001:db8::"},
+		{"forwarded IPv4-compatible shares ::/64", "10.0.0.1:5000", "::10.0.0.1", 0, "::"},
+		{"forwarded IPv4-mapped", "10.0.0.1:5000", "::ffff:203.0.113.5", 0, "203.0.113.5"},
+		{"-ipv6-prefix 128", "10.0.0.1:5000", "2001:db8::4", 128, "2001:db8::4"},
+		{"-ipv6-prefix 48", "10.0.0.1:5000", "2001:db8:1:2::4", 48, "2001:db8:1::"},
+		{"trusted hops are skipped", "10.0.0.1:5000", "203.0.113.5, fd00::9, 10.0.0.2", 0, "203.0.113.5"},
+		{"an untrusted hop ends the walk", "10.0.0.1:5000", "unknown, 203.0.113.5", 0, "203.0.113.5"},
+		{"no header: the proxy itself", "10.0.0.1:5000", "", 0, "10.0.0.1"},
+		{"unknown", "10.0.0.1:5000", "unknown", 0, ""},
+		{"ip:port", "10.0.0.1:5000", "203.0.113.5:4711", 0, ""},
+		{"garbage", "10.0.0.1:5000", "<script>", 0, ""},
+		{"empty", "10.0.0.1:5000", " ", 0, ""},
+		{"unreadable behind a trusted hop", "10.0.0.1:5000", "unknown, 10.0.0.2", 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: tc.remote, Header: http.Header{}}
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			got, err := clientAddr(r, proxies, tc.bits)
+			switch {
+			case tc.want == "" && !errors.Is(err, errUnreadableHop):
+				t.Fatalf("got %v, %v; want errUnreadableHop", got, err)
+			case tc.want != "" && (err != nil || got != netip.MustParseAddr(tc.want)):
+				t.Fatalf("got %v, %v; want %s", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPerClientCapCountsIPv6ByPrefix(t *testing.T) {
+	const perClient = 3
+	proxy := netip.MustParsePrefix("127.0.0.0/8")
+	s := newTestServer(t, options{perClient: perClient, proxies: []netip.Prefix{proxy}})
+	// Three addresses of one /64, and a zone: one client, at its cap.
+	for _, a := range []string{"2001:db8::1", "2001:db8::2", "2001:db8::3%a"} {
+		if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom(a)); code != http.StatusSwitchingProtocols {
+			t.Fatalf("%s: status %d", a, code)
+		}
+	}
+	if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("2001:db8::4")); code != http.StatusTooManyRequests {
+		t.Fatalf("the fourth address of the /64: status %d, want 429", code)
+	}
+	if code, _ := hold(t, s, "/ws/chat/cap/", forwardedFrom("2001:db8:0:1::1")); code != http.StatusSwitchingProtocols {
+		t.Fatalf("another /64: status %d, want 101", code)
+	}
+}
+
+func TestUnreadableForwardedHopIsRefused(t *testing.T) {
+	proxy := netip.MustParsePrefix("127.0.0.0/8")
+	s := newTestServer(t, options{perClient: 3, proxies: []netip.Prefix{proxy}})
+	for _, hop := range []string{"unknown", "203.0.113.5:4711", "garbage"} {
+		req, _ := http.NewRequest("GET", s.URL+"/ws/chat/room/", nil)
+		setUpgradeHeaders(req.Header)
+		req.Header.Set("X-Forwarded-For", hop)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "-trust-proxy must name the client by its IP address") {
+			t.Fatalf("%s: %d %q, want 400 naming -trust-proxy", hop, resp.StatusCode, body)
+		}
+	}
+	// None of them counted as the proxy: the proxy itself still gets in.
+	if code, _ := hold(t, s, "/ws/chat/room/", nil); code != http.StatusSwitchingProtocols {
+		t.Fatalf("the proxy itself: status %d, want 101", code)
+	}
+	if n := s.hub.stats.refused[refusedForwarded].Load(); n != 3 {
+		t.Errorf("%d refusals counted as forwarded, want 3", n)
+	}
+}
+
+func TestForeignOriginBodySaysWhatToDo(t *testing.T) {
+	s := newTestServer(t, options{})
+	req, _ := http.NewRequest("GET", s.URL+"/ws/chat/room/", nil)
+	setUpgradeHeaders(req.Header)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	want := `a page from origin "https://evil.example" may not open a WebSocket here: only pages of http://` + host +
+		" (this request's own scheme and Host) may, and the origins the server lists with its -origins flag\n"
+	if resp.StatusCode != http.StatusForbidden || string(body) != want {
+		t.Fatalf("got %d %q, want 403 %q", resp.StatusCode, body, want)
 	}
 }

@@ -145,7 +145,11 @@ func TestAPIRefusedPost(t *testing.T) {
 		}
 	}
 	r.signal(syscall.SIGCONT)
-	waitFor(t, func() string { return "redis back" }, func() bool { return b.up.Load() })
+	waitFor(t, func() string { return "redis back, the backlog sent" }, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.up.Load() && len(b.backlog) == 0
+	})
 	var answer struct{ ID string }
 	code, body := apiCall(t, s, "POST", "/api/rooms/orders/messages", testAPIKey, `{"message":"order shipped","name":"Shop","cid":"order-8"}`, &answer)
 	if code != http.StatusOK || answer.ID == "" {

@@ -28,14 +28,16 @@ var (
 // The locks, always taken in this order (never the other way round):
 //
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
+//	broker's    its map of streams (broker.go, redis.go) held to find streams or pass over them; Redis's, also for an outage's deliveries
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
 //
-// A broker's own lock, for its map of streams, is taken after hub.mu and
-// before a stream's, and no lock is ever held across a socket write (send
-// only appends). TestLockOrder runs every road at once, and panics if they
-// deadlock.
+// So whoever holds one may wait for those below it: leave, under hub.mu,
+// waits out a delivery to its room in progress. No lock is ever held
+// across a socket write (send only appends) or for the network.
+// TestLockOrder runs every road at once, Redis going away and back
+// included, and panics if they deadlock.
 type hub struct {
 	log       *slog.Logger
 	limit     *rateLimit

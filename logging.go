@@ -3,6 +3,9 @@ package main
 // This file is the log's format: text lines by default, key=value as
 // log/slog writes them, or JSON lines (-log json) for a log pipeline that
 // parses them. Both carry the same fields; only their spelling differs.
+// Neither writes a client's invisible or reordering characters raw (a
+// U+202E in an Origin header or a token's name would make a line read as
+// something else on a terminal): text quotes them, JSON escapes them.
 
 import (
 	"context"
@@ -10,7 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // The log formats -log accepts.
@@ -40,9 +47,40 @@ func logFormatFlag() *string {
 // number.
 func logHandler(format string, w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if format == logJSON {
-		return slog.NewJSONHandler(w, opts)
+		return slog.NewJSONHandler(escapingWriter{w}, opts)
 	}
 	return slog.NewTextHandler(w, opts)
+}
+
+// escapingWriter writes slog's JSON lines with every character that is
+// not printable (unicode.IsPrint: format controls such as U+202E and
+// U+2066, DEL and C1 controls, separators other than space) as a \u
+// escape, as the text handler's quoting does; slog's JSON writes them raw.
+// Outside ASCII, JSON has such characters in strings only, and an escape
+// is the same string to a JSON reader. slog writes a record in one Write.
+type escapingWriter struct{ w io.Writer }
+
+// Write writes p with its unprintable characters escaped.
+func (e escapingWriter) Write(p []byte) (int, error) {
+	if !slices.ContainsFunc(p, func(b byte) bool { return b >= utf8.RuneSelf-1 }) {
+		return e.w.Write(p) // ASCII without DEL: the usual line, as it is
+	}
+	out := make([]byte, 0, len(p)+32)
+	for rest := p; len(rest) > 0; {
+		r, size := utf8.DecodeRune(rest)
+		if r >= utf8.RuneSelf-1 && !unicode.IsPrint(r) && size > 0 && !(r == utf8.RuneError && size == 1) {
+			for _, u := range utf16.AppendRune(nil, r) {
+				out = fmt.Appendf(out, `\u%04x`, u)
+			}
+		} else {
+			out = append(out, rest[:size]...)
+		}
+		rest = rest[size:]
+	}
+	if _, err := e.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // logConnect says who connected to which room.

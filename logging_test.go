@@ -5,14 +5,19 @@ package main
 // (deploy_test.go reads the JSON log of the deployed server too.)
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net/http"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // TestLogJSON runs the same session against roomchat with -log text and
@@ -101,4 +106,65 @@ func parseTextLog(t *testing.T, log string) []map[string]string {
 		lines = append(lines, fields)
 	}
 	return lines
+}
+
+// TestLogEscapesFormatControls logs strings a client chose, holding
+// characters that reorder or hide text, in both formats: neither writes
+// one raw, and the JSON still reads back as what was logged.
+func TestLogEscapesFormatControls(t *testing.T) {
+	for _, s := range []string{
+		"evil\u202e.example", // right-to-left override
+		"\u2066name\u2069",   // isolates
+		"a\u200bb",           // zero-width space
+		"del\x7f c1\u0085",   // DEL, NEL
+		"tag\U000E0041",      // a tag character, beyond the BMP
+		"café ☕ 日本",          // printable: left as it is
+	} {
+		for _, format := range []string{logText, logJSON} {
+			var b strings.Builder
+			slog.New(logHandler(format, &b, nil)).Info("refused foreign origin", "origin", s)
+			line := b.String()
+			for _, r := range line {
+				if r >= 0x7f && !unicode.IsPrint(r) {
+					t.Errorf("%s: %U written raw: %q", format, r, line)
+				}
+			}
+			if format == logJSON {
+				var e map[string]any
+				if err := json.Unmarshal([]byte(line), &e); err != nil || e["origin"] != s {
+					t.Errorf("json: %q reads back as %q (%v)", s, e["origin"], err)
+				}
+			}
+			if strings.HasPrefix(s, "café") && !strings.Contains(line, s) {
+				t.Errorf("%s: printable text escaped: %q", format, line)
+			}
+		}
+	}
+}
+
+// TestLogNamesTheClientBehindAProxy refuses a foreign origin and a token
+// through a trusted proxy: both lines name the forwarded client, as the
+// limits count it, not the proxy.
+func TestLogNamesTheClientBehindAProxy(t *testing.T) {
+	var logs syncBuffer
+	opts := options{proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, secret: []byte(strings.Repeat("s", minTokenSecretBytes))}
+	h, err := buildHub(opts, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveHub(t, h, opts)
+	if code, _ := hold(t, s, "/ws/chat/room/", http.Header{"Origin": {"https://evil.example"}, "X-Forwarded-For": {"203.0.113.9"}}); code != 403 {
+		t.Fatalf("foreign origin: %d", code)
+	}
+	if code, _ := hold(t, s, "/ws/chat/room/", http.Header{"X-Forwarded-For": {"2001:db8::7"}}); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	for _, want := range []string{
+		`msg="refused foreign origin" origin=https://evil.example host=` + strings.TrimPrefix(s.URL, "http://") + " scheme=http remote=203.0.113.9",
+		`msg="refused a token" remote=2001:db8:: room=room`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log has no %q:\n%s", want, logs.String())
+		}
+	}
 }

@@ -58,25 +58,26 @@ var static embed.FS
 // options are the settings that flags control, gathered so that tests can
 // build a server without flags.
 type options struct {
-	addr      string         // where the server listens, for the Host check (security.go)
-	origins   []string       // extra origins allowed to open a WebSocket
-	hosts     []string       // extra Host names a loopback server answers to
-	rate      float64        // messages a second per connection; 0 is no limit
-	history   int            // messages each room keeps for clients that ask; 0 is none
-	redis     string         // URL of the Redis that shares rooms with other processes; "" for none
-	maxConns  int            // TCP connections in all; 0 is no limit
-	perClient int            // WebSockets per client address, and TCP connections (with some slack, connlimit.go); 0 is no limit
-	proxies   []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
-	metrics   net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
-	secret    []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
-	apiKey    []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
-	data      string         // the directory that keeps every room's history on disk (-data, journal.go); "" for none
-	dataKeep  time.Duration  // how long, with data, a room's history outlives its last member
+	addr       string         // where the server listens, for the Host check (security.go)
+	origins    []string       // extra origins allowed to open a WebSocket
+	hosts      []string       // extra Host names a loopback server answers to
+	rate       float64        // messages a second per connection; 0 is no limit
+	history    int            // messages each room keeps for clients that ask; 0 is none
+	redis      string         // URL of the Redis that shares rooms with other processes; "" for none
+	maxConns   int            // TCP connections in all; 0 is no limit
+	perClient  int            // WebSockets per client address, and TCP connections (with some slack, connlimit.go); 0 is no limit
+	proxies    []netip.Prefix // reverse proxies whose Forwarded and X-Forwarded-For are believed
+	ipv6Prefix int            // leading bits of an IPv6 address that name one client (addrKey); 0 is defaultIPv6Prefix
+	metrics    net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
+	secret     []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
+	apiKey     []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
+	data       string         // the directory that keeps every room's history on disk (-data, journal.go); "" for none
+	dataKeep   time.Duration  // how long, with data, a room's history outlives its last member
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "token" {
-		os.Exit(runToken(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr)) // token.go
+		os.Exit(runToken(os.Args[2:], os.LookupEnv, os.Stdout, os.Stderr)) // tokencmd.go
 	}
 	addr := flag.String("addr", "localhost:8000", "listen `address`; :8000 listens on every interface")
 	origins := flag.String("origins", "", "comma-separated extra `origins` allowed to connect, such as https://chat.example.com")
@@ -87,6 +88,7 @@ func main() {
 	maxConns := flag.Int("max-conns", fdLimit()-fdReserve, "TCP `connections` in all, plain HTTP included; the default leaves some of the descriptor limit free")
 	perClient := flag.Int("max-per-client", defaultMaxPerClient, "WebSockets one client address may hold, and as many TCP connections and a few more; 0 for no limit")
 	trustProxy := flag.String("trust-proxy", "", "comma-separated `CIDRs` of reverse proxies whose Forwarded or X-Forwarded-For names the client")
+	ipv6Prefix := flag.Int("ipv6-prefix", defaultIPv6Prefix, "leading `bits` of an IPv6 address that the per-address limits count as one client; 128 counts every address apart")
 	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
 	data := flag.String("data", "", "keep every room's history in this `directory` too, so that it survives a restart (one process, not with -redis); "+
@@ -94,6 +96,7 @@ func main() {
 	dataKeep := flag.Duration("data-keep", defaultDataKeep, "with -data, how long a room's history outlives its last member")
 	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this `address` alone; without it, the main address serves it to loopback clients only")
 	logFormat := logFormatFlag()
+	flag.Usage = usage
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -108,27 +111,30 @@ func main() {
 	if *data == "" {
 		*data = os.Getenv(dataDirEnv)
 	}
-	usage := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
+	invalid := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
 		if err != nil {
 			log.Error(what, "err", err)
 			os.Exit(2)
 		}
 	}
 	proxies, err := parsePrefixes(splitList(*trustProxy))
-	usage("-trust-proxy", err)
+	invalid("-trust-proxy", err)
+	if *ipv6Prefix < 1 || *ipv6Prefix > 128 {
+		invalid("-ipv6-prefix", fmt.Errorf("%d bits: want 1 to 128", *ipv6Prefix))
+	}
 	secret, err := tokenSecretFrom(os.LookupEnv)
-	usage("$"+tokenSecretEnv, err)
+	invalid("$"+tokenSecretEnv, err)
 	apiKey, err := apiKeyFrom(os.LookupEnv)
-	usage("$"+apiKeyEnv, err)
+	invalid("$"+apiKeyEnv, err)
 	if *data != "" && *redis != "" {
-		usage("-data", errDataWithRedis)
+		invalid("-data", errDataWithRedis)
 	}
 	if *dataKeep <= 0 {
-		usage("-data-keep", errDataKeep)
+		invalid("-data-keep", errDataKeep)
 	}
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
-		maxConns: *maxConns, perClient: *perClient, proxies: proxies, secret: secret, apiKey: apiKey,
+		maxConns: *maxConns, perClient: *perClient, proxies: proxies, ipv6Prefix: *ipv6Prefix, secret: secret, apiKey: apiKey,
 		data: *data, dataKeep: *dataKeep,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -146,6 +152,25 @@ func main() {
 	}
 }
 
+// usage is -h: the subcommand, the variables, then the flags. Secrets
+// are variables only: a flag's value is in the process list for every user
+// of the machine to read.
+func usage() {
+	out := flag.CommandLine.Output()
+	fmt.Fprintf(out, `usage: roomchat [flags]
+       roomchat token -name NAME -room ROOM [-sub ID] [-ttl 1h]
+                  prints a connection token signed with $%[2]s (roomchat token -h)
+
+Environment:
+  %-22[1]s the Redis to share rooms through, when -redis is not given
+  %-22[2]s turns connection tokens on: the secret that signs them, 32 bytes or more
+  %-22[3]s turns the HTTP API (/api/) on: its key, 16 bytes or more
+
+Flags:
+`, redisURLEnv, tokenSecretEnv, apiKeyEnv)
+	flag.PrintDefaults()
+}
+
 // run serves on ln until ctx ends, then shuts down within shutdownTimeout.
 // Every connection ln accepts is counted against opts' limits (connlimit.go).
 func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) error {
@@ -154,7 +179,7 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 		ln.Close()
 		return err
 	}
-	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	limit := newConnLimit(opts)
 	ln = limit.listen(ln)
 	defer serveMetrics(h, limit, opts, log)()
 	srv := &http.Server{
@@ -234,12 +259,12 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 	mux.HandleFunc("GET /ws/chat/{room}/{$}", chat)
 	mux.HandleFunc("GET /ws/chat/{room}", chat)
 	mux.HandleFunc("GET /ws/chat/{$}", chat)
-	mux.HandleFunc("GET /healthz", healthz(h, limit))
+	mux.HandleFunc("GET /healthz", healthz(h, limit, opts))
 	mux.HandleFunc("GET /metrics", metricsOnMain(h, limit, opts))
-	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema)
+	mux.HandleFunc("GET /asyncapi/schema/{$}", serveSchema(opts.proxies))
 	mux.HandleFunc("GET /asyncapi/docs/{$}", servePage("static/docs.html"))
 	if opts.apiKey != nil {
-		mux.Handle("/api/", apiHandler(h, opts.apiKey))
+		mux.Handle("/api/", apiHandler(h, opts))
 	}
 	routes := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/ws/chat//") {
@@ -253,9 +278,10 @@ func newMux(h *hub, opts options, limit *connLimit) http.Handler {
 
 // chatHandler upgrades GET /ws/chat/{room}/ to a WebSocket in that room, in
 // three steps: admit refuses, with a plain HTTP answer, what must not be
-// upgraded; upgrade answers the handshake (upgrade.go), checking the origin
-// and joining the client to its room before the 101; then the connection
-// is served on a goroutine of its own, and net/http keeps nothing for it.
+// upgraded; upgrade answers the handshake (upgrade.go), joining the client
+// to its room before the 101; then the connection is served on a goroutine
+// of its own, and net/http keeps nothing for it, until its token (if any)
+// expires.
 func chatHandler(h *hub, opts options) http.HandlerFunc {
 	allowed := make(map[string]bool, len(opts.origins))
 	for _, o := range opts.origins {
@@ -263,45 +289,61 @@ func chatHandler(h *hub, opts options) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		c, ok := admit(w, r, h, opts)
+		c, ok := admit(w, r, h, opts, allowed)
 		if !ok {
 			return
 		}
-		conn, in, err := upgrade(w, r, func(r *http.Request) error {
-			if !originAllowed(r, allowed) {
-				h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "remote", r.RemoteAddr)
-				h.stats.refuse(refusedOrigin)
-				return errForeignOrigin
-			}
+		conn, in, err := upgrade(w, r, func(*http.Request) error {
 			h.join(c)
 			return nil
 		})
 		if err != nil {
 			if !errors.Is(err, errRefused) {
-				h.log.Error("cannot take the connection from net/http", "remote", r.RemoteAddr, "err", err)
+				h.log.Error("cannot take the connection from net/http", "remote", c.addr, "err", err)
 			}
 			h.leave(c) // undoes what admit counted
 			return
 		}
 		h.stats.handshake.observe(time.Since(start))
-		go c.serve(conn, in)
+		go func() {
+			stop := expireWithToken(c) // tokenhandshake.go
+			c.serve(conn, in)
+			stop()
+		}()
 	}
 }
 
 // admit answers, with a plain-text reason, a request that must not be
-// upgraded. Otherwise it returns the client, counted in its room (hub.enter),
-// so that the server cannot fill up between the answer and the join.
-func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options) (*client, bool) {
+// upgraded: a bad room name, an unreadable forwarded client, a page from
+// another origin (origins: -origins, normalized), a missing or bad token,
+// an address at its cap. Otherwise it returns the client, counted in its
+// room (hub.enter), so that the server cannot fill up between the answer
+// and the join.
+func admit(w http.ResponseWriter, r *http.Request, h *hub, opts options, origins map[string]bool) (*client, bool) {
 	roomName := r.PathValue("room") // already percent-decoded
 	if !roomRE.MatchString(roomName) {
 		h.stats.refuse(refusedRoomName)
 		http.Error(w, "invalid room name: use 1 to 99 characters of A-Z a-z 0-9 . _ -", http.StatusBadRequest)
 		return nil, false
 	}
-	c := newClient(h, clientAddr(r, h.proxies))
+	addr, err := clientAddr(r, opts.proxies, opts.ipv6Prefix)
+	if err != nil {
+		h.log.Info("refused an unreadable forwarded address", "proxy", r.RemoteAddr, "why", err)
+		h.stats.refuse(refusedForwarded)
+		http.Error(w, err.Error()+": a proxy listed with -trust-proxy must name the client by its IP address, "+
+			"in Forwarded (for=) or X-Forwarded-For", http.StatusBadRequest)
+		return nil, false
+	}
+	if scheme := requestScheme(r, opts.proxies); !originAllowed(r, origins, scheme) {
+		h.log.Info("refused foreign origin", "origin", r.Header.Get("Origin"), "host", r.Host, "scheme", scheme, "remote", addr)
+		h.stats.refuse(refusedOrigin)
+		refuseForeignOrigin(w, r, scheme)
+		return nil, false
+	}
+	c := newClient(h, addr)
 	c.history = parseHistoryRequest(r.URL.Query(), opts.history)
 	if opts.secret != nil {
-		if c.token = checkToken(w, r, h, opts.secret, roomName); c.token == nil {
+		if c.token = checkToken(w, r, h, opts.secret, roomName, addr); c.token == nil {
 			return nil, false
 		}
 	}

@@ -376,6 +376,10 @@ func TestHandshake(t *testing.T) {
 		{"null origin", "/ws/chat/lobby/", "null", 403},
 		{"origin allowed by -origins", "/ws/chat/lobby/", "https://chat.example.com", 101},
 		{"allowed host, other scheme", "/ws/chat/lobby/", "http://chat.example.com", 403},
+		{"same host, https on an http server", "/ws/chat/lobby/", "https://" + host, 403},
+		{"same host, ws scheme", "/ws/chat/lobby/", "ws://" + host, 403},
+		{"same host, foo scheme", "/ws/chat/lobby/", "foo://" + host, 403},
+		{"same host, no scheme", "/ws/chat/lobby/", "//" + host, 403},
 		{"room of every allowed character", "/ws/chat/.-_aZ09/", "", 101},
 		{"room of 99 characters", "/ws/chat/" + strings.Repeat("r", 99) + "/", "", 101},
 		{"room of 100 characters", "/ws/chat/" + strings.Repeat("r", 100) + "/", "", 400},
@@ -509,7 +513,7 @@ func TestHealthz(t *testing.T) {
 	s.dial(t, "h2")
 	sendText(t, a, chat("hi", "A"))
 	expectText(t, b, chat("hi", "A"))
-	want := health{Status: "ok", Rooms: 2, Connections: 3, MessagesReceived: 1, FramesDelivered: 1, Layer: layerHealth{Kind: "memory"}}
+	want := health{Status: healthHealthy, Rooms: 2, Connections: 3, MessagesReceived: 1, FramesDelivered: 1, Layer: layerHealth{Kind: "memory"}}
 	s.waitHealth(t, func(h health) bool { return h == want })
 }
 
@@ -672,7 +676,7 @@ func newTestServer(t testing.TB, opts options) *testServer {
 // serveHub serves h for one test, as run does (its connections counted
 // against opts' limits), and shuts it down when the test ends.
 func serveHub(t testing.TB, h *hub, opts options) *testServer {
-	limit := newConnLimit(opts.maxConns, opts.perClient, opts.proxies)
+	limit := newConnLimit(opts)
 	srv := httptest.NewUnstartedServer(newMux(h, opts, limit))
 	srv.Listener = limit.listen(srv.Listener)
 	srv.Config.ConnState = limit.track // httptest chains its own hook after it
@@ -806,6 +810,7 @@ type health struct {
 	MessagesReceived   int64       `json:"messages_received"`
 	FramesDelivered    int64       `json:"frames_delivered"`
 	SlowClientsDropped int64       `json:"slow_clients_dropped"`
+	RefusedConnections int64       `json:"refused_connections"`
 	Layer              layerHealth `json:"layer"`
 }
 

@@ -43,6 +43,9 @@ type stats struct {
 	closes      [len(closeCodes) + 1]atomic.Int64 // connections ended, by close code: closeCodes' order, then any other
 	rateLimited [numLimits]atomic.Int64           // messages answered rate_limited, by limit
 
+	apiKeyFailures  atomic.Int64 // API requests with a missing or wrong key (401)
+	apiKeyThrottled atomic.Int64 // API requests refused for the wrong keys their address sent (429)
+
 	handshake histogram // a WebSocket handshake: chatHandler's start to the 101 written
 	delivery  histogram // a batch a member's writer wrote: its oldest frame's wait in the queue, and the write
 }
@@ -60,12 +63,13 @@ const (
 	refusedToken                              // the handshake: no token, a bad one (401), or one for other rooms (403)
 	refusedOrigin                             // the handshake: a page from another site (403)
 	refusedHost                               // any request: a Host a loopback server does not answer to (421)
+	refusedForwarded                          // the handshake: a trusted proxy named the client by no IP address (400)
 	numRefusals
 )
 
 // refusalNames are the label values, in refusalReason's order.
 var refusalNames = [numRefusals]string{
-	"server_full", "tcp_per_address", "per_address", "shutting_down", "room_name", "token", "origin", "host",
+	"server_full", "tcp_per_address", "per_address", "shutting_down", "room_name", "token", "origin", "host", "forwarded",
 }
 
 // refuse counts a refusal. s may be nil, for a handler built without a hub.
@@ -80,7 +84,7 @@ func (s *stats) refuse(why refusalReason) {
 // "other", the last slot of stats.closes.
 var closeCodes = [...]int{
 	closeNormal, closeGoingAway, closeProtocolError, closeUnsupportedData,
-	closeInvalidPayload, closePolicyViolation, closeTooBig,
+	closeInvalidPayload, closePolicyViolation, closeTooBig, closeTokenExpired,
 }
 
 // closed counts a connection that ended with code.
@@ -164,18 +168,14 @@ func writeMetrics(h *hub, limit *connLimit) []byte {
 	rooms, conns := h.counts()
 	e.gauge("roomchat_connections", "WebSocket connections open.", int64(conns))
 	e.gauge("roomchat_rooms", "Rooms with members in this process.", int64(rooms))
-	var refused [numRefusals]int64
 	if limit != nil {
-		var tcp, max int
-		tcp, max, refused = limit.metrics()
+		tcp, max, _ := limit.metrics()
 		e.gauge("roomchat_tcp_connections", "TCP connections held, plain HTTP included.", int64(tcp))
 		if max > 0 {
 			e.gauge("roomchat_tcp_connections_limit", "TCP connections the server holds at most (-max-conns).", int64(max))
 		}
 	}
-	for i := range refused {
-		refused[i] += h.stats.refused[i].Load()
-	}
+	refused := refusals(h, limit)
 	e.counter("roomchat_messages_received_total", "Messages read from clients.", h.stats.received.Load())
 	e.counter("roomchat_frames_delivered_total", "Frames written to clients.", h.stats.delivered.Load())
 	e.counter("roomchat_slow_clients_dropped_total", "Clients closed (1008) for not reading what they were sent.", h.stats.dropped.Load())
@@ -192,6 +192,8 @@ func writeMetrics(h *hub, limit *connLimit) []byte {
 		}
 		e.sample("roomchat_connections_closed_total", `code="`+code+`"`, h.stats.closes[i].Load())
 	}
+	e.counter("roomchat_api_key_failures_total", "HTTP API requests with a missing or wrong key (401).", h.stats.apiKeyFailures.Load())
+	e.counter("roomchat_api_key_throttled_total", "HTTP API requests refused (429) because their address sent too many wrong keys.", h.stats.apiKeyThrottled.Load())
 	e.family("roomchat_rate_limited_total", "counter", "Messages answered rate_limited, by the limit they were over.")
 	for i, name := range limitNames {
 		e.sample("roomchat_rate_limited_total", `limit="`+name+`"`, h.stats.rateLimited[i].Load())
@@ -300,13 +302,21 @@ func metricsOnMain(h *hub, limit *connLimit, opts options) http.HandlerFunc {
 	}
 	serve := metricsHandler(h, limit)
 	return func(w http.ResponseWriter, r *http.Request) {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if addr := ap.Addr().Unmap(); err != nil || !addr.IsLoopback() || inPrefixes(addr, opts.proxies) {
+		if !fromThisMachine(r, opts.proxies) {
 			http.Error(w, "metrics are for clients on this machine; see -metrics-addr", http.StatusForbidden)
 			return
 		}
 		serve(w, r)
 	}
+}
+
+// fromThisMachine reports whether r's TCP peer is a loopback address that
+// is not a trusted proxy: a proxy on this machine carries anyone's
+// requests.
+func fromThisMachine(r *http.Request, proxies []netip.Prefix) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	addr := ap.Addr().Unmap()
+	return err == nil && addr.IsLoopback() && !inPrefixes(addr, proxies)
 }
 
 // listenMetrics opens the -metrics-addr listener; none for "".
@@ -321,16 +331,17 @@ func listenMetrics(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveMetrics serves /metrics, and only that, on opts.metrics, if there
-// is one, behind the same Host check as the main listener: a page that
-// DNS rebinding brings to a loopback port must not read it either. It
-// returns the function that stops it.
+// serveMetrics serves /metrics, and /healthz with its counts, on
+// opts.metrics, if there is one, behind the same Host check as the main
+// listener: a page that DNS rebinding brings to a loopback port must not
+// read it either. It returns the function that stops it.
 func serveMetrics(h *hub, limit *connLimit, opts options, log *slog.Logger) (stop func()) {
 	if opts.metrics == nil {
 		return func() {}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", metricsHandler(h, limit))
+	mux.HandleFunc("GET /healthz", healthDetails(h, limit))
 	srv := &http.Server{
 		Handler:           protect(mux, opts.metrics.Addr().String(), opts.hosts, &h.stats),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -355,27 +366,17 @@ func serveMetrics(h *hub, limit *connLimit, opts options, log *slog.Logger) (sto
 	}
 }
 
-// healthz reports that the server is up, with its counts and running totals:
-// enough for a load balancer, and for a test to see a connection go.
-func healthz(h *hub, limit *connLimit) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rooms, conns := h.counts()
-		tcp, refused := 0, int64(0)
-		if limit != nil {
-			tcp, refused = limit.counts()
-		}
-		writeJSON(w, http.StatusOK, map[string]any{
-			"tcp_connections":      tcp,
-			"refused_connections":  refused,
-			"status":               "ok",
-			"rooms":                rooms,
-			"connections":          conns,
-			"messages_received":    h.stats.received.Load(),
-			"frames_delivered":     h.stats.delivered.Load(),
-			"slow_clients_dropped": h.stats.dropped.Load(),
-			"layer":                h.broker.status(), // its name before brokers, kept for monitors that read it
-		})
+// refusals are the refusals so far by reason: limit's at accept (nil:
+// none) and the hub's.
+func refusals(h *hub, limit *connLimit) [numRefusals]int64 {
+	var refused [numRefusals]int64
+	if limit != nil {
+		_, _, refused = limit.metrics()
 	}
+	for i := range refused {
+		refused[i] += h.stats.refused[i].Load()
+	}
+	return refused
 }
 
 // writeJSON answers code with v as JSON.
@@ -396,21 +397,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func writeBody(w http.ResponseWriter, contentType string, body []byte) {
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(body) // fails only when the client has gone: no one to tell
-}
-
-// brokerStatus is the broker's part of /healthz: which broker runs and,
-// for Redis, its connection and totals, whose fields JSON lifts into this one.
-type brokerStatus struct {
-	Kind            string `json:"kind"`
-	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
-	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
-	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
-	*redisStatus           // nil for the memory broker
-}
-
-// counts reports the number of rooms and connections, for /healthz.
-func (h *hub) counts() (rooms, conns int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.rooms), h.conns
 }

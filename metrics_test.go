@@ -180,7 +180,7 @@ func TestMetricsAccess(t *testing.T) {
 		if got := parseExposition(t, body); got["roomchat_connections"] != 1 {
 			t.Errorf("roomchat_connections %v, want 1", got["roomchat_connections"])
 		}
-		for path, want := range map[string]int{"/metrics": 200, "/healthz": 404, "/chat/": 404} {
+		for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/chat/": 404} {
 			if code := getStatus(t, "http://"+ln.Addr().String()+path, nil); code != want {
 				t.Errorf("%s on the metrics listener: %d, want %d", path, code, want)
 			}
@@ -217,7 +217,7 @@ func TestMetricsPromtool(t *testing.T) {
 func TestMetricsDocumented(t *testing.T) {
 	h := newHub(redisStatusBroker{newMemoryBroker(0)}, newRateLimit(0), slog.New(slog.DiscardHandler))
 	written := map[string]string{}
-	for line := range strings.Lines(string(writeMetrics(h, newConnLimit(100, 0, nil)))) {
+	for line := range strings.Lines(string(writeMetrics(h, newConnLimit(options{maxConns: 100})))) {
 		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			name, typ, _ := strings.Cut(strings.TrimSpace(rest), " ")
 			written[name] = typ

@@ -58,8 +58,10 @@ func newRateLimit(perSecond float64) *rateLimit {
 	return l
 }
 
-// meter is one connection's three buckets. Only the read loop touches it,
-// so it needs no lock. A nil meter allows everything.
+// meter is one connection's three buckets. The read loop uses it, and so
+// does dispatch, which the read loop runs on a spare stack and waits for
+// (onSpareStack): one at a time, so it needs no lock. A nil meter allows
+// everything.
 type meter struct {
 	limit                   *rateLimit
 	messages, bytes, frames tokenBucket

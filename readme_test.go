@@ -208,3 +208,58 @@ func TestReadmeTokenExample(t *testing.T) {
 		t.Fatalf("the example's token: %+v, %v", claims, err)
 	}
 }
+
+// TestDocsNameTestsThatExist: a promise in README.md or docs/ names the
+// test that holds it, as `TestName`. Each name must be a test, benchmark
+// or fuzzer of the package, so that a renamed or deleted test cannot leave
+// a promise held by nothing.
+func TestDocsNameTestsThatExist(t *testing.T) {
+	sources, err := filepath.Glob("*_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	for _, file := range sources {
+		for name := range declaredNames(t, file) {
+			defined[name] = true
+		}
+	}
+	docs, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile("`((?:Test|Benchmark|Fuzz)[A-Z][A-Za-z0-9_]*)`")
+	checked := 0
+	for _, doc := range append(docs, "README.md") {
+		text, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range named.FindAllStringSubmatch(string(text), -1) {
+			checked++
+			if !defined[m[1]] {
+				t.Errorf("%s names %s, which no _test.go file defines", doc, m[1])
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d test names found in the documents; the pattern or the documents changed", checked)
+	}
+}
+
+// TestReadmeIsTheNewcomersPage keeps the README what issue 30 asks: a page
+// of at most 500 lines that starts by running roomchat and its tests;
+// reference material lives in docs/.
+func TestReadmeIsTheNewcomersPage(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(string(readme), "\n"); lines > 500 {
+		t.Errorf("README.md has %d lines, over 500: move reference material to docs/", lines)
+	}
+	run, test := strings.Index(string(readme), "\n    go run .\n"), strings.Index(string(readme), "\n    go test ./...\n")
+	if first := strings.Index(string(readme), "\n## "); run < 0 || test < run || test > first {
+		t.Error("README.md does not start with `go run .` and then `go test ./...`, before its first section")
+	}
+}

@@ -47,14 +47,23 @@ const (
 	// The wait between reconnect attempts starts at redisBackoffMin and
 	// doubles up to redisBackoffMax, each wait drawn from half to one and a
 	// half times that, so that a fleet of processes does not knock on a
-	// restarted Redis all at once.
+	// restarted Redis all at once. The cap bounds how long processes stay
+	// apart once Redis is back (3 s at most), for a failed dial every 1 to
+	// 3 s while it is away.
 	redisBackoffMin = 100 * time.Millisecond
-	redisBackoffMax = 5 * time.Second
+	redisBackoffMax = 2 * time.Second
 
 	// redisStableAfter is how long a session must live before an outage
 	// counts as over: a Redis that accepts sessions and drops them at once
 	// keeps the backoff growing, and the log to one line for the outage.
 	redisStableAfter = 30 * time.Second
+
+	// redisShortSession is how long a session must have worked for its end
+	// to be a new outage in the log (a warning), even within
+	// redisStableAfter of the last: a Redis that drops every session at
+	// once stays one outage, and one that stalls each is found no sooner
+	// than redisPingEvery + redisReplyTimeout, a warning every few seconds.
+	redisShortSession = redisPingEvery
 
 	// backlogMessages and backlogBytes bound the backlog, what members here
 	// say while Redis is away. Past either, a message reaches only the
@@ -90,7 +99,8 @@ type redisBroker struct {
 	done                 sync.WaitGroup
 
 	// mu guards what follows. It is taken before a stream's lock and a
-	// session's, never while one is held.
+	// session's, never while one is held, and never waits for the network;
+	// an outage's end holds it for every room's deliveries (redisbacklog.go).
 	mu       sync.Mutex
 	stopped  bool               // close was called
 	session  *redisSession      // nil while Redis is away

@@ -165,9 +165,10 @@ func (b *redisBroker) end(s *redisSession) {
 
 // run keeps the broker connected until close: it serves a session, and
 // when that fails, dials again with capped, jittered backoff. An outage is
-// one line in the log when Redis goes away and one when it is back, not
-// one per try: a session that ends before redisStableAfter does not end the
-// outage, nor reset the backoff.
+// a warning when Redis goes away and a line when it is back, not one per
+// try: a session that ends before redisStableAfter does not reset the
+// backoff, and one that ends before redisShortSession does not end the
+// outage either.
 func (b *redisBroker) run(s *redisSession) {
 	defer b.done.Done()
 	backoff, outage := redisBackoffMin, false
@@ -184,16 +185,21 @@ func (b *redisBroker) run(s *redisSession) {
 			backoff, outage = redisBackoffMin, false
 		}
 		down := time.Now()
-		if !outage {
+		// A session that worked for a while before it ended is an outage
+		// of its own, however soon after the last: a warning. One that
+		// ended at once is the same outage going on.
+		lived := down.Sub(started)
+		loud := !outage || lived >= redisShortSession
+		if loud {
 			b.log.Warn("redis broker down: rooms are local until it is back", "redis", b.addr, "err", err)
 		} else {
-			b.log.Debug("redis session ended early", "redis", b.addr, "lived", down.Sub(started).Round(time.Millisecond), "err", err)
+			b.log.Debug("redis session ended early", "redis", b.addr, "lived", lived.Round(time.Millisecond), "err", err)
 		}
 		if s, backoff = b.redial(backoff); s == nil || !b.start(s) {
 			return // closed while down
 		}
 		b.reconnects.Add(1)
-		if !outage {
+		if loud {
 			b.log.Info("redis broker back", "redis", b.addr, "down_for", time.Since(down).Round(time.Millisecond))
 		}
 		outage = true // until this session proves stable

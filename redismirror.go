@@ -29,7 +29,9 @@ type mirror struct {
 	waiting []streamEntry // what came live during the load, oldest first
 	// ahead holds the members that joined with an id this process had not
 	// reached (another process was ahead of it), and that id's seq: the
-	// messages up to it come live, and are not sent them again.
+	// messages up to it come live, and are not sent them again. A member
+	// that leaves before stays until then, or until the mirror goes: an
+	// entry here, never a send.
 	ahead map[*client]uint64
 }
 

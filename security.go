@@ -7,10 +7,12 @@ package main
 // style, no other host, no framing.
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -89,15 +91,15 @@ func noListing(files http.Handler) http.Handler {
 	})
 }
 
-// errForeignOrigin refuses a handshake from a page on another site.
-var errForeignOrigin = errors.New("origin not allowed")
-
 // originAllowed is the defence against cross-site WebSocket hijacking: a
 // page on another site must not open a socket with this site's cookies.
-// Browsers always send Origin; a request without one is not from a page and
-// is allowed. x/net/websocket's default check accepts any parseable Origin,
+// An origin is this site's when it has the request's own scheme (scheme:
+// requestScheme) and Host, so that a page on http://chat.example.com is not
+// taken for one of the https site; or when -origins lists it. Browsers
+// always send Origin; a request without one is not from a page and is
+// allowed. x/net/websocket's default check accepts any parseable Origin,
 // so it is no defence, which is why the server brings its own.
-func originAllowed(r *http.Request, allowed map[string]bool) bool {
+func originAllowed(r *http.Request, allowed map[string]bool, scheme string) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -106,10 +108,64 @@ func originAllowed(r *http.Request, allowed map[string]bool) bool {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" { // "null" (sandboxed pages, files) has no host
+	// "null" (sandboxed pages, files) has no host, "//host" no scheme.
+	// A path is ignored: a browser sends none, and some WebSocket
+	// libraries send the page's URL.
+	if err != nil || u.Scheme != scheme || u.Host == "" {
 		return false
 	}
-	return strings.EqualFold(u.Host, r.Host)
+	return strings.EqualFold(withoutDefaultPort(u.Host, scheme), withoutDefaultPort(r.Host, scheme))
+}
+
+// withoutDefaultPort drops :80 from an http host, :443 from an https one:
+// http://example.com and Host example.com:80 are the same origin.
+func withoutDefaultPort(host, scheme string) string {
+	if scheme == "http" {
+		return strings.TrimSuffix(host, ":80")
+	}
+	return strings.TrimSuffix(host, ":443")
+}
+
+// requestScheme is the scheme the client used to reach the server: https
+// over TLS, or when a trusted proxy (-trust-proxy) says so in Forwarded's
+// proto= or X-Forwarded-Proto (the nearest proxy's word, its last value);
+// else http. From anyone else those headers are ignored.
+func requestScheme(r *http.Request, proxies []netip.Prefix) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !inPrefixes(ap.Addr().Unmap(), proxies) {
+		return "http"
+	}
+	var proto string
+	for _, line := range r.Header.Values("Forwarded") {
+		for elem := range strings.SplitSeq(line, ",") {
+			for pair := range strings.SplitSeq(elem, ";") {
+				if k, v, _ := strings.Cut(strings.TrimSpace(pair), "="); strings.EqualFold(k, "proto") {
+					proto = strings.Trim(v, `"`)
+				}
+			}
+		}
+	}
+	if proto == "" {
+		for _, line := range r.Header.Values("X-Forwarded-Proto") {
+			for p := range strings.SplitSeq(line, ",") {
+				proto = strings.TrimSpace(p)
+			}
+		}
+	}
+	if strings.EqualFold(proto, "https") {
+		return "https"
+	}
+	return "http"
+}
+
+// refuseForeignOrigin answers a handshake from a page on another site with
+// 403, and a body that says what was seen and what would let it in.
+func refuseForeignOrigin(w http.ResponseWriter, r *http.Request, scheme string) {
+	http.Error(w, fmt.Sprintf("a page from origin %s may not open a WebSocket here: only pages of %s://%s (this request's own scheme and Host) may, "+
+		"and the origins the server lists with its -origins flag", strconv.Quote(clip(r.Header.Get("Origin"), 200)), scheme, r.Host), http.StatusForbidden)
 }
 
 // normalizeOrigin makes "HTTPS://Chat.Example.com/" and

@@ -3,13 +3,9 @@ package main
 // This file is the connection token of a server started with
 // ROOMCHAT_TOKEN_SECRET set: an HS256 JSON Web Token (RFC 7519) that names
 // the user and the rooms they may join, minted and checked with the
-// standard library alone. It holds the verifier, the minter behind
-// `roomchat token`, and how a handshake carries a token: in
-// `Authorization: Bearer` from a program, and from a browser, which cannot
-// set that header, as the second of two WebSocket subprotocols it offers,
-// ["roomchat.token", token]. That header is never logged, never sent to
-// another site as a Referer, and never kept in the browser's history, as a
-// URL would be.
+// standard library alone. This file is the verifier; tokencmd.go mints
+// tokens (`roomchat token`), and tokenhandshake.go finds one in a
+// handshake and closes the connection when it expires.
 //
 // A token is hostile until its signature is checked: the verifier reads
 // nothing but its header before then, and only one shape of token passes.
@@ -30,12 +26,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"math"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,202 +415,4 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s
-}
-
-// mintToken makes a token for c, signed with secret, issued at now. It
-// verifies what it made, so that it never hands out a token the server
-// would refuse.
-func mintToken(secret []byte, c tokenClaims, now time.Time) (string, error) {
-	payload, err := json.Marshal(struct {
-		Name  string   `json:"name,omitempty"`
-		Sub   string   `json:"sub,omitempty"`
-		Rooms []string `json:"rooms"`
-		Iat   int64    `json:"iat"`
-		Nbf   int64    `json:"nbf,omitempty"`
-		Exp   int64    `json:"exp"`
-	}{c.Name, c.Subject, c.Rooms, now.Unix(), unixOrZero(c.NotBefore), c.Expires.Unix()})
-	if err != nil {
-		return "", err
-	}
-	token := signToken(secret, []byte(tokenHeader), payload)
-	if _, err := verifyToken(secret, token, now); err != nil {
-		return "", err
-	}
-	return token, nil
-}
-
-// unixOrZero is t in seconds since 1970, or 0 (absent) for the zero time.
-func unixOrZero(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
-}
-
-// signToken is the compact JWS (RFC 7515 §7.1) of header and payload,
-// signed with HS256: the tests use it to sign what mintToken would not.
-func signToken(secret, header, payload []byte) string {
-	enc := base64.RawURLEncoding
-	signed := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
-	return signed + "." + enc.EncodeToString(hs256(secret, signed))
-}
-
-// tokenFromRequest finds the token a WebSocket handshake brings: in
-// `Authorization: Bearer <token>`, or as the subprotocol that follows
-// roomchat.token in Sec-WebSocket-Protocol. A token in both places, or an
-// Authorization of another kind, is refused rather than one of them chosen.
-// The error never holds the header's value, which may be a password.
-func tokenFromRequest(r *http.Request) (string, error) {
-	var bearer string
-	switch auth := r.Header.Values("Authorization"); len(auth) {
-	case 0:
-	case 1:
-		scheme, rest, _ := strings.Cut(auth[0], " ")
-		if !strings.EqualFold(scheme, "Bearer") { // RFC 9110 §11.1: schemes ignore case
-			return "", fmt.Errorf("%w: Authorization is not Bearer", errTokenMalformed)
-		}
-		if bearer = strings.TrimLeft(rest, " "); bearer == "" {
-			return "", fmt.Errorf("%w: Authorization: Bearer without a token", errTokenMalformed)
-		}
-	default:
-		return "", fmt.Errorf("%w: %d Authorization headers", errTokenMalformed, len(auth))
-	}
-	var offered string
-	protocols := offeredSubprotocols(r)
-	switch i := slices.Index(protocols, tokenSubprotocol); {
-	case i < 0:
-	case i+1 == len(protocols):
-		return "", fmt.Errorf("%w: %s offered without a token after it", errTokenMalformed, tokenSubprotocol)
-	case slices.Contains(protocols[i+1:], tokenSubprotocol):
-		return "", fmt.Errorf("%w: %s offered twice", errTokenMalformed, tokenSubprotocol)
-	default:
-		offered = protocols[i+1]
-	}
-	switch {
-	case bearer != "" && offered != "":
-		return "", fmt.Errorf("%w: both in Authorization and in Sec-WebSocket-Protocol", errTokenMalformed)
-	case bearer != "":
-		return bearer, nil
-	case offered != "":
-		return offered, nil
-	}
-	return "", errNoToken
-}
-
-// checkToken is admit's check of a handshake's token, on a server with
-// tokens: it returns the claims of a valid token for roomName, or answers
-// 401 (no token, or a bad one) or 403 (one for other rooms) and returns
-// nil. The log says why, and from where, never the token.
-func checkToken(w http.ResponseWriter, r *http.Request, h *hub, secret []byte, roomName string) *tokenClaims {
-	tok, err := tokenFromRequest(r)
-	var claims tokenClaims
-	if err == nil {
-		claims, err = verifyToken(secret, tok, time.Now())
-	}
-	switch {
-	case err != nil:
-		h.log.Info("refused a token", "remote", clientAddr(r, h.proxies), "room", roomName, "why", err)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="invalid_token"`)
-		http.Error(w, "a valid token is needed to join: "+err.Error(), http.StatusUnauthorized)
-	case !claims.mayJoin(roomName):
-		h.log.Info("refused a token for other rooms", "remote", clientAddr(r, h.proxies), "room", roomName, "name", claims.Name)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="roomchat", error="insufficient_scope"`)
-		http.Error(w, "your token does not let you join this room", http.StatusForbidden)
-	default:
-		return &claims
-	}
-	h.stats.refuse(refusedToken)
-	return nil
-}
-
-// chosenSubprotocol is what the handshake must set as its config.Protocol,
-// so that the 101 says `Sec-WebSocket-Protocol: roomchat.token` to a client
-// that offered it, and nothing to any other. Left alone, x/net/websocket
-// echoes a single offer whatever it is (a token offered alone would come
-// back in the response), and refuses several with 400.
-func chosenSubprotocol(r *http.Request) []string {
-	if slices.Contains(offeredSubprotocols(r), tokenSubprotocol) {
-		return []string{tokenSubprotocol}
-	}
-	return nil
-}
-
-// offeredSubprotocols lists what r offers in Sec-WebSocket-Protocol, on one
-// line or several (RFC 6455 §11.3.4: the same thing).
-func offeredSubprotocols(r *http.Request) []string {
-	var out []string
-	for _, line := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(line, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
-
-// runToken is `roomchat token`: it prints a token made with the secret in
-// $ROOMCHAT_TOKEN_SECRET, for development and tests. It has no flag for the
-// secret, so that the secret is never in the process list.
-func runToken(args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("roomchat token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	name := fs.String("name", "", "the user's display `name`, up to 100 characters")
-	sub := fs.String("sub", "", "the user's `id`; the display name too when there is no -name")
-	var rooms roomList
-	fs.Var(&rooms, "room", "a `room` the token may join, or * for any; repeat the flag or separate rooms with commas")
-	ttl := fs.Duration("ttl", defaultTokenTTL, "how long the token is valid")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: roomchat token -name NAME -room ROOM [-room ROOM…] [-sub ID] [-ttl 1h]\n\n"+
-			"Prints a connection token signed with $%s, which the server must have too.\n\n", tokenSecretEnv)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "roomchat token: "+format+"\n", a...)
-		return code
-	}
-	switch {
-	case fs.NArg() > 0: // the value is not printed: it may be a secret
-		return fail(2, "unexpected argument; the secret goes in $%s, never on the command line", tokenSecretEnv)
-	case *name == "" && *sub == "":
-		return fail(2, "-name or -sub is required")
-	case len(rooms) == 0:
-		return fail(2, "-room is required: a room name, or * for any room")
-	case *ttl < time.Second:
-		return fail(2, "-ttl must be at least 1s")
-	}
-	secret, err := tokenSecretFrom(lookup)
-	if err == nil && secret == nil {
-		err = fmt.Errorf("$%s is not set: set it to the server's secret", tokenSecretEnv)
-	}
-	if err != nil {
-		return fail(1, "%v", err)
-	}
-	now := time.Now()
-	token, err := mintToken(secret, tokenClaims{Name: *name, Subject: *sub, Rooms: rooms, Expires: now.Add(*ttl)}, now)
-	if err != nil {
-		return fail(2, "%v", err)
-	}
-	if _, err := fmt.Fprintln(stdout, token); err != nil {
-		return fail(1, "%v", err)
-	}
-	return 0
-}
-
-// roomList is the -room flag: repeated, or separated with commas.
-type roomList []string
-
-// String is the list as -room would take it back.
-func (l *roomList) String() string { return strings.Join(*l, ",") }
-
-// Set adds one -room's rooms; mintToken checks them.
-func (l *roomList) Set(s string) error {
-	*l = append(*l, splitList(s)...)
-	return nil
 }

@@ -52,7 +52,7 @@ func upgrade(w http.ResponseWriter, r *http.Request, check func(*http.Request) e
 	websocket.Server{
 		Handshake: func(cfg *websocket.Config, r *http.Request) error {
 			// Only roomchat.token is ever chosen: x/net would echo any
-			// single offer, a token offered alone included (token.go).
+			// single offer, a token offered alone included (tokenhandshake.go).
 			cfg.Protocol = chosenSubprotocol(r)
 			return check(r)
 		},
