@@ -167,6 +167,10 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, room string) {
 		}
 		refused = <-p.ended // it ended as the wait did
 	}
+	if refused != nil && refused.Type == errNotStored { // -data, a full disk: it reached the room (journal.go)
+		apiError(w, http.StatusInsufficientStorage, refused.Msg)
+		return
+	}
 	if refused != nil { // it reached no one: a retry is safe
 		w.Header().Set("Retry-After", fmt.Sprint(retryAfterSeconds()))
 		apiError(w, http.StatusServiceUnavailable, "refused ("+refused.Type+"): it reached no one; try again later (with the same cid, a retry is safe)")

@@ -40,6 +40,11 @@ import (
 // ROOMCHAT_BENCH_HISTORY, or none.
 var benchHistory, _ = strconv.Atoi(os.Getenv("ROOMCHAT_BENCH_HISTORY"))
 
+// benchData, when ROOMCHAT_BENCH_DATA is set, has the broadcast benchmarks
+// keep their history on disk too (-data, in a temporary DIR): what the
+// journal costs beside the same -history.
+var benchData = os.Getenv("ROOMCHAT_BENCH_DATA") != ""
+
 // BenchmarkBroadcast sends chat messages from one member of a room to the
 // rest, in bursts of 32 (well inside the send queue), and waits for every
 // receiver to read every frame. It reports delivered frames a second and
@@ -54,7 +59,11 @@ func BenchmarkBroadcast(b *testing.B) {
 }
 
 func benchmarkBroadcast(b *testing.B, members int) {
-	s := newTestServer(b, options{history: benchHistory})
+	opts := options{history: benchHistory}
+	if benchData {
+		opts.data, opts.dataKeep = b.TempDir(), defaultDataKeep
+	}
+	s := newTestServer(b, opts)
 	const burst = 32
 	var remaining atomic.Int64
 	done := make(chan struct{}, 1)

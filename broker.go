@@ -56,17 +56,18 @@ type broker interface {
 // the broker has placed it, where in its room's stream. It is encoded once,
 // however many members get it. One goroutine holds it at a time: its
 // sender's until publish, then the broker's, which hands it on under a lock
-// (a stream's, or its own) and never shares it; its sender reads its id
-// only once ended says it may.
+// (a stream's, or its own; with -data, its journal's) and never shares it;
+// its sender reads its id only once ended says it may.
 type post struct {
 	msg     chatPayload
-	from    uint64 // the member here that said it; 0 for none here: the API's, or said in another process
-	wantsID bool   // from asked for ids: it hears its said even without a cid
-	cid     string // its sender's own id for it; "" for none
-	key     string // its sender's space of cids and cid (cidKey): a second message with the same key is a copy; "" without a cid
-	id      string // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
-	frame   frame  // msg as a new_chat_message frame
-	withID  frame  // the same with its id, for members that asked for ids; made once, by withIDFrame
+	from    uint64  // the member here that said it; 0 for none here: the API's, or said in another process
+	sender  *client // from itself, told once its message is on disk (-data, journal.go); nil for none here
+	wantsID bool    // from asked for ids: it hears its said even without a cid
+	cid     string  // its sender's own id for it; "" for none
+	key     string  // its sender's space of cids and cid (cidKey): a second message with the same key is a copy; "" without a cid
+	id      string  // its place in the room's stream, "EPOCH-SEQ"; "" when no history is kept
+	frame   frame   // msg as a new_chat_message frame
+	withID  frame   // the same with its id, for members that asked for ids; made once, by withIDFrame
 
 	// ended, when its sender waits to hear how it ended (the HTTP API),
 	// gets nil once it has its place, or why it was refused (end). fate
@@ -114,7 +115,7 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 		}
 	}
 	p := newPost(msg, c.id)
-	p.wantsID = c.history != nil
+	p.wantsID, p.sender = c.history != nil, c
 	if cid != "" {
 		p.cid, p.key = cid, cidKey(space, who, cid)
 	}
@@ -194,14 +195,17 @@ func gapDelivery(reason string) delivery {
 
 // memoryBroker is the broker of a single process: every room's stream is
 // here, and a message is placed and delivered in the call that publishes it.
-// A room's history outlives its last member by historyKeep, so that someone
+// A room's history outlives its last member by idleKeep, so that someone
 // who comes back later still sees the conversation; a room that kept no
-// message keeps nothing once empty (TestEmptyRoomsKeepNothing).
+// message keeps nothing once empty (TestEmptyRoomsKeepNothing). With -data,
+// the histories are kept on disk too (datadir.go).
 type memoryBroker struct {
-	keep  int           // messages a room keeps; 0: none, and no ids
-	total *historyTotal // every room's history together
-	stop  chan struct{} // closed by close: the expiry loop ends
-	who   presenceBook  // who is in each room (presence.go)
+	keep     int           // messages a room keeps; 0: none, and no ids
+	total    *historyTotal // every room's history together
+	stop     chan struct{} // closed by close: the expiry loop ends
+	who      presenceBook  // who is in each room (presence.go)
+	idleKeep time.Duration // how long a history outlives its room's last member
+	journal  *journal      // -data: where each message is written before its sender hears (journal.go); nil: memory only
 
 	// mu guards the map of streams and which are idle. It is taken before a
 	// stream's lock, never while one is held.
@@ -213,7 +217,7 @@ type memoryBroker struct {
 // newMemoryBroker returns the broker of one process, its rooms keeping keep
 // messages each.
 func newMemoryBroker(keep int) *memoryBroker {
-	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}),
+	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}), idleKeep: historyKeep,
 		streams: map[string]*stream{}, idle: map[*stream]time.Time{}}
 	go b.expireLoop()
 	return b
@@ -256,7 +260,12 @@ func (b *memoryBroker) unsubscribe(r *room) {
 // publish places p in its room's stream and delivers it, in one hold of the
 // stream's lock: every member sees the ids in order. A copy (the same key
 // as a message kept) is told to its sender alone, with the first one's id.
+// With -data, publishStored (datadir.go) does it instead.
 func (b *memoryBroker) publish(room string, p *post) {
+	if b.journal != nil {
+		b.publishStored(room, p)
+		return
+	}
 	defer p.end(nil)
 	s := b.lock(room, b.keep > 0) // with no history, a room with no members here has nothing to do
 	if s == nil {
@@ -283,11 +292,12 @@ func (b *memoryBroker) join(c *client) {
 
 func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
 
-// close stops the expiry loop.
+// close stops the expiry loop, and the journal after what waits is written.
 func (b *memoryBroker) close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	closeOnce(b.stop)
+	b.mu.Unlock()
+	b.journal.close()
 }
 
 // lock returns room's stream with its lock held, started if there is none
@@ -326,6 +336,7 @@ func (b *memoryBroker) startLocked(room string) *stream {
 // again. It runs with b.mu held.
 func (b *memoryBroker) dropLocked(s *stream) {
 	s.mu.Lock()
+	b.journal.drop(s.name, &s.history)
 	s.history.clear()
 	s.gone = true
 	s.mu.Unlock()

@@ -304,7 +304,7 @@ func parseHistoryRequest(query map[string][]string, keep int) *historyRequest {
 }
 
 // expireLoop forgets, every expireEvery, the histories of rooms empty for
-// historyKeep, and, while all histories together (streams included) pass
+// idleKeep, and, while all histories together (streams included) pass
 // historyTotalBytes, those of the rooms empty longest.
 func (b *memoryBroker) expireLoop() {
 	tick := time.NewTicker(expireEvery)
@@ -325,7 +325,7 @@ func (b *memoryBroker) expire(now time.Time) {
 	defer b.mu.Unlock()
 	idle := slices.SortedFunc(maps.Keys(b.idle), func(x, y *stream) int { return b.idle[x].Compare(b.idle[y]) })
 	for _, s := range idle {
-		if now.Sub(b.idle[s]) < historyKeep && b.total.held() <= historyTotalBytes {
+		if now.Sub(b.idle[s]) < b.idleKeep && b.total.held() <= historyTotalBytes {
 			break
 		}
 		b.dropLocked(s)

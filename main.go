@@ -71,6 +71,8 @@ type options struct {
 	metrics    net.Listener   // where /metrics is served alone (-metrics-addr); nil: on the main listener, to loopback (metrics.go)
 	secret     []byte         // the key of connection tokens ($ROOMCHAT_TOKEN_SECRET); nil: no tokens (token.go)
 	apiKey     []byte         // the key of the HTTP API ($ROOMCHAT_API_KEY); nil: no API (api.go)
+	data       string         // the directory that keeps every room's history on disk (-data, journal.go); "" for none
+	dataKeep   time.Duration  // how long, with data, a room's history outlives its last member
 
 	apiPlaceWait time.Duration // how long an API publish waits before 202; 0 is apiPlaceWait. Tests only: no flag sets it
 }
@@ -91,6 +93,9 @@ func main() {
 	ipv6Prefix := flag.Int("ipv6-prefix", defaultIPv6Prefix, "leading `bits` of an IPv6 address that the per-address limits count as one client; 128 counts every address apart")
 	history := flag.Int("history", defaultHistory, "`messages` each room keeps, for clients that ask for them (?history, ?since=ID); 0 turns history off")
 	verbose := flag.Bool("v", false, "log every frame in and out")
+	data := flag.String("data", "", "keep every room's history in this `directory` too, so that it survives a restart (one process, not with -redis); "+
+		"or $"+dataDirEnv)
+	dataKeep := flag.Duration("data-keep", defaultDataKeep, "with -data, how long a room's history outlives its last member")
 	metricsAddr := flag.String("metrics-addr", "", "serve /metrics on this `address` alone; without it, the main address serves it to loopback clients only")
 	logFormat := logFormatFlag()
 	flag.Usage = usage
@@ -104,6 +109,9 @@ func main() {
 
 	if *redis == "" {
 		*redis = os.Getenv(redisURLEnv)
+	}
+	if *data == "" {
+		*data = os.Getenv(dataDirEnv)
 	}
 	invalid := func(what string, err error) { // a setting that cannot work: exit 2, as flag does
 		if err != nil {
@@ -120,9 +128,16 @@ func main() {
 	invalid("$"+tokenSecretEnv, err)
 	apiKey, err := apiKeyFrom(os.LookupEnv)
 	invalid("$"+apiKeyEnv, err)
+	if *data != "" && *redis != "" {
+		invalid("-data", errDataWithRedis)
+	}
+	if *dataKeep <= 0 {
+		invalid("-data-keep", errDataKeep)
+	}
 	opts := options{
 		addr: *addr, origins: splitList(*origins), hosts: splitList(*hosts), rate: *rate, redis: *redis, history: *history,
 		maxConns: *maxConns, perClient: *perClient, proxies: proxies, ipv6Prefix: *ipv6Prefix, secret: secret, apiKey: apiKey,
+		data: *data, dataKeep: *dataKeep,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -211,7 +226,14 @@ func run(ctx context.Context, ln net.Listener, opts options, log *slog.Logger) e
 func buildHub(opts options, log *slog.Logger) (*hub, error) {
 	var b broker
 	if opts.redis == "" {
-		b = newMemoryBroker(opts.history)
+		mb := newMemoryBroker(opts.history)
+		if opts.data != "" {
+			if err := mb.openData(opts.data, opts.dataKeep, log); err != nil {
+				mb.close()
+				return nil, fmt.Errorf("-data %s: %w", opts.data, err)
+			}
+		}
+		b = mb
 	} else {
 		rb, err := dialRedisBroker(opts.redis, log, opts.history)
 		if err != nil {

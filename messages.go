@@ -38,7 +38,7 @@ type chatPayload struct {
 	Name    string `json:"name"`
 }
 
-// The error types, named as pydantic names them (the last two are
+// The error types, named as pydantic names them (the last three are
 // roomchat's own). static/asyncapi.json lists the same set.
 const (
 	errJSONInvalid      = "json_invalid"
@@ -53,6 +53,7 @@ const (
 	errNoneRequired     = "none_required"
 	errRateLimited      = "rate_limited"
 	errNotRelayed       = "not_relayed"
+	errNotStored        = "not_stored"
 	// errNameRequired, presence.go's, is the last.
 )
 
@@ -60,7 +61,7 @@ const (
 var errorTypes = []string{
 	errJSONInvalid, errModelType, errUnionTagNotFound, errUnionTagInvalid, errMissing,
 	errStringType, errStringTooShort, errStringTooLong, errStringPattern, errNoneRequired,
-	errRateLimited, errNotRelayed, errNameRequired,
+	errRateLimited, errNotRelayed, errNotStored, errNameRequired,
 }
 
 // fieldError is one entry of an error frame. The names and wording follow

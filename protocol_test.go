@@ -81,6 +81,11 @@ func TestProtocolErrors(t *testing.T) {
 					t.Fatalf("the table says %q, the code %q", msg, notRelayed.Msg)
 				}
 				return
+			case errNotStored: // takes a full disk: TestDataFullDisk
+				if msg != notStored.Msg {
+					t.Fatalf("the table says %q, the code %q", msg, notStored.Msg)
+				}
+				return
 			case errRateLimited:
 				burst := 2 * defaultRate
 				for range burst + 1 {

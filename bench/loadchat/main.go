@@ -95,6 +95,31 @@ type client struct {
 	ready         chan struct{} // the answer to proto.readyFrame came
 	seen          [][]uint64    // per sender idx: bitset of seqs received
 	maxSeq        []int64       // per sender idx: highest seq received
+
+	// -history: when each message still waiting for its said was sent,
+	// oldest first (a sender's said frames come in the order it sent).
+	smu    sync.Mutex
+	sentAt []int64
+}
+
+// saidHist is the time from sending a chat message to its said (-history).
+var saidHist hist
+
+// noteSent records when a message was sent, for its said.
+func (c *client) noteSent(ns int64) {
+	c.smu.Lock()
+	c.sentAt = append(c.sentAt, ns)
+	c.smu.Unlock()
+}
+
+// noteSaid measures the oldest message waiting for its said.
+func (c *client) noteSaid(now int64) {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if len(c.sentAt) > 0 {
+		saidHist.add(now - c.sentAt[0])
+		c.sentAt = c.sentAt[1:]
+	}
 }
 
 // write sends one text frame.
@@ -231,6 +256,9 @@ func (c *client) sendLoop(start, end time.Time) {
 			time.Sleep(d)
 		}
 		buf = proto.chatFrame(buf[:0], c, seq)
+		if *history {
+			c.noteSent(time.Now().UnixNano())
+		}
 		if err := c.write(buf); err != nil {
 			countErr("write")
 			return
@@ -407,6 +435,10 @@ func loadMode(o *obj) {
 	o.set("deliveries_per_s", round3(float64(delivered)/duration.Seconds()))
 	o.set("latency_ms", obj{{"p50", r.hist.quantileMs(.50)}, {"p90", r.hist.quantileMs(.90)},
 		{"p99", r.hist.quantileMs(.99)}, {"max", round3(float64(r.hist.maxNs.Load()) / 1e6)}})
+	if saidHist.n.Load() > 0 {
+		o.set("said_ms", obj{{"p50", saidHist.quantileMs(.50)}, {"p90", saidHist.quantileMs(.90)},
+			{"p99", saidHist.quantileMs(.99)}, {"max", round3(float64(saidHist.maxNs.Load()) / 1e6)}})
+	}
 	o.set("window_s", round3(window))
 	serverStats(o, cpu0, redis0, window, float64(delivered))
 	o.set("client_cpu_s", round3(selfCPUs))

@@ -152,6 +152,9 @@ func (roomchatProto) read(c *client, r *run) {
 			if !*history {
 				countErr("bad_frame")
 			}
+			if f.Action == "said" && !r.frozen.Load() {
+				c.noteSaid(now)
+			}
 			continue
 		case "new_chat_message":
 		default:
