@@ -167,9 +167,10 @@ Environment:
   %-22[1]s the Redis to share rooms through, when -redis is not given
   %-22[2]s turns connection tokens on: the secret that signs them, 32 bytes or more
   %-22[3]s turns the HTTP API (/api/) on: its key, 16 bytes or more
+  %-22[4]s the directory that keeps history on disk, when -data is not given
 
 Flags:
-`, redisURLEnv, tokenSecretEnv, apiKeyEnv)
+`, redisURLEnv, tokenSecretEnv, apiKeyEnv, dataDirEnv)
 	flag.PrintDefaults()
 }
 

@@ -14,7 +14,7 @@ func TestUsageNamesSubcommandAndVariables(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	for _, want := range []string{"roomchat token -name NAME -room ROOM", redisURLEnv, tokenSecretEnv, apiKeyEnv, "-ipv6-prefix", "-trust-proxy"} {
+	for _, want := range []string{"roomchat token -name NAME -room ROOM", redisURLEnv, tokenSecretEnv, apiKeyEnv, dataDirEnv, "-ipv6-prefix", "-trust-proxy", "-data"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("-h does not name %s:\n%s", want, out)
 		}
