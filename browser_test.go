@@ -37,6 +37,7 @@ import (
 var updateScreenshot = flag.Bool("screenshot", false, "write docs/screenshot.png from the browser test")
 
 func TestBrowserChat(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)
 	alice, bob, carol := b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/?room=room2")
@@ -175,6 +176,7 @@ func TestBrowserChat(t *testing.T) {
 // another, the two sharing a Redis (-redis): they talk as if on one. While
 // Redis is stopped, Alice's page says her message reached her server only.
 func TestBrowserAcrossServers(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})
 	b := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})
@@ -213,6 +215,7 @@ func TestBrowserAcrossServers(t *testing.T) {
 
 // TestBrowserDocs reads the API docs as a person would, then uses Try it.
 func TestBrowserDocs(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate})
 	b := startBrowser(t)
 	docs := b.newTab(t, s.URL+"/asyncapi/docs/")

@@ -113,6 +113,7 @@ func execStartArgs(t testing.TB, unit string) []string {
 // line and passes systemd's checks, nginx waits longer than roomchat's
 // pings, and Prometheus reads its configuration.
 func TestDeployFiles(t *testing.T) {
+	t.Parallel()
 	t.Run("docs/deploy.md quotes every file as it is", func(t *testing.T) {
 		doc, err := os.ReadFile("docs/deploy.md")
 		if err != nil {
@@ -211,6 +212,7 @@ func quotedFiles(doc string) map[string]string {
 // WebSockets and TLS go through; /metrics does not; the per-address cap
 // counts the client nginx saw, whatever the client wrote in its headers.
 func TestDeployNginx(t *testing.T) {
+	t.Parallel()
 	const perClient = 3
 	app := startDeployed(t, "-max-per-client", strconv.Itoa(perClient)) // the unit leaves the default, 500
 	ng := startNginx(t, app.port)
@@ -293,6 +295,7 @@ func TestDeployNginx(t *testing.T) {
 // TestDeployNginxBrowser chats in Chromium through nginx, over TLS with
 // the test's own certificate.
 func TestDeployNginxBrowser(t *testing.T) {
+	t.Parallel()
 	app := startDeployed(t)
 	ng := startNginx(t, app.port)
 	b := startBrowser(t, "--ignore-certificate-errors")
@@ -310,6 +313,7 @@ func TestDeployNginxBrowser(t *testing.T) {
 // listener, and asks it, through its HTTP API, for the connection count
 // that /healthz shows.
 func TestDeployPrometheus(t *testing.T) {
+	t.Parallel()
 	app := startDeployed(t)
 	prom := startPrometheus(t, app.metricsPort)
 	base := "http://127.0.0.1:" + app.port

@@ -136,6 +136,7 @@ func (c *echoClient) expectBroken() {
 const quietFor = 200 * time.Millisecond
 
 func TestFaultProxyPasses(t *testing.T) {
+	t.Parallel()
 	e := startEcho(t)
 	p := startFaultProxy(t, e.ln.Addr().String())
 	a, b := dialEcho(t, p), dialEcho(t, p)
@@ -153,6 +154,7 @@ func TestFaultProxyPasses(t *testing.T) {
 // chunk per delay at most. Only what the proxy guarantees is asserted:
 // nothing comes early, and a pipelined delay is not a serial one.
 func TestFaultProxyDelays(t *testing.T) {
+	t.Parallel()
 	const (
 		delay = 150 * time.Millisecond
 		lines = 10
@@ -231,6 +233,7 @@ func TestFaultProxyDelays(t *testing.T) {
 // and then forwards them (a partition that heals) or drops them with the
 // connections (a partition that broke them).
 func TestFaultProxyStalls(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []proxyMode{stallMode(), stallDropMode()} {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := startEcho(t)
@@ -273,6 +276,7 @@ func TestFaultProxyStalls(t *testing.T) {
 // TestFaultProxyCuts closes every connection, then refuses or hangs new
 // ones until the mode changes.
 func TestFaultProxyCuts(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []proxyMode{cutMode(), cutHangMode()} {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := startEcho(t)
@@ -309,6 +313,7 @@ func TestFaultProxyCuts(t *testing.T) {
 // TestFaultProxyLimitsAFaultToOneConnection stalls the first connection
 // only: the second goes on as if nothing happened.
 func TestFaultProxyLimitsAFaultToOneConnection(t *testing.T) {
+	t.Parallel()
 	e := startEcho(t)
 	p := startFaultProxy(t, e.ln.Addr().String())
 	first := dialEcho(t, p)

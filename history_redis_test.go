@@ -31,6 +31,7 @@ func (r historyReader) collect(n int) []historyMsg {
 // history with the same ids, in one order, and a client resumes on any of
 // them, even after its own process stopped.
 func TestHistorySharedThroughRedis(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a := newTestServer(t, options{redis: r.url(), history: defaultHistory})
 	b := newTestServer(t, options{redis: r.url(), history: defaultHistory})
@@ -150,6 +151,7 @@ func TestHistorySharedThroughRedis(t *testing.T) {
 // down (SIGTERM does what shutdown does) to another, during 1,000
 // broadcasts: it ends with all of them, once each, in order.
 func TestHistoryDeployLosesNothing(t *testing.T) {
+	t.Parallel()
 	const total = 1000
 	r := startRedis(t, "")
 	a := newTestServer(t, options{redis: r.url(), history: total})

@@ -227,6 +227,7 @@ func TestHistoryTellsWhatCannotBeResumed(t *testing.T) {
 }
 
 func TestHistoryBounds(t *testing.T) {
+	t.Parallel()
 	t.Run("bytes per room", func(t *testing.T) {
 		s := newTestServer(t, options{history: 1000})
 		alice := s.dial(t, "big")

@@ -10,9 +10,12 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -224,6 +227,7 @@ func TestCloseCodes(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	s.hub.idleTimeout = 200 * time.Millisecond
 	c := s.dial(t, "idle")
@@ -322,8 +326,15 @@ func FuzzDecode(f *testing.F) {
 // see what the command itself prints and how it exits.
 const mainArgsEnv = "ROOMCHAT_MAIN_ARGS"
 
+// parallelTests is how many tests that call t.Parallel run at once when
+// -parallel is not given. They are the tests that wait: on browsers, child
+// processes, Redis and timers, not on the CPU. The default, GOMAXPROCS,
+// would run them two at a time on a two-core machine, the CPU idle.
+const parallelTests = 8
+
 // TestMain lets the test binary stand in for the roomchat command
 // (mainArgsEnv) or for the benchmarks' child server (serverProcessEnv).
+// Otherwise it runs the tests, parallelTests at once unless -parallel says.
 func TestMain(m *testing.M) {
 	if args, ok := os.LookupEnv(mainArgsEnv); ok {
 		os.Args = append([]string{"roomchat"}, strings.Split(args, "\n")...)
@@ -333,6 +344,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(serverProcessEnv) != "" {
 		runChildServer()
 		return
+	}
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(parallelTests, runtime.GOMAXPROCS(0)))); err != nil {
+			panic(err) // the testing package renamed its flag
+		}
 	}
 	os.Exit(m.Run())
 }

@@ -42,6 +42,7 @@ func TestReplyBudget(t *testing.T) {
 // count it, and a message that is the protocol's still arrives, as the
 // server itself would have encoded it, in either form a roomchat publishes.
 func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url()})
 	member := s.dial(t, "lobby")
@@ -73,6 +74,7 @@ func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
 // answers its hello, and hangs up. The broker must back off as from a Redis
 // that is down, not dial ten times a second, and log the outage once.
 func TestRedisThatDropsEverySession(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ import (
 // TestRedisTwoInstances puts Alice and Dave on one server, Bob and Carol on
 // the other, and checks who hears whom.
 func TestRedisTwoInstances(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	alice, dave := a.dial(t, "room1"), a.dial(t, "room1")
@@ -53,6 +54,7 @@ func TestRedisTwoInstances(t *testing.T) {
 // TestRedisOrder sends 1,000 messages from one sender and checks that the
 // member on the other server gets each once, in order.
 func TestRedisOrder(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	from, to := a.dial(t, "order"), b.dial(t, "order")
@@ -70,6 +72,7 @@ func TestRedisOrder(t *testing.T) {
 // reaches him, though his room is new on his server each time, which must
 // subscribe to it before it answers the handshake.
 func TestRedisMemberOnceConnected(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	for i := range 20 {
@@ -87,6 +90,7 @@ func TestRedisMemberOnceConnected(t *testing.T) {
 // the test's own certificate authority through SSL_CERT_FILE, beside a
 // server that reaches the same Redis over plain TCP: the two talk.
 func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeTestCertificate(t, dir)
 	tlsPort := freePort(t)
@@ -124,6 +128,7 @@ func TestRedisOverTLS(t *testing.T) {
 // comes back on the same port, what was said meanwhile crosses late, and
 // chat across servers goes on.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	opts := options{redis: r.url(), history: defaultHistory}
 	a, b := newTestServer(t, opts), newTestServer(t, opts)
@@ -161,6 +166,7 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisChannelsGoAwayWithTheirRooms checks that Redis holds a channel
 // only while a room has members somewhere.
 func TestRedisChannelsGoAwayWithTheirRooms(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	var clients []*websocket.Conn
@@ -194,6 +200,7 @@ func TestRedisChannelsGoAwayWithTheirRooms(t *testing.T) {
 // TestRedisStartupErrors checks that a server told to use a Redis it cannot
 // use does not start, and says why in words that name no password.
 func TestRedisStartupErrors(t *testing.T) {
+	t.Parallel()
 	const password = "s3cret-Pa55"
 	r := startRedis(t, password)
 	closed := freePort(t)
@@ -249,6 +256,7 @@ func leaksPart(text, password string) bool {
 // TestRedisStartupErrorExits runs the real command with a Redis it cannot
 // reach: it must exit non-zero at once, with one line that says why.
 func TestRedisStartupErrorExits(t *testing.T) {
+	t.Parallel()
 	out, code := runMain(t, "-addr", "127.0.0.1:0", "-redis", fmt.Sprintf("redis://127.0.0.1:%d", freePort(t)))
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "-redis: redis at 127.0.0.1:") ||
@@ -260,6 +268,7 @@ func TestRedisStartupErrorExits(t *testing.T) {
 // TestRedisPasswordStaysSecret runs a server with a password through an
 // outage and back, and reads its log and /healthz for the password.
 func TestRedisPasswordStaysSecret(t *testing.T) {
+	t.Parallel()
 	const password = "s3cret-Pa55"
 	r := startRedis(t, password)
 	var logs syncBuffer
@@ -299,6 +308,7 @@ func TestRedisPasswordStaysSecret(t *testing.T) {
 // wakes, every message reaches the other server, in order, once, whether
 // Redis took it from the connection that hung or from the backlog.
 func TestRedisHangs(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	opts := options{redis: r.url(), history: defaultHistory}
 	a, b := newTestServer(t, opts), newTestServer(t, opts)
@@ -330,8 +340,10 @@ func TestRedisHangs(t *testing.T) {
 // or hanging (stopped with SIGSTOP, so that it neither answers nor closes):
 // every client gets 1001 and run returns within the 5 s the protocol gives.
 func TestRedisShutdown(t *testing.T) {
+	t.Parallel()
 	for _, state := range []string{"up", "gone", "hanging"} {
 		t.Run(state, func(t *testing.T) {
+			t.Parallel()
 			r := startRedis(t, "")
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -405,6 +417,7 @@ func talk(t *testing.T, alice, bob *websocket.Conn) {
 // holds: the members here get every message, and the sender of the one
 // that does not fit is told, with its cid, that it reached only them.
 func TestRedisBacklogFull(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url(), history: defaultHistory})
 	from, here := s.dial(t, "full"), s.dial(t, "full")

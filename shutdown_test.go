@@ -46,6 +46,7 @@ func TestNothingLeftBehind(t *testing.T) {
 // TestShutdown runs the real server loop and stops it as SIGTERM would:
 // every client gets 1001 and run returns well within shutdownTimeout.
 func TestShutdown(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +82,7 @@ func TestShutdown(t *testing.T) {
 // it is dropped; its writer is then stuck in a write that would wait for
 // writeTimeout. Shutdown must cut it off at its own deadline instead.
 func TestShutdownCutsOffStuckWriters(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	s.dial(t, "stuck") // never reads
 	from := s.dial(t, "stuck")

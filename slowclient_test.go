@@ -14,6 +14,7 @@ import (
 )
 
 func TestOrderFromOneSender(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	from, to := s.dial(t, "order"), s.dial(t, "order")
 	const n = 200
@@ -65,6 +66,7 @@ func TestSlowClientIsDroppedNotWaitedFor(t *testing.T) {
 // holds (the queue is not what stops it): its writer stalls, the write deadline passes, and it is dropped as
 // slow (counted), not left holding memory.
 func TestClientThatDoesNotReadIsDroppedAsSlow(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	s.hub.writeTimeout = 200 * time.Millisecond
 	stalled := dialRaw(t, s.wsURL("stall"))
