@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -337,10 +338,18 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
+// browserSlots holds a place for each Chromium running at once. Each keeps
+// about a core busy while its test runs: more than two a core make every
+// browser test slower, none sooner, while tests that only wait (Redis,
+// timers) still run beside them.
+var browserSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+
 // startBrowser starts Chromium with an empty profile and connects to it;
 // flags go to Chromium after the usual ones.
 func startBrowser(t *testing.T, flags ...string) *browser {
 	bin := findChromium(t)
+	browserSlots <- struct{}{}
+	t.Cleanup(func() { <-browserSlots }) // after Chromium has quit
 	profile := t.TempDir()
 	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
 	// were not told of, and x/net/websocket always sends one: the port is

@@ -330,7 +330,7 @@ const mainArgsEnv = "ROOMCHAT_MAIN_ARGS"
 // -parallel is not given. They are the tests that wait: on browsers, child
 // processes, Redis and timers, not on the CPU. The default, GOMAXPROCS,
 // would run them two at a time on a two-core machine, the CPU idle.
-const parallelTests = 8
+const parallelTests = 16
 
 // TestMain lets the test binary stand in for the roomchat command
 // (mainArgsEnv) or for the benchmarks' child server (serverProcessEnv).

@@ -32,7 +32,7 @@ import (
 const (
 	// faultScale stretches every phase and the wait for stragglers; 1 is
 	// what CI runs (the scenarios run in parallel, as many at once as
-	// -parallel allows: about 35 s in all on two cores). The
+	// -parallel allows, parallelTests unless given: see TestMain). The
 	// stall phases stay longer than today's 3 s I/O timeout (the publisher
 	// gives up after it) and shorter than the 15 s in which the subscriber
 	// notices silence, so that the tables show who notices and who does not.
