@@ -338,11 +338,11 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// browserSlots holds a place for each Chromium running at once. Each keeps
-// about a core busy while its test runs: more than two a core make every
-// browser test slower, none sooner, while tests that only wait (Redis,
-// timers) still run beside them.
-var browserSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+// browserSlots holds a place for each Chromium running at once, one a
+// core: each keeps about a core busy while its test runs, and more make
+// every browser test slower (past its waits' deadlines), none sooner. Tests
+// that only wait (Redis, timers) still run beside them.
+var browserSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
 
 // startBrowser starts Chromium with an empty profile and connects to it;
 // flags go to Chromium after the usual ones.
