@@ -227,7 +227,6 @@ func TestCloseCodes(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	t.Parallel()
 	s := newTestServer(t, options{})
 	s.hub.idleTimeout = 200 * time.Millisecond
 	c := s.dial(t, "idle")
