@@ -305,13 +305,30 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// freePort returns a loopback port that nothing listens on.
+// freePort returns a loopback port that nothing listens on, and that it
+// has not returned before: tests run in parallel, and one that stops a
+// server to start it again on its port must not find another test's there.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		portsGiven.Lock()
+		given := portsGiven.m[port]
+		portsGiven.m[port] = true
+		portsGiven.Unlock()
+		if !given {
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// portsGiven are the ports freePort has returned.
+var portsGiven = struct {
+	sync.Mutex
+	m map[int]bool
+}{m: map[int]bool{}}
