@@ -141,10 +141,15 @@ func readFrame(t testing.TB, c *websocket.Conn) (opcode byte, payload []byte) {
 	return fr.PayloadType(), payload
 }
 
-// recvText reads the next frame, which must be a text frame.
+// recvText reads the next frame, which must be a text frame. It skips
+// pings: the server sends them every pingInterval whatever a test does, and
+// a test on a busy machine may last longer than that.
 func recvText(t testing.TB, c *websocket.Conn) string {
 	t.Helper()
 	op, payload := readFrame(t, c)
+	for op == websocket.PingFrame {
+		op, payload = readFrame(t, c)
+	}
 	if op != websocket.TextFrame {
 		t.Fatalf("got frame type %d %q, want a text frame", op, payload)
 	}
