@@ -338,11 +338,12 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// browserSlots holds a place for each Chromium running at once, one a
-// core: each keeps about a core busy while its test runs, and more make
-// every browser test slower (past its waits' deadlines), none sooner. Tests
-// that only wait (Redis, timers) still run beside them.
-var browserSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+// browserSlots holds a place for each Chromium running at once, two a
+// core: a browser test keeps about half a core busy, and more browsers
+// than that make every browser test slower (on a loaded machine, past its
+// waits' deadlines), none sooner. Tests that only wait (Redis, timers)
+// still run beside them.
+var browserSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 
 // startBrowser starts Chromium with an empty profile and connects to it;
 // flags go to Chromium after the usual ones.
