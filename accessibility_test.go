@@ -138,6 +138,7 @@ func named(name string) string {
 }
 
 func TestAccessibilityChat(t *testing.T) {
+	t.Parallel()
 	axe := axeSource(t)
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)
@@ -197,6 +198,7 @@ func TestAccessibilityChat(t *testing.T) {
 // keyboard alone, through a fault proxy that can hold back the server's
 // answers, on a server that allows one message a second.
 func TestAccessibilityDelivery(t *testing.T) {
+	t.Parallel()
 	axe := axeSource(t)
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: 1, history: defaultHistory, secret: secret})
@@ -247,6 +249,7 @@ func TestAccessibilityDelivery(t *testing.T) {
 }
 
 func TestAccessibilityDocs(t *testing.T) {
+	t.Parallel()
 	axe := axeSource(t)
 	s := newTestServer(t, options{rate: defaultRate})
 	b := startBrowser(t)

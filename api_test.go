@@ -62,6 +62,7 @@ func TestAPIOffWithoutKey(t *testing.T) {
 
 // TestAPIStatuses sends every kind of bad request and checks its answer.
 func TestAPIStatuses(t *testing.T) {
+	t.Parallel()
 	s := newAPIServer(t, options{history: defaultHistory})
 	chatErr := func(typ, field, msg string) string {
 		return `{"detail":[{"type":"` + typ + `","loc":["body","` + field + `"],"msg":"` + msg + `"}]}`
@@ -227,6 +228,7 @@ func TestAPIRateLimit(t *testing.T) {
 // section against a live server, and compares each answer with the one the
 // document gives after it (the server's epoch read as the document's).
 func TestAPIDocExamples(t *testing.T) {
+	t.Parallel()
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		if os.Getenv("CI") == "true" {

@@ -1,35 +1,27 @@
 package main
 
-// Benchmarks and the load test: what one message costs to fan out, what an
-// idle connection costs to keep, and whether a busy server still loses
-// nothing. Run them with
+// Benchmarks: what one message costs to fan out, and what an idle
+// connection costs to keep. Run them with
 //
 //	go test -bench . -benchmem -run '^$'
-//	ROOMCHAT_LOAD=1 go test -run TestLoad -v
 //
+// Whether a busy server still loses nothing is the load test's question
+// (load_test.go).
 // Clients here are as lean as they can be (hand-written frames, no
 // goroutine per idle connection), so that what is measured is the server.
 
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -163,271 +155,6 @@ func BenchmarkIdleConnections(b *testing.B) {
 		}
 		report("pinged-", child.mem(b))
 	}
-}
-
-// TestLoad is the bounded load test: 1,000 connections in 100 rooms, each
-// sending 2 messages a second for 10 s. Every receiver checks each sender's
-// messages arrive once each and in order; it reports p50 and p99 delivery
-// latency. It runs with ROOMCHAT_LOAD=1, and always in CI, so that go test
-// stays quick on a laptop.
-func TestLoad(t *testing.T) {
-	if os.Getenv("ROOMCHAT_LOAD") == "" && os.Getenv("CI") != "true" {
-		t.Skip("set ROOMCHAT_LOAD=1 to run the load test (about 15 s)")
-	}
-	const (
-		rooms    = 100
-		perRoom  = 10
-		rate     = 2 // messages a second per connection
-		duration = 10 * time.Second
-	)
-	s := newTestServer(t, options{rate: defaultRate})
-	// A member's fields belong to its reader goroutine until readers.Wait,
-	// except got, which the test watches meanwhile.
-	type member struct {
-		id      int
-		conn    *websocket.Conn
-		last    map[int]int // sender id -> last sequence number seen
-		lat     []time.Duration
-		got     atomic.Int64
-		err     error // the reader's
-		sendErr error // the sender's
-	}
-	var members []*member
-	for i := range rooms * perRoom {
-		members = append(members, &member{id: i, conn: s.dial(t, fmt.Sprintf("load%d", i/perRoom)), last: map[int]int{}})
-	}
-	s.waitHealth(t, func(h health) bool { return h.Connections == rooms*perRoom })
-
-	// Messages carry "sender:seq:unixnano" so a receiver can check them.
-	var readers sync.WaitGroup
-	for _, m := range members {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				var text string
-				if err := websocket.Message.Receive(m.conn, &text); err != nil {
-					return // closed at the end
-				}
-				var f struct{ Payload chatPayload }
-				json.Unmarshal([]byte(text), &f)
-				var from, seq int
-				var sentAt int64
-				if _, err := fmt.Sscanf(f.Payload.Message, "%d:%d:%d", &from, &seq, &sentAt); err != nil {
-					m.err = fmt.Errorf("member %d got %q", m.id, text)
-					continue
-				}
-				if from/perRoom != m.id/perRoom || from == m.id {
-					m.err = fmt.Errorf("member %d got a message from %d", m.id, from)
-				}
-				if prev, seen := m.last[from]; (seen && seq != prev+1) || (!seen && seq != 0) {
-					m.err = fmt.Errorf("member %d: from %d, message %d after %d", m.id, from, seq, prev)
-				}
-				m.last[from] = seq
-				m.lat = append(m.lat, time.Since(time.Unix(0, sentAt)))
-				m.got.Add(1)
-			}
-		}()
-	}
-
-	perSender := int(rate * duration.Seconds())
-	var senders sync.WaitGroup
-	for _, m := range members {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			// Start at a random point within the first interval, then
-			// keep to the rate (open loop: no waiting for replies).
-			tick := time.Second / rate
-			time.Sleep(time.Duration(m.id*7919%1000) * tick / 1000)
-			next := time.Now()
-			for seq := range perSender {
-				body := fmt.Sprintf("%d:%d:%d", m.id, seq, time.Now().UnixNano())
-				m.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				if err := websocket.Message.Send(m.conn, chat(body, strconv.Itoa(m.id))); err != nil {
-					m.sendErr = err
-					return
-				}
-				next = next.Add(tick)
-				time.Sleep(time.Until(next))
-			}
-		}()
-	}
-	senders.Wait()
-	// Every receiver must get perSender messages from each of the others.
-	want := perSender * (perRoom - 1)
-	waitFor(t, func() string { return "every message to arrive" }, func() bool {
-		for _, m := range members {
-			if m.got.Load() < int64(want) {
-				return false
-			}
-		}
-		return true
-	})
-	for _, m := range members {
-		m.conn.Close()
-	}
-	readers.Wait()
-
-	var all []time.Duration
-	for _, m := range members {
-		if m.err != nil || m.sendErr != nil {
-			t.Error(m.err, m.sendErr)
-		}
-		if len(m.lat) != want {
-			t.Errorf("member %d got %d messages, want %d", m.id, len(m.lat), want)
-		}
-		all = append(all, m.lat...)
-	}
-	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
-	h := s.health(t)
-	t.Logf("%d connections in %d rooms, %d msg/s each for %v: %d deliveries, p50 %v, p99 %v, max %v; dropped %d",
-		rooms*perRoom, rooms, rate, duration, len(all), pct(0.50), pct(0.99), all[len(all)-1], h.SlowClientsDropped)
-}
-
-// ---- helpers ----
-
-// countFrames reads server frames until the connection ends, calling got
-// for each. It allocates nothing per frame.
-func (c *rawConn) countFrames(got func()) {
-	for {
-		_, n, err := c.nextHeader()
-		if err != nil {
-			return
-		}
-		if _, err := c.r.Discard(int(n)); err != nil {
-			return
-		}
-		got()
-	}
-}
-
-// childServer is roomchat running in a child process.
-type childServer struct {
-	addr string
-}
-
-// childMem is what the child reports about itself.
-type childMem struct {
-	HeapInuse, StackInuse, RSS uint64
-	Connections                int
-	CPU                        time.Duration // user and system, all threads, since it started
-}
-
-// cpuTime is the CPU time this process has used, all its threads.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// serverProcessEnv makes this test binary run roomchat instead of tests.
-const serverProcessEnv = "ROOMCHAT_CHILD_SERVER"
-
-// heapProfileEnv names a file for the child's heap profile, written each
-// time it is asked for its memory: where every KiB of a connection goes.
-//
-//	ROOMCHAT_HEAP_PROFILE=/tmp/heap.prof go test -run '^$' -bench IdleConnections
-//	go tool pprof -sample_index=inuse_space -top /tmp/heap.prof
-const heapProfileEnv = "ROOMCHAT_HEAP_PROFILE"
-
-// runChildServer serves roomchat on a loopback port, prints the port, and
-// adds GET /mem for the benchmark. It exits when its stdin closes.
-func runChildServer() {
-	profile := os.Getenv(heapProfileEnv)
-	if profile != "" {
-		runtime.MemProfileRate = 1 // every allocation, so that small ones add up exactly
-	}
-	// It logs as the real server does (text, at info), though to nowhere:
-	// formatting a log line takes stack too.
-	h := newHub(newMemoryBroker(defaultHistory), newRateLimit(0), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	secret, err := tokenSecretFrom(os.LookupEnv) // as the real server reads them
-	if err != nil {
-		panic(err)
-	}
-	apiKey, err := apiKeyFrom(os.LookupEnv)
-	if err != nil {
-		panic(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/", newMux(h, options{secret: secret, apiKey: apiKey}, nil))
-	mux.HandleFunc("GET /mem", func(w http.ResponseWriter, r *http.Request) {
-		cpu := cpuTime() // before the collection below, which is this call's
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		_, conns := h.counts()
-		if profile != "" {
-			if err := writeHeapProfile(profile); err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, childMem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, RSS: readRSS(), Connections: conns, CPU: cpu})
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	fmt.Println(ln.Addr())
-	go http.Serve(ln, mux)
-	io.Copy(io.Discard, os.Stdin)
-}
-
-// writeHeapProfile writes the heap profile of this process to path.
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// startServerProcess starts the child, with env added to its environment,
-// and stops it when the benchmark ends.
-func startServerProcess(b *testing.B, env ...string) *childServer {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(append(os.Environ(), serverProcessEnv+"=1"), env...)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		b.Fatalf("child server: %v", err)
-	}
-	return &childServer{addr: strings.TrimSpace(line)}
-}
-
-// mem asks the child how much memory it holds, after a garbage collection.
-func (c *childServer) mem(b *testing.B) childMem {
-	var m childMem
-	getJSON(b, "http://"+c.addr+"/mem", &m)
-	return m
-}
-
-// readRSS returns this process's resident set size in bytes (Linux).
-func readRSS() uint64 {
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kib * 1024
-		}
-	}
-	return 0
 }
 
 // BenchmarkRoomHistory measures what a room's full history holds in

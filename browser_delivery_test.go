@@ -44,6 +44,7 @@ func sentFrames(text string) string {
 }
 
 func TestBrowserDelivery(t *testing.T) {
+	t.Parallel()
 	b := startBrowser(t)
 
 	t.Run("sending until said, then sent; the others get it once", func(t *testing.T) {
@@ -128,6 +129,7 @@ func TestBrowserDelivery(t *testing.T) {
 // its cid, and lands after what was said meanwhile; one the server got is
 // known in the replay by its cid. Bob has each once.
 func TestBrowserResend(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	p, page := proxiedPage(t, s)
 	b := startBrowser(t)
@@ -159,6 +161,7 @@ func TestBrowserResend(t *testing.T) {
 }
 
 func TestBrowserToken(t *testing.T) {
+	t.Parallel()
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory, secret: secret})
 	mint := func(name string, rooms ...string) string {

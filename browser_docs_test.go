@@ -13,6 +13,7 @@ import (
 
 // TestBrowserDocs reads the API docs as a person would, then uses Try it.
 func TestBrowserDocs(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate})
 	b := startBrowser(t)
 	docs := b.newTab(t, s.URL+"/asyncapi/docs/")

@@ -9,18 +9,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,10 +84,19 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
+// browserSlots holds a place for each Chromium running at once, two a
+// core: a browser test keeps about half a core busy, and more browsers
+// than that make every browser test slower (on a loaded machine, past its
+// waits' deadlines), none sooner. Tests that only wait (Redis, timers)
+// still run beside them.
+var browserSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+
 // startBrowser starts Chromium with an empty profile and connects to it;
 // flags go to Chromium after the usual ones.
 func startBrowser(t *testing.T, flags ...string) *browser {
 	bin := findChromium(t)
+	browserSlots <- struct{}{}
+	t.Cleanup(func() { <-browserSlots }) // after Chromium has quit
 	profile := t.TempDir()
 	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
 	// were not told of, and x/net/websocket always sends one: the port is
@@ -394,53 +398,6 @@ func (tb *tab) joinAs(t testing.TB, name, room string) {
 	tb.typeInto(t, "Room", room)
 	tb.click(t, "Join")
 	tb.waitFor(t, `badge() === "Connected"`)
-}
-
-// screenshot returns the tab as a PNG.
-func (tb *tab) screenshot(t testing.TB) image.Image {
-	t.Helper()
-	var shot struct{ Data string }
-	// A tab in the background paints nothing, and its capture never ends.
-	tb.b.call(t, tb.session, "Page.bringToFront", nil, nil)
-	tb.b.call(t, tb.session, "Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
-	raw, err := base64.StdEncoding.DecodeString(shot.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-// writeScreenshot puts tabs side by side in one PNG.
-func writeScreenshot(t testing.TB, path string, tabs ...*tab) {
-	t.Helper()
-	const gap = 16
-	var shots []image.Image
-	w, h := -gap, 0
-	for _, tb := range tabs {
-		shot := tb.screenshot(t)
-		shots = append(shots, shot)
-		w += gap + shot.Bounds().Dx()
-		h = max(h, shot.Bounds().Dy())
-	}
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.Draw(out, out.Bounds(), image.NewUniform(color.RGBA{0x9a, 0xa3, 0xb0, 0xff}), image.Point{}, draw.Src)
-	x := 0
-	for _, shot := range shots {
-		draw.Draw(out, shot.Bounds().Add(image.Pt(x, 0)), shot, image.Point{}, draw.Src)
-		x += shot.Bounds().Dx() + gap
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, out); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %s", path)
 }
 
 // jsString quotes s as a JavaScript string literal.

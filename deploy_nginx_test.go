@@ -27,6 +27,7 @@ import (
 // WebSockets and TLS go through; /metrics does not; the per-address cap
 // counts the client nginx saw, whatever the client wrote in its headers.
 func TestDeployNginx(t *testing.T) {
+	t.Parallel()
 	const perClient = 3
 	app := startDeployed(t, "-max-per-client", strconv.Itoa(perClient)) // the unit leaves the default, 500
 	ng := startNginx(t, app.port)
@@ -119,6 +120,7 @@ func TestDeployNginx(t *testing.T) {
 // TestDeployNginxBrowser chats in Chromium through nginx, over TLS with
 // the test's own certificate.
 func TestDeployNginxBrowser(t *testing.T) {
+	t.Parallel()
 	app := startDeployed(t)
 	ng := startNginx(t, app.port)
 	b := startBrowser(t, "--ignore-certificate-errors")

@@ -18,6 +18,7 @@ import (
 // listener, and asks it, through its HTTP API, for the connection count
 // that /healthz shows.
 func TestDeployPrometheus(t *testing.T) {
+	t.Parallel()
 	app := startDeployed(t)
 	prom := startPrometheus(t, app.metricsPort)
 	base := "http://127.0.0.1:" + app.port

@@ -103,6 +103,7 @@ func execStartArgs(t testing.TB, unit string) []string {
 // line and passes systemd's checks, nginx waits longer than roomchat's
 // pings, and Prometheus reads its configuration.
 func TestDeployFiles(t *testing.T) {
+	t.Parallel()
 	t.Run("docs/deploy.md quotes every file as it is", func(t *testing.T) {
 		doc, err := os.ReadFile("docs/deploy.md")
 		if err != nil {

@@ -110,6 +110,7 @@ func TestPingsDuringBroadcast(t *testing.T) {
 // deadline long ago: the pong must still go out, not fail on that deadline
 // and end the connection.
 func TestPongAfterWriteDeadline(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	s.hub.writeTimeout = 20 * time.Millisecond
 	from := s.dial(t, "late")

@@ -28,6 +28,7 @@ import (
 // cannot fail and clean up a server whose goroutines are stuck). Under
 // -race it also finds state that a lock should guard and does not.
 func TestLockOrder(t *testing.T) {
+	t.Parallel()
 	var proxy *faultProxy
 	brokers := map[string]func(t *testing.T) options{
 		"memory": func(*testing.T) options { return options{history: 5} },

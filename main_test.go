@@ -2,46 +2,26 @@ package main
 
 // The server tested from outside, as a client sees it: a real httptest.Server
 // on loopback and x/net/websocket clients, with exact frames asserted. The
-// helpers at the end are shared by the other _test.go files.
+// helpers every test file shares are in testserver_test.go and
+// rawconn_test.go; TestMain, at the end, lets the test binary stand in for
+// the roomchat command.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	neturl "net/url"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/websocket"
 )
-
-// chat is the new_chat_message frame a client sends, and the one the others
-// receive: the server's encoding of the same two fields.
-func chat(message, name string) string {
-	return string(outJSON(outFrame{Action: "new_chat_message", Payload: chatPayload{Message: message, Name: name}}))
-}
-
-// outJSON is out's JSON as the server encodes it: a frame's payload.
-func outJSON(out outFrame) []byte {
-	return payloadOf(framed(out).wire)
-}
-
-const pong = `{"action":"pong","payload":null}`
 
 func TestBroadcastReachesOthersInRoomOnly(t *testing.T) {
 	s := newTestServer(t, options{})
@@ -257,161 +237,6 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestOrderFromOneSender(t *testing.T) {
-	s := newTestServer(t, options{})
-	from, to := s.dial(t, "order"), s.dial(t, "order")
-	const n = 200
-	go func() {
-		for i := range n {
-			if err := websocket.Message.Send(from, chat(fmt.Sprint(i), "A")); err != nil {
-				return // the reader below fails the test
-			}
-		}
-	}()
-	for i := range n {
-		expectText(t, to, chat(fmt.Sprint(i), "A"))
-	}
-	expectQuiet(t, to) // once each: nothing more after the 200th
-}
-
-// sendPaced calls send for 0 to n-1 on a goroutine of its own, never more
-// than half a send queue ahead of the reader, which calls the function it
-// returns after each frame it reads: a test that reads slower than it sends
-// is then never dropped for it. A failed send stops the sending; the reader
-// then fails on its own, waiting for what never came.
-func sendPaced(n int, send func(i int) error) (read func()) {
-	inFlight := make(chan struct{}, sendQueueLen/2)
-	go func() {
-		for i := range n {
-			inFlight <- struct{}{}
-			if send(i) != nil {
-				return
-			}
-		}
-	}()
-	return func() { <-inFlight }
-}
-
-// TestSlowClientIsDroppedNotWaitedFor floods a room in which one member
-// never reads. Its queue fills, it is closed with 1008, and the member that
-// does read gets every message without a gap.
-func TestSlowClientIsDroppedNotWaitedFor(t *testing.T) {
-	s := newTestServer(t, options{})
-	slow, fast, from := s.dial(t, "flood"), s.dial(t, "flood"), s.dial(t, "flood")
-	flood(t, s, from, fast)
-	expectQuiet(t, fast)
-	expectClose(t, slow, closePolicyViolation)
-	s.waitHealth(t, func(h health) bool { return h.Connections == 2 && h.SlowClientsDropped == 1 })
-}
-
-// TestClientThatDoesNotReadIsDroppedAsSlow sends a member that never reads
-// more than the kernel's buffers hold, in fewer frames than its queue
-// holds (the queue is not what stops it): its writer stalls, the write deadline passes, and it is dropped as
-// slow (counted), not left holding memory.
-func TestClientThatDoesNotReadIsDroppedAsSlow(t *testing.T) {
-	s := newTestServer(t, options{})
-	s.hub.writeTimeout = 200 * time.Millisecond
-	stalled := dialRaw(t, s.wsURL("stall"))
-	stalled.Conn.(*net.TCPConn).SetReadBuffer(4 << 10) // as a phone on a bad network
-	from := s.dial(t, "stall")
-	body := strings.Repeat("👋", maxMessageChars) // 16 KB
-	for i := range sendQueueLen * 3 / 4 {        // 3 MB
-		sendText(t, from, chat(body, fmt.Sprint(i)))
-	}
-	s.waitHealth(t, func(h health) bool { return h.Connections == 1 && h.SlowClientsDropped == 1 })
-}
-
-// flood sends big chat messages from one client until the server drops a
-// member of the room for not reading. If reader is not nil, it must receive
-// every message sent, in order, meanwhile.
-func flood(t *testing.T, s *testServer, from, reader *websocket.Conn) {
-	t.Helper()
-	const maxMessages = 5_000 // 80 MB, far more than socket buffers hold
-	body := strings.Repeat("👋", maxMessages-1000)
-	sent := make(chan int, 1)
-	go func() {
-		n := 0
-		for ; n < maxMessages && s.hub.stats.dropped.Load() == 0; n++ {
-			if websocket.Message.Send(from, chat(body, fmt.Sprint(n))) != nil {
-				break
-			}
-		}
-		sent <- n
-	}()
-	received, n := 0, -1
-	for n < 0 {
-		select {
-		case n = <-sent:
-		default:
-			if reader == nil {
-				n = <-sent
-				break
-			}
-			expectText(t, reader, chat(body, fmt.Sprint(received)))
-			received++
-		}
-	}
-	for ; reader != nil && received < n; received++ {
-		expectText(t, reader, chat(body, fmt.Sprint(received)))
-	}
-	if s.hub.stats.dropped.Load() != 1 {
-		t.Fatalf("sent %d messages and no client was dropped", n)
-	}
-}
-
-// TestHandshake covers the checks made before a connection is accepted.
-func TestHandshake(t *testing.T) {
-	s := newTestServer(t, options{origins: []string{"https://Chat.Example.com"}})
-	host := strings.TrimPrefix(s.URL, "http://")
-	tests := []struct {
-		name, path, origin string
-		want               int
-	}{
-		{"same origin", "/ws/chat/lobby/", "http://" + host, 101},
-		{"same origin, other case", "/ws/chat/lobby/", "HTTP://" + strings.ToUpper(host), 101},
-		{"no origin (not a browser)", "/ws/chat/lobby/", "", 101},
-		{"path without the slash", "/ws/chat/lobby", "", 101},
-		{"foreign origin", "/ws/chat/lobby/", "http://evil.example", 403},
-		{"same host, other port", "/ws/chat/lobby/", "http://127.0.0.1:1", 403},
-		{"null origin", "/ws/chat/lobby/", "null", 403},
-		{"origin allowed by -origins", "/ws/chat/lobby/", "https://chat.example.com", 101},
-		{"allowed host, other scheme", "/ws/chat/lobby/", "http://chat.example.com", 403},
-		{"same host, https on an http server", "/ws/chat/lobby/", "https://" + host, 403},
-		{"same host, ws scheme", "/ws/chat/lobby/", "ws://" + host, 403},
-		{"same host, foo scheme", "/ws/chat/lobby/", "foo://" + host, 403},
-		{"same host, no scheme", "/ws/chat/lobby/", "//" + host, 403},
-		{"room of every allowed character", "/ws/chat/.-_aZ09/", "", 101},
-		{"room of 99 characters", "/ws/chat/" + strings.Repeat("r", 99) + "/", "", 101},
-		{"room of 100 characters", "/ws/chat/" + strings.Repeat("r", 100) + "/", "", 400},
-		{"room with !", "/ws/chat/bad!room/", "", 400},
-		{"room with an escaped space", "/ws/chat/bad%20room/", "", 400},
-		{"room with an escaped slash", "/ws/chat/a%2Fb/", "", 400},
-		{"room with unicode", "/ws/chat/caf%C3%A9/", "", 400},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := handshakeStatus(t, s.URL+tt.path, tt.origin); got != tt.want {
-				t.Errorf("got HTTP %d, want %d", got, tt.want)
-			}
-		})
-	}
-	s.waitHealth(t, func(h health) bool { return h.Connections == 0 && h.Rooms == 0 })
-}
-
-func TestBadRoomGetsPlainTextReason(t *testing.T) {
-	s := newTestServer(t, options{})
-	resp, err := http.Get(s.URL + "/ws/chat/bad%20room/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") ||
-		!strings.Contains(string(body), "invalid room name") {
-		t.Errorf("got %d %q %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
-	}
-}
-
 // TestMemberOnceConnected checks that a member hears a message sent the
 // moment its handshake completes: the join happens before the 101.
 func TestMemberOnceConnected(t *testing.T) {
@@ -422,130 +247,6 @@ func TestMemberOnceConnected(t *testing.T) {
 		sendText(t, from, chat(fmt.Sprint(i), "A"))
 		expectText(t, to, chat(fmt.Sprint(i), "A"))
 		closeClient(t, to)
-	}
-}
-
-// TestNothingLeftBehind connects, chats and leaves, then checks that rooms,
-// connections and goroutines all return to where they started.
-func TestNothingLeftBehind(t *testing.T) {
-	s := newTestServer(t, options{})
-	// The pinger, which the first join starts, lives as long as the server.
-	closeClient(t, s.dial(t, "first"))
-	s.waitHealth(t, func(h health) bool { return h.Connections == 0 })
-	http.DefaultClient.CloseIdleConnections()
-	before := runtime.NumGoroutine() // with no client, not even /healthz's
-
-	var clients []*websocket.Conn
-	for i := range 30 {
-		clients = append(clients, s.dial(t, fmt.Sprintf("room%d", i%3)))
-	}
-	s.waitHealth(t, func(h health) bool { return h.Rooms == 3 && h.Connections == 30 })
-	for i, c := range clients {
-		sendText(t, c, chat("bye", fmt.Sprint(i)))
-	}
-	for _, c := range clients {
-		closeClient(t, c)
-	}
-	s.waitHealth(t, func(h health) bool { return h.Rooms == 0 && h.Connections == 0 })
-	http.DefaultClient.CloseIdleConnections() // the keep-alive of /healthz
-	waitFor(t, func() string { return fmt.Sprintf("%d goroutines, %d before", runtime.NumGoroutine(), before) },
-		func() bool { return runtime.NumGoroutine() <= before })
-}
-
-// TestShutdown runs the real server loop and stops it as SIGTERM would:
-// every client gets 1001 and run returns well within shutdownTimeout.
-func TestShutdown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, options{}, slog.New(slog.DiscardHandler)) }()
-
-	url := "ws://" + ln.Addr().String() + "/ws/chat/"
-	a, b, c := dialURL(t, url+"one/", ""), dialURL(t, url+"one/", ""), dialURL(t, url+"two/", "")
-	for _, conn := range []*websocket.Conn{a, b, c} {
-		expectQuiet(t, conn) // joined and served
-	}
-	start := time.Now()
-	stop()
-	for _, conn := range []*websocket.Conn{a, b, c} {
-		expectClose(t, conn, closeGoingAway)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(shutdownTimeout + time.Second):
-		t.Fatalf("run still going %v after shutdown began", time.Since(start))
-	}
-	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
-		t.Error("the listener still accepts connections")
-	}
-}
-
-// TestShutdownCutsOffStuckWriters floods a client that never reads until
-// it is dropped; its writer is then stuck in a write that would wait for
-// writeTimeout. Shutdown must cut it off at its own deadline instead.
-func TestShutdownCutsOffStuckWriters(t *testing.T) {
-	s := newTestServer(t, options{})
-	s.dial(t, "stuck") // never reads
-	from := s.dial(t, "stuck")
-	flood(t, s, from, nil)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	s.hub.shutdown(ctx)
-	if d := time.Since(start); d > defaultWriteTimeout/2 {
-		t.Errorf("shutdown took %v with a 200ms deadline", d)
-	}
-}
-
-// TestHealthz checks the counts and totals of /healthz. A client can read
-// a frame a moment before the writer has counted it, so it waits for the
-// totals to come right rather than reading them once.
-func TestHealthz(t *testing.T) {
-	s := newTestServer(t, options{})
-	a, b := s.dial(t, "h1"), s.dial(t, "h1")
-	s.dial(t, "h2")
-	sendText(t, a, chat("hi", "A"))
-	expectText(t, b, chat("hi", "A"))
-	want := health{Status: healthHealthy, Rooms: 2, Connections: 3, MessagesReceived: 1, FramesDelivered: 1, Layer: layerHealth{Kind: "memory"}}
-	s.waitHealth(t, func(h health) bool { return h == want })
-}
-
-func TestRoutes(t *testing.T) {
-	s := newTestServer(t, options{})
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	tests := []struct {
-		method, path string
-		status       int
-		header, want string // a response header and what it must contain
-	}{
-		{"GET", "/", 302, "Location", "/chat/"},
-		{"GET", "/chat/", 200, "Content-Type", "text/html"},
-		{"GET", "/healthz", 200, "Content-Type", "application/json"},
-		{"GET", "/asyncapi/schema/", 200, "Content-Type", "application/json"},
-		{"GET", "/asyncapi/docs/", 200, "Content-Type", "text/html"},
-		{"GET", "/nothing-here", 404, "", ""},
-		{"POST", "/ws/chat/lobby/", 405, "", ""},
-		{"GET", "/ws/chat/lobby/extra", 404, "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			req, _ := http.NewRequest(tt.method, s.URL+tt.path, nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.status || !strings.Contains(resp.Header.Get(tt.header), tt.want) {
-				t.Errorf("got %d %s=%q, want %d with %q", resp.StatusCode, tt.header, resp.Header.Get(tt.header), tt.status, tt.want)
-			}
-		})
 	}
 }
 
@@ -617,15 +318,22 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// ---- helpers, shared by the other test files ----
+// ---- the test binary as the roomchat command ----
 
 // mainArgsEnv makes this test binary run roomchat's own main, with the
 // arguments it holds (one a line), instead of tests: runMain uses it to
 // see what the command itself prints and how it exits.
 const mainArgsEnv = "ROOMCHAT_MAIN_ARGS"
 
+// parallelTests is how many tests that call t.Parallel run at once when
+// -parallel is not given. They are the tests that wait: on browsers, child
+// processes, Redis and timers, not on the CPU. The default, GOMAXPROCS,
+// would run them two at a time on a two-core machine, the CPU idle.
+const parallelTests = 16
+
 // TestMain lets the test binary stand in for the roomchat command
 // (mainArgsEnv) or for the benchmarks' child server (serverProcessEnv).
+// Otherwise it runs the tests, parallelTests at once unless -parallel says.
 func TestMain(m *testing.M) {
 	if args, ok := os.LookupEnv(mainArgsEnv); ok {
 		os.Args = append([]string{"roomchat"}, strings.Split(args, "\n")...)
@@ -635,6 +343,14 @@ func TestMain(m *testing.M) {
 	if os.Getenv(serverProcessEnv) != "" {
 		runChildServer()
 		return
+	}
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(parallelTests, runtime.GOMAXPROCS(0)))); err != nil {
+			panic(err) // the testing package renamed its flag
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -653,376 +369,4 @@ func runMain(t testing.TB, args ...string) (output string, code int) {
 		t.Fatal(err)
 	}
 	return string(out), cmd.ProcessState.ExitCode()
-}
-
-// testServer is roomchat on a loopback port, with its hub at hand.
-type testServer struct {
-	*httptest.Server
-	hub   *hub
-	limit *connLimit
-}
-
-// newTestServer starts a server for one test and stops it when the test ends.
-// Its log is discarded; run the server with -v to watch frames.
-func newTestServer(t testing.TB, opts options) *testServer {
-	t.Helper()
-	h, err := buildHub(opts, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return serveHub(t, h, opts)
-}
-
-// serveHub serves h for one test, as run does (its connections counted
-// against opts' limits), and shuts it down when the test ends.
-func serveHub(t testing.TB, h *hub, opts options) *testServer {
-	limit := newConnLimit(opts)
-	srv := httptest.NewUnstartedServer(newMux(h, opts, limit))
-	srv.Listener = limit.listen(srv.Listener)
-	srv.Config.ConnState = limit.track // httptest chains its own hook after it
-	srv.Start()
-	s := &testServer{Server: srv, hub: h, limit: limit}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		h.shutdown(ctx)
-		s.Close()
-	})
-	return s
-}
-
-// wsURL is the WebSocket address of room on this server.
-func (s *testServer) wsURL(room string) string {
-	return "ws" + strings.TrimPrefix(s.URL, "http") + "/ws/chat/" + room + "/"
-}
-
-// dial connects to room as a page from this server would.
-func (s *testServer) dial(t testing.TB, room string) *websocket.Conn {
-	t.Helper()
-	return dialURL(t, s.wsURL(room), s.URL)
-}
-
-// dialURL opens a WebSocket, closed when the test ends. x/net/websocket
-// always sends an Origin; an empty origin here means the target's own.
-func dialURL(t testing.TB, url, origin string) *websocket.Conn {
-	t.Helper()
-	if origin == "" {
-		origin = "http" + strings.TrimPrefix(url, "ws")
-	}
-	cfg, err := websocket.NewConfig(url, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := cfg.DialContext(ctx)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// closeClient closes a client connection as a browser tab would.
-func closeClient(t testing.TB, c *websocket.Conn) {
-	t.Helper()
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// recvTimeout bounds every read in the tests.
-const recvTimeout = 5 * time.Second
-
-// sendText sends one text frame.
-func sendText(t testing.TB, c *websocket.Conn, text string) {
-	t.Helper()
-	c.SetWriteDeadline(time.Now().Add(recvTimeout))
-	if err := websocket.Message.Send(c, text); err != nil {
-		t.Fatalf("send: %v", err)
-	}
-}
-
-// readFrame reads the next frame of any kind. It reads frames itself,
-// because x/net/websocket's Receive swallows close frames and their codes.
-func readFrame(t testing.TB, c *websocket.Conn) (opcode byte, payload []byte) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(recvTimeout))
-	fr, err := c.NewFrameReader()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if payload, err = io.ReadAll(fr); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	return fr.PayloadType(), payload
-}
-
-// recvText reads the next frame, which must be a text frame.
-func recvText(t testing.TB, c *websocket.Conn) string {
-	t.Helper()
-	op, payload := readFrame(t, c)
-	if op != websocket.TextFrame {
-		t.Fatalf("got frame type %d %q, want a text frame", op, payload)
-	}
-	return string(payload)
-}
-
-// expectText reads the next frame and checks it byte for byte.
-func expectText(t testing.TB, c *websocket.Conn, want string) {
-	t.Helper()
-	if got := recvText(t, c); got != want {
-		t.Fatalf("got  %.300s\nwant %.300s", got, want)
-	}
-}
-
-// expectQuiet proves nothing is waiting for c: the frame after a ping is its
-// pong, because the server queues the pong behind anything sent before.
-func expectQuiet(t testing.TB, c *websocket.Conn) {
-	t.Helper()
-	sendText(t, c, `{"action":"ping"}`)
-	expectText(t, c, pong)
-}
-
-// expectClose reads until a close frame and checks its code.
-func expectClose(t testing.TB, c *websocket.Conn, code int) {
-	t.Helper()
-	for {
-		op, payload := readFrame(t, c)
-		if op != websocket.CloseFrame {
-			continue // frames queued before the close may come first
-		}
-		if len(payload) < 2 {
-			t.Fatalf("close frame without a code: %q", payload)
-		}
-		if got := int(binary.BigEndian.Uint16(payload)); got != code {
-			t.Fatalf("closed with %d, want %d", got, code)
-		}
-		return
-	}
-}
-
-// health is the /healthz answer.
-type health struct {
-	Status             string      `json:"status"`
-	Rooms              int         `json:"rooms"`
-	Connections        int         `json:"connections"`
-	MessagesReceived   int64       `json:"messages_received"`
-	FramesDelivered    int64       `json:"frames_delivered"`
-	SlowClientsDropped int64       `json:"slow_clients_dropped"`
-	RefusedConnections int64       `json:"refused_connections"`
-	Layer              layerHealth `json:"layer"`
-}
-
-// layerHealth is the channel layer's part of /healthz.
-type layerHealth struct {
-	Kind      string `json:"kind"`
-	Connected bool   `json:"connected"`
-	Published int64  `json:"published"`
-	Received  int64  `json:"received"`
-	Dropped   int64  `json:"dropped"`
-	Rejected  int64  `json:"rejected"`
-	Backlog   int    `json:"backlog"`
-
-	HistoryBytes    int64 `json:"history_bytes"`
-	HistoryMessages int64 `json:"history_messages"`
-}
-
-func (s *testServer) health(t testing.TB) health {
-	t.Helper()
-	var h health
-	getJSON(t, s.URL+"/healthz", &h)
-	return h
-}
-
-// getJSON fetches url and decodes its JSON answer into v.
-func getJSON(t testing.TB, url string, v any) {
-	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doJSON(t, http.DefaultClient, req, v)
-}
-
-// doJSON sends req with client and decodes the JSON answer into v.
-func doJSON(t testing.TB, client *http.Client, req *http.Request, v any) {
-	t.Helper()
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-}
-
-// waitHealth waits until /healthz satisfies ok.
-func (s *testServer) waitHealth(t testing.TB, ok func(health) bool) {
-	t.Helper()
-	var last health
-	waitFor(t, func() string { return fmt.Sprintf("/healthz, last %+v", last) },
-		func() bool { last = s.health(t); return ok(last) })
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s. It is for
-// things no event announces, such as a goroutine having exited.
-func waitFor(t testing.TB, what func() string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// handshakeStatus makes a WebSocket handshake by hand, so that it can leave
-// Origin out (x/net/websocket always sends one), and returns the status.
-func handshakeStatus(t testing.TB, url, origin string) int {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	setUpgradeHeaders(req.Header)
-	if origin != "" {
-		req.Header.Set("Origin", origin)
-	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func setUpgradeHeaders(h http.Header) {
-	key := make([]byte, 16)
-	rand.Read(key)
-	h.Set("Upgrade", "websocket")
-	h.Set("Connection", "Upgrade")
-	h.Set("Sec-WebSocket-Version", "13")
-	h.Set("Sec-WebSocket-Key", base64.StdEncoding.EncodeToString(key))
-}
-
-// rawConn is a WebSocket client written by hand, for frames that
-// x/net/websocket cannot send, such as fragments.
-type rawConn struct {
-	net.Conn
-	r   *bufio.Reader
-	hdr [10]byte // the header being read, kept here so reading allocates nothing
-}
-
-func dialRaw(t testing.TB, url string) *rawConn {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	setUpgradeHeaders(req.Header)
-	var handshake bytes.Buffer
-	if err := req.Write(&handshake); err != nil {
-		t.Fatal(err)
-	}
-	return dialRawBytes(t, url, handshake.Bytes())
-}
-
-// dialRawBytes connects to the host of url, writes the handshake request
-// (and whatever follows it) in one write, and reads the 101 response.
-func dialRawBytes(t testing.TB, url string, handshake []byte) *rawConn {
-	t.Helper()
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(recvTimeout))
-	if _, err := conn.Write(handshake); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	return &rawConn{Conn: conn, r: r}
-}
-
-// clientFrame builds one masked frame, as a client must send it.
-func clientFrame(fin bool, opcode byte, payload string) []byte {
-	b0 := opcode
-	if fin {
-		b0 |= 0x80
-	}
-	frame := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		frame = append(frame, 0x80|byte(n))
-	case n < 1<<16:
-		frame = append(frame, 0x80|126, byte(n>>8), byte(n))
-	default:
-		frame = binary.BigEndian.AppendUint64(append(frame, 0x80|127), uint64(n))
-	}
-	mask := [4]byte{1, 2, 3, 4}
-	frame = append(frame, mask[:]...)
-	for i := range len(payload) {
-		frame = append(frame, payload[i]^mask[i%4])
-	}
-	return frame
-}
-
-// writeFrame writes one masked frame.
-func (c *rawConn) writeFrame(t testing.TB, fin bool, opcode byte, payload string) {
-	t.Helper()
-	if _, err := c.Write(clientFrame(fin, opcode, payload)); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// nextHeader reads the header of the next (unmasked) server frame and
-// returns its opcode and payload length. It allocates nothing.
-func (c *rawConn) nextHeader() (opcode byte, n uint64, err error) {
-	hdr := c.hdr[:]
-	if _, err := io.ReadFull(c.r, hdr[:2]); err != nil {
-		return 0, 0, err
-	}
-	switch n = uint64(hdr[1] & 0x7f); n {
-	case 126:
-		_, err = io.ReadFull(c.r, hdr[2:4])
-		n = uint64(binary.BigEndian.Uint16(hdr[2:4]))
-	case 127:
-		_, err = io.ReadFull(c.r, hdr[2:10])
-		n = binary.BigEndian.Uint64(hdr[2:10])
-	}
-	return hdr[0] & 0x0f, n, err
-}
-
-// readFrame reads one server frame.
-func (c *rawConn) readFrame(t testing.TB) (opcode byte, payload []byte) {
-	t.Helper()
-	opcode, n, err := c.nextHeader()
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(c.r, payload); err != nil {
-		t.Fatal(err)
-	}
-	return opcode, payload
-}
-
-func TestBrowsableHost(t *testing.T) {
-	for addr, want := range map[string]string{
-		"[::]:8000":        "localhost:8000",
-		"0.0.0.0:8000":     "localhost:8000",
-		"127.0.0.1:8000":   "localhost:8000",
-		"[::1]:8000":       "localhost:8000",
-		"192.0.2.7:8000":   "192.0.2.7:8000",
-		"[2001:db8::1]:80": "[2001:db8::1]:80",
-	} {
-		if got := browsableHost(addr); got != want {
-			t.Errorf("browsableHost(%q) = %q, want %q", addr, got, want)
-		}
-	}
 }

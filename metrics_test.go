@@ -119,6 +119,7 @@ func TestMetricsRefusedAtAccept(t *testing.T) {
 
 // TestMetricsRedis reads the Redis broker's metrics across an outage.
 func TestMetricsRedis(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	talk(t, a.dial(t, "room1"), b.dial(t, "room1"))
@@ -195,6 +196,7 @@ func TestMetricsAccess(t *testing.T) {
 // server's /metrics, with the Redis broker's families too when redis-server
 // is installed.
 func TestMetricsPromtool(t *testing.T) {
+	t.Parallel()
 	promtool := findProgram(t, "promtool", "ROOMCHAT_PROMTOOL", "prometheus")
 	s := newTestServer(t, options{history: defaultHistory})
 	talk(t, s.dial(t, "room1"), s.dial(t, "room1"))

@@ -182,6 +182,7 @@ func checkRepoPath(t *testing.T, doc, p string) {
 // token, as a program of its own, and checks that the server takes the
 // token it prints.
 func TestReadmeTokenExample(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ func TestReplyBudget(t *testing.T) {
 // count it, and a message that is the protocol's still arrives, as the
 // server itself would have encoded it, in either form a roomchat publishes.
 func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url()})
 	member := s.dial(t, "lobby")

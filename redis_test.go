@@ -7,20 +7,10 @@ package main
 // tests skip, saying how to install it; with CI=true they fail instead.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	cryptorand "crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,6 +30,7 @@ import (
 // TestRedisTwoInstances puts Alice and Dave on one server, Bob and Carol on
 // the other, and checks who hears whom.
 func TestRedisTwoInstances(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	alice, dave := a.dial(t, "room1"), a.dial(t, "room1")
@@ -64,6 +54,7 @@ func TestRedisTwoInstances(t *testing.T) {
 // TestRedisOrder sends 1,000 messages from one sender and checks that the
 // member on the other server gets each once, in order.
 func TestRedisOrder(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	from, to := a.dial(t, "order"), b.dial(t, "order")
@@ -81,6 +72,7 @@ func TestRedisOrder(t *testing.T) {
 // reaches him, though his room is new on his server each time, which must
 // subscribe to it before it answers the handshake.
 func TestRedisMemberOnceConnected(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	for i := range 20 {
@@ -98,6 +90,7 @@ func TestRedisMemberOnceConnected(t *testing.T) {
 // the test's own certificate authority through SSL_CERT_FILE, beside a
 // server that reaches the same Redis over plain TCP: the two talk.
 func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writeTestCertificate(t, dir)
 	tlsPort := freePort(t)
@@ -135,6 +128,7 @@ func TestRedisOverTLS(t *testing.T) {
 // comes back on the same port, what was said meanwhile crosses late, and
 // chat across servers goes on.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	opts := options{redis: r.url(), history: defaultHistory}
 	a, b := newTestServer(t, opts), newTestServer(t, opts)
@@ -172,6 +166,7 @@ func TestRedisOutage(t *testing.T) {
 // TestRedisChannelsGoAwayWithTheirRooms checks that Redis holds a channel
 // only while a room has members somewhere.
 func TestRedisChannelsGoAwayWithTheirRooms(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	var clients []*websocket.Conn
@@ -205,6 +200,7 @@ func TestRedisChannelsGoAwayWithTheirRooms(t *testing.T) {
 // TestRedisStartupErrors checks that a server told to use a Redis it cannot
 // use does not start, and says why in words that name no password.
 func TestRedisStartupErrors(t *testing.T) {
+	t.Parallel()
 	const password = "s3cret-Pa55"
 	r := startRedis(t, password)
 	closed := freePort(t)
@@ -260,6 +256,7 @@ func leaksPart(text, password string) bool {
 // TestRedisStartupErrorExits runs the real command with a Redis it cannot
 // reach: it must exit non-zero at once, with one line that says why.
 func TestRedisStartupErrorExits(t *testing.T) {
+	t.Parallel()
 	out, code := runMain(t, "-addr", "127.0.0.1:0", "-redis", fmt.Sprintf("redis://127.0.0.1:%d", freePort(t)))
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "-redis: redis at 127.0.0.1:") ||
@@ -271,6 +268,7 @@ func TestRedisStartupErrorExits(t *testing.T) {
 // TestRedisPasswordStaysSecret runs a server with a password through an
 // outage and back, and reads its log and /healthz for the password.
 func TestRedisPasswordStaysSecret(t *testing.T) {
+	t.Parallel()
 	const password = "s3cret-Pa55"
 	r := startRedis(t, password)
 	var logs syncBuffer
@@ -310,6 +308,7 @@ func TestRedisPasswordStaysSecret(t *testing.T) {
 // wakes, every message reaches the other server, in order, once, whether
 // Redis took it from the connection that hung or from the backlog.
 func TestRedisHangs(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	opts := options{redis: r.url(), history: defaultHistory}
 	a, b := newTestServer(t, opts), newTestServer(t, opts)
@@ -341,8 +340,10 @@ func TestRedisHangs(t *testing.T) {
 // or hanging (stopped with SIGSTOP, so that it neither answers nor closes):
 // every client gets 1001 and run returns within the 5 s the protocol gives.
 func TestRedisShutdown(t *testing.T) {
+	t.Parallel()
 	for _, state := range []string{"up", "gone", "hanging"} {
 		t.Run(state, func(t *testing.T) {
+			t.Parallel()
 			r := startRedis(t, "")
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -401,94 +402,7 @@ func TestRedisBrokerLeavesNothingBehind(t *testing.T) {
 		func() bool { return runtime.NumGoroutine() <= before })
 }
 
-// TestReadReply reads each kind of RESP reply.
-func TestReadReply(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     any
-		err      string
-	}{
-		{"simple string", "+PONG\r\n", "PONG", ""},
-		{"integer", ":42\r\n", int64(42), ""},
-		{"bulk string", "$5\r\nhe\r\no\r\n", []byte("he\r\no"), ""},
-		{"empty bulk string", "$0\r\n\r\n", []byte{}, ""},
-		{"null bulk string", "$-1\r\n", nil, ""},
-		{"array", "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n:1\r\n", []any{[]byte("message"), []byte("ch"), int64(1)}, ""},
-		{"null array", "*-1\r\n", nil, ""},
-		{"error", "-WRONGPASS invalid username-password pair\r\n", nil, "redis: WRONGPASS invalid username-password pair"},
-		{"unknown type", "?x\r\n", nil, "unknown type"},
-		{"no CR", "+OK\n", nil, "not ended by CRLF"},
-		{"bulk too long", "$2000000\r\n", nil, "length"},
-		{"bulk shorter than it says", "$5\r\nab\r\n", nil, "EOF"},
-		{"bulk without its CRLF", "$2\r\nabcd", nil, "not ended by CRLF"},
-		{"negative length", "$-2\r\n", nil, "length"},
-		{"bad integer", ":4x\r\n", nil, "integer"},
-		{"nested too deep", "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", nil, "nested too deep"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := readReply(bufio.NewReader(strings.NewReader(tt.in)))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("got %v, %v; want an error saying %q", got, err, tt.err)
-				}
-				return
-			}
-			if err != nil || fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", tt.want) {
-				t.Fatalf("got %#v, %v; want %#v", got, err, tt.want)
-			}
-		})
-	}
-}
-
-// FuzzReadReply feeds the RESP parser anything: it must return a value or
-// an error of a known kind, never panic or hang, and a value it returns,
-// encoded again, must read back as the same value.
-func FuzzReadReply(f *testing.F) {
-	for _, seed := range []string{
-		"+OK\r\n", "-ERR x\r\n", ":-1\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*-1\r\n",
-		"*3\r\n$7\r\nmessage\r\n$14\r\nroomchat:room:a\r\n$5\r\nid {}\r\n",
-		"*2\r\n$4\r\npong\r\n$0\r\n\r\n", "*1\r\n*1\r\n*1\r\n:1\r\n", "$99999999999\r\n",
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r := bufio.NewReader(bytes.NewReader(data))
-		v, err := readReply(r)
-		if err != nil {
-			var re redisError
-			if !errors.As(err, &re) && !errors.Is(err, errProtocol) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("unexpected kind of error %v for %q", err, data)
-			}
-			return
-		}
-		again, err := readReply(bufio.NewReader(bytes.NewReader(encodeReply(v))))
-		if err != nil || fmt.Sprintf("%#v", again) != fmt.Sprintf("%#v", v) {
-			t.Fatalf("read %q as %#v, which reads back as %#v, %v", data, v, again, err)
-		}
-	})
-}
-
-// encodeReply writes a value back as RESP, for the fuzzer's round trip.
-func encodeReply(v any) []byte {
-	switch v := v.(type) {
-	case string:
-		return []byte("+" + v + "\r\n")
-	case int64:
-		return []byte(":" + strconv.FormatInt(v, 10) + "\r\n")
-	case []byte:
-		return append(append([]byte("$"+strconv.Itoa(len(v))+"\r\n"), v...), "\r\n"...)
-	case []any:
-		out := []byte("*" + strconv.Itoa(len(v)) + "\r\n")
-		for _, e := range v {
-			out = append(out, encodeReply(e)...)
-		}
-		return out
-	}
-	return []byte("$-1\r\n") // null
-}
-
-// ---- helpers ----
+// ---- helpers (redisserver_test.go starts redis-server) ----
 
 // talk checks that alice and bob hear each other: one message each way.
 func talk(t *testing.T, alice, bob *websocket.Conn) {
@@ -499,214 +413,11 @@ func talk(t *testing.T, alice, bob *websocket.Conn) {
 	expectText(t, alice, chat("Bob here", "Bob"))
 }
 
-// redisServer is a redis-server of a test's own.
-type redisServer struct {
-	t        testing.TB
-	bin      string
-	port     int
-	dir      string
-	password string
-	extra    []string // more arguments for redis-server
-	cmd      *exec.Cmd
-}
-
-// startRedis starts redis-server on a free loopback port, with persistence
-// off and its files in a temporary folder, and stops it when the test ends.
-// A password, if not empty, is required of clients; extra arguments go to
-// redis-server as they are.
-func startRedis(t testing.TB, password string, extra ...string) *redisServer {
-	t.Helper()
-	bin := os.Getenv("ROOMCHAT_REDIS_SERVER")
-	if bin == "" {
-		bin, _ = exec.LookPath("redis-server")
-	}
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is missing; .ci/run installs it (apt-get install redis-server)")
-		}
-		t.Skip("redis-server not found: sudo apt-get install redis-server, or set ROOMCHAT_REDIS_SERVER")
-	}
-	r := &redisServer{t: t, bin: bin, port: freePort(t), dir: t.TempDir(), password: password, extra: extra}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-// start runs the server and returns once it says it is ready.
-func (r *redisServer) start() {
-	r.t.Helper()
-	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--logfile", ""}
-	if r.password != "" {
-		args = append(args, "--requirepass", r.password)
-	}
-	cmd := exec.Command(r.bin, append(args, r.extra...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	ready := make(chan error, 1)
-	go func() {
-		var log strings.Builder
-		lines := bufio.NewScanner(out)
-		for lines.Scan() {
-			log.WriteString(lines.Text() + "\n")
-			if strings.Contains(lines.Text(), "Ready to accept connections") {
-				ready <- nil
-				io.Copy(io.Discard, out) // keep the pipe open until it exits
-				return
-			}
-		}
-		ready <- fmt.Errorf("redis-server stopped before it was ready:\n%s", log.String())
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			r.t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		r.t.Fatal("redis-server not ready after 10 s")
-	}
-	r.cmd = cmd
-}
-
-// stop kills the server, as a crash would, and waits for it to exit.
-func (r *redisServer) stop() {
-	if r.cmd == nil {
-		return
-	}
-	r.cmd.Process.Signal(syscall.SIGCONT) // in case it was stopped
-	r.cmd.Process.Kill()
-	r.cmd.Wait()
-	r.cmd = nil
-}
-
-// signal sends sig to the server.
-func (r *redisServer) signal(sig syscall.Signal) {
-	if r.cmd != nil {
-		r.cmd.Process.Signal(sig)
-	}
-}
-
-// url is the server's address for -redis, with its password if it has one.
-func (r *redisServer) url() string { return r.addrURL(r.password) }
-
-// addrURL is the server's address with a given password.
-func (r *redisServer) addrURL(password string) string {
-	if password == "" {
-		return fmt.Sprintf("redis://127.0.0.1:%d", r.port)
-	}
-	return fmt.Sprintf("redis://:%s@127.0.0.1:%d", password, r.port)
-}
-
-// do runs one command on a connection of its own and returns the reply.
-func (r *redisServer) do(t testing.TB, args ...string) any {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), recvTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(recvTimeout))
-	in, out := bufio.NewReader(conn), bufio.NewWriter(conn)
-	if r.password != "" {
-		writeCommand(out, []byte("AUTH"), []byte(r.password))
-	}
-	var cmd [][]byte
-	for _, a := range args {
-		cmd = append(cmd, []byte(a))
-	}
-	writeCommand(out, cmd...)
-	if err := out.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if r.password != "" {
-		if _, err := readReply(in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reply, err := readReply(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reply
-}
-
-// writeTestCertificate writes a self-signed certificate for localhost and
-// its key, cert.pem and key.pem, into dir.
-func writeTestCertificate(t testing.TB, dir string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	template := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "roomchat test"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	cert, err := x509.CreateCertificate(cryptorand.Reader, template, template, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{
-		"cert.pem": {Type: "CERTIFICATE", Bytes: cert},
-		"key.pem":  {Type: "EC PRIVATE KEY", Bytes: der},
-	} {
-		if err := os.WriteFile(dir+"/"+name, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// syncBuffer is a log destination that goroutines may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// freePort returns a loopback port that nothing listens on.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestRedisBacklogFull talks on while Redis is away, past what the backlog
 // holds: the members here get every message, and the sender of the one
 // that does not fit is told, with its cid, that it reached only them.
 func TestRedisBacklogFull(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url(), history: defaultHistory})
 	from, here := s.dial(t, "full"), s.dial(t, "full")

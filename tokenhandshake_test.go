@@ -178,6 +178,7 @@ func readResponseHead(conn net.Conn) (string, error) {
 // and opens the socket when the server selects roomchat.token. Without the
 // selection, x/net refuses two offers with 400 and the browser gives up.
 func TestTokenSubprotocolInBrowser(t *testing.T) {
+	t.Parallel()
 	token, err := mintToken([]byte(testSecret), tokenClaims{Name: "Alice", Rooms: []string{"*"}, Expires: time.Now().Add(time.Hour)}, time.Now())
 	if err != nil {
 		t.Fatal(err)
