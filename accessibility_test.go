@@ -279,6 +279,7 @@ func TestAccessibilityDocs(t *testing.T) {
 // brings: a chat page without a token, told it needs one; a session whose
 // token ran out; Try it told the server asks for a token.
 func TestAccessibilityTokenStates(t *testing.T) {
+	t.Parallel()
 	axe := axeSource(t)
 	s, mint := tokenServer(t)
 	b := startBrowser(t)

@@ -7,6 +7,7 @@ package main
 import "testing"
 
 func TestBrowserPresence(t *testing.T) {
+	t.Parallel()
 	axe := axeSource(t)
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)

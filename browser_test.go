@@ -21,6 +21,7 @@ import (
 var updateScreenshot = flag.Bool("screenshot", false, "write docs/screenshot.png from the browser test")
 
 func TestBrowserChat(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory})
 	b := startBrowser(t)
 	alice, bob, carol := b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/"), b.newTab(t, s.URL+"/chat/?room=room2")
@@ -164,6 +165,7 @@ func TestBrowserChat(t *testing.T) {
 // another, the two sharing a Redis (-redis): they talk as if on one. While
 // Redis is stopped, Alice's page says her message reached her server only.
 func TestBrowserAcrossServers(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})
 	b := newTestServer(t, options{rate: defaultRate, history: defaultHistory, redis: r.url()})

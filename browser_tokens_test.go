@@ -32,6 +32,7 @@ func tokenServer(t *testing.T) (*testServer, func(name, room string) string) {
 const notRetrying = `[...document.querySelectorAll("#log-entries li")].some(li => li.textContent.includes("not reconnecting"))`
 
 func TestBrowserTokenNeeded(t *testing.T) {
+	t.Parallel()
 	s, _ := tokenServer(t)
 	b := startBrowser(t)
 	page := b.newTab(t, s.URL+"/chat/")
@@ -44,6 +45,7 @@ func TestBrowserTokenNeeded(t *testing.T) {
 }
 
 func TestBrowserSessionEnded(t *testing.T) {
+	t.Parallel()
 	s, mint := tokenServer(t)
 	b := startBrowser(t)
 	page := b.newTab(t, s.URL+"/chat/?room=lobby#token="+mint("Alice", "lobby"))
@@ -59,6 +61,7 @@ func TestBrowserSessionEnded(t *testing.T) {
 // TestBrowserDocsToken uses Try it on a server with tokens: without one,
 // the page says the server asks for one; with one, it connects.
 func TestBrowserDocsToken(t *testing.T) {
+	t.Parallel()
 	s, mint := tokenServer(t)
 	b := startBrowser(t)
 	docs := b.newTab(t, s.URL+"/asyncapi/docs/")

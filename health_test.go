@@ -69,6 +69,7 @@ func TestHealthzCountsAgreeWithMetrics(t *testing.T) {
 }
 
 func TestHealthzDegradedWhileRedisIsAway(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	s := newTestServer(t, options{redis: r.url(), proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
 	public := func() (int, string) {

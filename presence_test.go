@@ -156,6 +156,7 @@ func TestPresenceCapHolds(t *testing.T) {
 // are a handful of diffs to a member already there, which ends up knowing
 // every name.
 func TestPresenceStorm(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	presenceStorm(t, s, s)
 }
@@ -163,6 +164,7 @@ func TestPresenceStorm(t *testing.T) {
 // TestRedisPresenceStorm: the same, the joins on two processes, the
 // watcher on one.
 func TestRedisPresenceStorm(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	presenceStorm(t, newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()}))
 }
@@ -204,6 +206,7 @@ func presenceStorm(t *testing.T, a, b *testServer) {
 // both processes' names, joins, leaves and typing cross over, and a
 // process that stops beating leaves the others' view within the TTL.
 func TestRedisPresence(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	const ttl = 800 * time.Millisecond
@@ -238,6 +241,7 @@ func TestRedisPresence(t *testing.T) {
 // TestRedisPresencePartial: while Redis is away, a process sees its own
 // members alone, and says so; when it is back, the others come back.
 func TestRedisPresencePartial(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	alice := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)
@@ -334,6 +338,7 @@ func TestPresenceTokenName(t *testing.T) {
 // TestRedisPresenceSecondTab: a name's second connection on another
 // process is no join, and closing the first no leave.
 func TestRedisPresenceSecondTab(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newTestServer(t, options{redis: r.url()}), newTestServer(t, options{redis: r.url()})
 	bob := dialURL(t, presenceURL(a, "room1", "Bob", ""), a.URL)
@@ -352,6 +357,7 @@ func TestRedisPresenceSecondTab(t *testing.T) {
 // TestAPIRoomNames: GET /api/rooms/{room} lists the distinct names, in one
 // process and across two.
 func TestAPIRoomNames(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a, b := newAPIServer(t, options{redis: r.url()}), newAPIServer(t, options{redis: r.url()})
 	alice := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)
@@ -371,6 +377,7 @@ func TestAPIRoomNames(t *testing.T) {
 // TestRedisPresenceHostile: presence events on the channel that roomchat
 // did not write are dropped and counted; the protocol's own are taken.
 func TestRedisPresenceHostile(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	a := newTestServer(t, options{redis: r.url()})
 	alice := dialURL(t, presenceURL(a, "room1", "Alice", ""), a.URL)

@@ -14,6 +14,7 @@ import (
 // work past redisShortSession, and stops it again well within
 // redisStableAfter: both outages are warnings, and both returns are logged.
 func TestRedisSecondOutageIsAWarning(t *testing.T) {
+	t.Parallel()
 	r := startRedis(t, "")
 	var logs syncBuffer
 	h, err := buildHub(options{redis: r.url()}, slog.New(slog.NewTextHandler(&logs, nil)))

@@ -336,6 +336,7 @@ func TestTokenRefusalSaysWhereTheTokenGoes(t *testing.T) {
 // (exp and the leeway) one to two seconds after the handshake: the server
 // closes it then, with 4401 "token expired".
 func TestTokenExpiryClosesTheConnection(t *testing.T) {
+	t.Parallel()
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{secret: secret})
 	now := time.Now().Truncate(time.Second) // exp is whole seconds
