@@ -151,7 +151,7 @@ type delivery struct {
 	toSender frame              // its said, or why it did not reach everyone
 	withID   func() frame       // for the members that asked for ids, made at the first that needs it; nil: nothing
 	plain    frame              // for the others
-	skip     func(*client) bool // members that hold it already, and hear nothing; nil: none
+	skip     func(*client) bool // members that hold it already (they resumed past it), and hear nothing; nil: none
 }
 
 // toAll is p's delivery once it has its place: its sender hears its said,
@@ -186,11 +186,14 @@ func (p *post) withIDFrame() frame {
 	return p.withID
 }
 
-// gapDelivery tells the members that asked for ids that what they hold of
-// the room's stream is not whole, and why (history.go:gapFrame).
-func gapDelivery(reason string) delivery {
-	f := gapFrame(reason)
-	return delivery{withID: func() frame { return f }}
+// brokerStatus is the broker's part of /healthz: which broker runs and,
+// for Redis, its connection and totals, whose fields JSON lifts into this one.
+type brokerStatus struct {
+	Kind            string `json:"kind"`
+	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
+	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
+	*redisStatus           // nil for the memory broker
 }
 
 // memoryBroker is the broker of a single process: every room's stream is
@@ -198,7 +201,9 @@ func gapDelivery(reason string) delivery {
 // A room's history outlives its last member by idleKeep, so that someone
 // who comes back later still sees the conversation; a room that kept no
 // message keeps nothing once empty (TestEmptyRoomsKeepNothing). With -data,
-// the histories are kept on disk too (datadir.go).
+// the histories are kept on disk too. Its methods beyond the road live
+// with what they serve: expiry in history.go, the HTTP API's answers in
+// api.go, presence in presence.go, the disk in datadir.go.
 type memoryBroker struct {
 	keep     int           // messages a room keeps; 0: none, and no ids
 	total    *historyTotal // every room's history together

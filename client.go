@@ -9,7 +9,9 @@ package main
 //
 // Whoever ends a connection (the read loop, on the peer's close frame or a
 // frame it refuses; dispatch, on text that is not UTF-8; send, on a full
-// queue; the writer, when a write fails; shutdown) only asks: close records
+// queue; the writer, when a write fails; shutdown, and a join that shutdown
+// missed; the token's timer, when it runs out, tokenhandshake.go) only
+// asks: close records
 // the code and wakes the writer, which sends the close frame after the
 // batch it is writing. The read loop reads on, ignoring what comes, until
 // the peer's own close frame or the closing deadline; then serve lingers,

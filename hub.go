@@ -29,8 +29,8 @@ var (
 //
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
 //	broker's    its map of streams (broker.go, redis.go) held to find streams or pass over them; Redis's, also for an outage's deliveries
-//	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay
-//	presence    a room's names and watchers (presence.go) held for a change, or one frame to its watchers
+//	stream      a room's stream and history              held for a delivery or a join's replay: stream.mu in memory (history.go), a mirror's mu with Redis (redismirror.go)
+//	roomWho.mu  a room's names and watchers (presence.go) held for a change, or one frame to its watchers; the presence book's map has a lock held alone
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
 //
@@ -180,10 +180,13 @@ func (h *hub) leave(c *client) {
 }
 
 // deliver hands d, a message its broker has resolved (broker.go:delivery),
-// to the members here: its sender hears toSender, members that asked for
-// ids withID, the rest plain; members d skips, nothing. The broker calls it
-// for every message of the room, once, in the stream's order, with the
-// stream held. It never waits for a socket: send only appends to a queue.
+// to the members here. Each hears one thing: its sender (d.from)
+// d.toSender; a member d.skip names, nothing; a member that did not ask for
+// ids d.plain; one that did d.withID(). An empty frame, or a nil withID, is
+// nothing: a copy told to its sender alone has neither plain nor withID, a
+// history_gap has withID alone. The broker calls it for every message of
+// the room, once, in the stream's order, holding the room's stream. It
+// never waits for a socket: send only appends to a queue.
 func (r *room) deliver(d delivery) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

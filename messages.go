@@ -38,7 +38,7 @@ type chatPayload struct {
 	Name    string `json:"name"`
 }
 
-// The error types, named as pydantic names them (the last three are
+// The error types, named as pydantic names them (from errRateLimited on,
 // roomchat's own). static/asyncapi.json lists the same set.
 const (
 	errJSONInvalid      = "json_invalid"

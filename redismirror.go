@@ -317,3 +317,10 @@ func (h *history) restart(epoch string) {
 	h.clear()
 	h.epoch, h.next = epoch, 1
 }
+
+// gapDelivery tells the members that asked for ids that what they hold of
+// the room's stream is not whole, and why (history.go:gapFrame).
+func gapDelivery(reason string) delivery {
+	f := gapFrame(reason)
+	return delivery{withID: func() frame { return f }}
+}
