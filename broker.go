@@ -52,6 +52,25 @@ type broker interface {
 	close()
 }
 
+// subscribeWait is how long a join waits for its broker to bring a room
+// new here (subscribe's channel): with Redis, for Redis to confirm the
+// subscription and load the stream, so that the member hears the other
+// processes by the time it reads the 101; in memory a room is ready at
+// once. A broker that does not answer in that time does not hold the
+// handshake any longer.
+const subscribeWait = 1500 * time.Millisecond
+
+// closeOnce closes ch unless it is closed already. It is not atomic: each
+// caller holds the lock that guards ch, or is the one goroutine that reads
+// a Redis session's replies.
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
 // A post is one chat message on its road: what was said, by whom, and, once
 // the broker has placed it, where in its room's stream. It is encoded once,
 // however many members get it. One goroutine holds it at a time: its

@@ -71,12 +71,6 @@ const (
 	backlogMessages = 10_000
 	backlogBytes    = 16 << 20
 
-	// subscribeWait is how long a join waits for Redis to confirm the
-	// subscription of a new room and load its stream, so that its member
-	// hears the other processes by the time it reads the 101. A Redis that
-	// does not answer in that time does not hold the handshake any longer.
-	subscribeWait = 1500 * time.Millisecond
-
 	// channelPrefix names a room's Redis channel: roomchat:room:lobby.
 	channelPrefix = "roomchat:room:"
 
@@ -337,17 +331,6 @@ func (b *redisBroker) lock(room string) *mirror {
 		return nil
 	}
 	return m
-}
-
-// closeOnce closes ch unless it is closed already. It is not atomic: each
-// caller holds the lock that guards ch, or is the one goroutine that reads
-// a Redis session's replies.
-func closeOnce(ch chan struct{}) {
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
 }
 
 // redisBroker must stay a broker; the compiler checks it here.
