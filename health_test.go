@@ -7,8 +7,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -26,23 +24,13 @@ func TestHealthzPublicSaysOnlyTheStatus(t *testing.T) {
 		}
 	})
 	t.Run("-metrics-addr", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := options{metrics: ln}
-		h, err := buildHub(opts, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := serveHub(t, h, opts)
-		t.Cleanup(serveMetrics(h, s.limit, opts, slog.New(slog.DiscardHandler)))
+		s, metricsAddr := newMetricsListenerServer(t)
 		s.dial(t, "room")
 		if body := string(get(t, s.URL+"/healthz", nil)); body != `{"status":"healthy"}`+"\n" {
 			t.Errorf("main listener, even from loopback: %q", body)
 		}
 		var inside health
-		getJSON(t, "http://"+ln.Addr().String()+"/healthz", &inside)
+		getJSON(t, "http://"+metricsAddr+"/healthz", &inside)
 		if inside.Status != healthHealthy || inside.Connections != 1 || inside.Layer.Kind != "memory" {
 			t.Errorf("metrics listener: %+v", inside)
 		}

@@ -161,28 +161,18 @@ func TestMetricsAccess(t *testing.T) {
 		}
 	})
 	t.Run("-metrics-addr", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := options{metrics: ln}
-		h, err := buildHub(opts, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := serveHub(t, h, opts)
-		t.Cleanup(serveMetrics(h, s.limit, opts, slog.New(slog.DiscardHandler)))
+		s, metricsAddr := newMetricsListenerServer(t)
 		s.dial(t, "lobby")
 		if code := getStatus(t, s.URL+"/metrics", nil); code != http.StatusNotFound {
 			t.Errorf("main listener: %d, want 404", code)
 		}
-		metricsURL := "http://" + ln.Addr().String() + "/metrics"
+		metricsURL := "http://" + metricsAddr + "/metrics"
 		body := get(t, metricsURL, nil)
 		if got := parseExposition(t, body); got["roomchat_connections"] != 1 {
 			t.Errorf("roomchat_connections %v, want 1", got["roomchat_connections"])
 		}
 		for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/chat/": 404} {
-			if code := getStatus(t, "http://"+ln.Addr().String()+path, nil); code != want {
+			if code := getStatus(t, "http://"+metricsAddr+path, nil); code != want {
 				t.Errorf("%s on the metrics listener: %d, want %d", path, code, want)
 			}
 		}
@@ -408,4 +398,22 @@ func findProgram(t testing.TB, name, env, pkg string) string {
 	}
 	t.Skip(how)
 	return ""
+}
+
+// newMetricsListenerServer is a test server started as with -metrics-addr:
+// /metrics (and the counting /healthz) on a listener of their own, whose
+// address it returns.
+func newMetricsListenerServer(t *testing.T) (*testServer, string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := options{metrics: ln}
+	h, err := buildHub(opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serveHub(t, h, opts)
+	t.Cleanup(serveMetrics(h, s.limit, opts, slog.New(slog.DiscardHandler)))
+	return s, ln.Addr().String()
 }
