@@ -62,7 +62,9 @@ type stream struct {
 
 	// mu is held from a message's placing to its last delivery, and while a
 	// member joins with its replay: one order for both. It comes after
-	// hub.mu and before room.mu (the order is on hub).
+	// hub.mu and the broker's, before presence's and room.mu (the order is
+	// on hub). With Redis, the room's mirror holds the stream, and this
+	// lock with it (redismirror.go).
 	mu      sync.Mutex
 	room    *room // nil while the room has no members here
 	history history

@@ -29,14 +29,16 @@ var (
 //
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
 //	broker's    its map of streams (broker.go, redis.go) held to find streams or pass over them; Redis's, also for an outage's deliveries
-//	stream      a room's stream and history              held for a delivery or a join's replay: stream.mu in memory (history.go), a mirror's mu with Redis (redismirror.go)
+//	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay; with Redis, the room's mirror holds the stream (redismirror.go)
 //	roomWho.mu  a room's names and watchers (presence.go) held for a change, or one frame to its watchers; the presence book's map has a lock held alone
 //	room.mu     a room's members                         held for one pass over them
 //	client.mu   a client's queue and close code          held for an append or a swap
 //
 // So whoever holds one may wait for those below it: leave, under hub.mu,
-// waits out a delivery to its room in progress. No lock is ever held
-// across a socket write (send only appends) or for the network.
+// waits out a delivery to its room in progress. The other locks (a
+// journal's, a Redis session's, the API's rate, connlimit's) are leaves:
+// nothing is taken while one is held. No lock is ever held across a
+// socket write (send only appends) or for the network.
 // TestLockOrder runs every road at once, Redis going away and back
 // included, and panics if they deadlock.
 type hub struct {
