@@ -48,6 +48,7 @@ type broker interface {
 	whoIsIn(room string) (names []string, complete bool, err error)
 	// history is a copy of room's history, for the HTTP API.
 	history(room string) (history, error)
+	// status is the broker's part of /healthz (health.go:brokerStatus).
 	status() brokerStatus
 	close()
 }
@@ -203,16 +204,6 @@ func (p *post) withIDFrame() frame {
 		p.withID = framed(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid})
 	}
 	return p.withID
-}
-
-// brokerStatus is the broker's part of /healthz: which broker runs and,
-// for Redis, its connection and totals, whose fields JSON lifts into this one.
-type brokerStatus struct {
-	Kind            string `json:"kind"`
-	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
-	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
-	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
-	*redisStatus           // nil for the memory broker
 }
 
 // memoryBroker is the broker of a single process: every room's stream is

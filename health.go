@@ -73,6 +73,16 @@ func healthDetails(h *hub, limit *connLimit) http.HandlerFunc {
 	}
 }
 
+// brokerStatus is the broker's part of /healthz: which broker runs and,
+// for Redis, its connection and totals, whose fields JSON lifts into this one.
+type brokerStatus struct {
+	Kind            string `json:"kind"`
+	HistoryBytes    int64  `json:"history_bytes"`    // what the rooms' histories hold here
+	HistoryMessages int64  `json:"history_messages"` // likewise, in messages
+	HistoryStreams  int64  `json:"history_streams"`  // the rooms' streams that hold them, each counted in the memory bound
+	*redisStatus           // nil for the memory broker
+}
+
 // counts reports the number of rooms and connections, for /healthz.
 func (h *hub) counts() (rooms, conns int) {
 	h.mu.Lock()
