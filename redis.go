@@ -3,7 +3,7 @@ package main
 // This file is the Redis broker, which lets one room span several roomchat
 // processes, as channels_redis does for Django Channels. Every chat message
 // goes to Redis, which gives it its id, keeps it in the room's stream and
-// publishes it on the room's channel, in one step (redishistory.go). Each
+// publishes it on the room's channel, in one step (redisstream.go). Each
 // process subscribes to the channels of the rooms it has members in, and
 // delivers what comes, its own messages included, in the order Redis gave
 // the ids. The hub knows only the broker interface (broker.go).

@@ -74,7 +74,7 @@ func readReply(r *bufio.Reader) (any, error) {
 }
 
 // readReplyWithin is readReply for a reply that may be larger than most,
-// within a budget of its own: a room's stream (redishistory.go).
+// within a budget of its own: a room's stream (redisstream.go).
 func readReplyWithin(r *bufio.Reader, bytes, elements int) (any, error) {
 	return readValue(r, 0, &replyBudget{bytes, elements})
 }
