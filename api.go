@@ -354,3 +354,33 @@ func (b *memoryBroker) history(room string) (history, error) {
 	}
 	return s.history.snapshot(), nil
 }
+
+// How the API hears what became of its post (post.ended, post.fate).
+
+// A post's fate, for a sender that waits: the first word wins.
+const (
+	waiting  int32 = iota
+	ended          // its sender was told how it ended: placed, or refused
+	promised       // its sender stopped waiting first, told it will reach the stream (the API's 202)
+)
+
+// end tells p's sender, if it waits (the HTTP API), how p ended: nil once
+// it has its place, or why it was refused. Only the first word counts. It
+// reports false when p may not be refused: its sender stopped waiting
+// first and was promised p, so a broker keeps p, past its bounds if need
+// be (TestAPIPromisedPostIsKept).
+func (p *post) end(refused *fieldError) bool {
+	if p.ended == nil {
+		return true
+	}
+	if p.fate.CompareAndSwap(waiting, ended) {
+		p.ended <- refused // the one send: ended holds one
+		return true
+	}
+	return p.fate.Load() != promised
+}
+
+// promise is the API's 202: its caller stops waiting for p, and from now
+// on p must reach the stream. It reports false when p ended first; how is
+// then in ended.
+func (p *post) promise() bool { return p.fate.CompareAndSwap(waiting, promised) }

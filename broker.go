@@ -1,19 +1,17 @@
 package main
 
-// This file is the road every chat message takes, and its in-memory end
-// (whose expiry is in history.go, and answers to the HTTP API in api.go).
-// A message said in a room goes to the broker (publish); the broker gives it
+// This file is the road every chat message takes: the seam every broker
+// fills (memorybroker.go for one process, redis.go for several), the post
+// and the delivery. A message said in a room goes to the broker (publish); the broker gives it
 // its place in the room's stream (an id, when history is kept), keeps it,
 // resolves what each member hears of it (a delivery: its sender, members
 // that asked for ids, the rest) and hands that to room.deliver in every
 // process with members in the room, this one included, in the stream's one
 // order. The hub delivers what the broker hands back, and nothing else, so
-// it never asks which broker it has: this file's memoryBroker, for one
-// process, or redis.go's, for several. To change what members hear, change
+// it never asks which broker it has. To change what members hear, change
 // the delivery here, room.deliver (hub.go), or the frames (history.go).
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -97,31 +95,10 @@ type post struct {
 	fate  atomic.Int32
 }
 
-// A post's fate, for a sender that waits: the first word wins.
-const (
-	waiting  int32 = iota
-	ended          // its sender was told how it ended: placed, or refused
-	promised       // its sender stopped waiting first, told it will reach the stream (the API's 202)
-)
-
 // newPost encodes what client from said, ready for the road.
 func newPost(msg chatPayload, from uint64) *post {
 	return &post{msg: msg, from: from, frame: encodeFrame("new_chat_message", msg)}
 }
-
-// The spaces of cids: each kind of sender has one of its own, which no
-// other can name, so that no sender can make another's message a copy
-// (TestCidSpaces). A member without a token is known by the name it gives.
-const (
-	memberCids    = "member:"
-	subjectCids   = "token:"      // a token's subject
-	tokenNameCids = "token name:" // a token without a subject, by its name
-	apiCids       = "api:"
-)
-
-// cidKey is a post's key: the sender's space, who in it, and the cid, which
-// holds no line break (validCid).
-func cidKey(space, who, cid string) string { return space + who + "\n" + cid }
 
 // postFrom is what c said, with the cid it gave: under its token's name,
 // when it has one (a payload's name is replaced), and known by who said it
@@ -141,27 +118,6 @@ func postFrom(c *client, msg chatPayload, cid string) *post {
 	}
 	return p
 }
-
-// end tells p's sender, if it waits (the HTTP API), how p ended: nil once
-// it has its place, or why it was refused. Only the first word counts. It
-// reports false when p may not be refused: its sender stopped waiting
-// first and was promised p, so a broker keeps p, past its bounds if need
-// be (TestAPIPromisedPostIsKept).
-func (p *post) end(refused *fieldError) bool {
-	if p.ended == nil {
-		return true
-	}
-	if p.fate.CompareAndSwap(waiting, ended) {
-		p.ended <- refused // the one send: ended holds one
-		return true
-	}
-	return p.fate.Load() != promised
-}
-
-// promise is the API's 202: its caller stops waiting for p, and from now
-// on p must reach the stream. It reports false when p ended first; how is
-// then in ended.
-func (p *post) promise() bool { return p.fate.CompareAndSwap(waiting, promised) }
 
 // A delivery is a post resolved for the members of one room here: what
 // each of them hears. The broker resolves it; room.deliver hands it out as
@@ -204,158 +160,4 @@ func (p *post) withIDFrame() frame {
 		p.withID = framed(outFrame{Action: "new_chat_message", Payload: p.msg, ID: p.id, Cid: p.cid})
 	}
 	return p.withID
-}
-
-// memoryBroker is the broker of a single process: every room's stream is
-// here, and a message is placed and delivered in the call that publishes it.
-// A room's history outlives its last member by idleKeep, so that someone
-// who comes back later still sees the conversation; a room that kept no
-// message keeps nothing once empty (TestEmptyRoomsKeepNothing). With -data,
-// the histories are kept on disk too. Its methods beyond the road live
-// with what they serve: expiry in history.go, the HTTP API's answers in
-// api.go, presence in presence.go, the disk in datadir.go.
-type memoryBroker struct {
-	keep     int           // messages a room keeps; 0: none, and no ids
-	total    *historyTotal // every room's history together
-	stop     chan struct{} // closed by close: the expiry loop ends
-	who      presenceBook  // who is in each room (presence.go)
-	idleKeep time.Duration // how long a history outlives its room's last member
-	journal  *journal      // -data: where each message is written before its sender hears (journal.go); nil: memory only
-
-	// mu guards the map of streams and which are idle. It is taken before a
-	// stream's lock, never while one is held.
-	mu      sync.Mutex
-	streams map[string]*stream
-	idle    map[*stream]time.Time // streams whose room is empty here, and since when
-}
-
-// newMemoryBroker returns the broker of one process, its rooms keeping keep
-// messages each.
-func newMemoryBroker(keep int) *memoryBroker {
-	b := &memoryBroker{keep: keep, total: new(historyTotal), stop: make(chan struct{}), idleKeep: historyKeep,
-		streams: map[string]*stream{}, idle: map[*stream]time.Time{}}
-	go b.expireLoop()
-	return b
-}
-
-// readyNow is closed: in one process, a room is ready at once.
-var readyNow = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.streams[r.name]
-	if s == nil {
-		s = b.startLocked(r.name)
-	}
-	delete(b.idle, s)
-	s.mu.Lock()
-	s.room = r
-	s.mu.Unlock()
-	return readyNow
-}
-
-// unsubscribe keeps r's stream for historyKeep if it holds a message, and
-// drops it at once if not.
-func (b *memoryBroker) unsubscribe(r *room) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.streams[r.name]
-	s.mu.Lock()
-	s.room = nil
-	empty := len(s.history.entries) == 0
-	s.mu.Unlock()
-	if empty {
-		b.dropLocked(s)
-		return
-	}
-	b.idle[s] = time.Now()
-}
-
-// publish places p in its room's stream and delivers it, in one hold of the
-// stream's lock: every member sees the ids in order. A copy (the same key
-// as a message kept) is told to its sender alone, with the first one's id.
-// With -data, publishStored (datadir.go) does it instead.
-func (b *memoryBroker) publish(room string, p *post) {
-	if b.journal != nil {
-		b.publishStored(room, p)
-		return
-	}
-	defer p.end(nil)
-	s := b.lock(room, b.keep > 0) // with no history, a room with no members here has nothing to do
-	if s == nil {
-		return
-	}
-	defer s.mu.Unlock()
-	copied := s.history.place(p)
-	switch {
-	case s.room == nil:
-	case copied:
-		s.room.deliver(p.toSender(p.said()))
-	default:
-		s.room.deliver(p.toAll())
-	}
-}
-
-func (b *memoryBroker) join(c *client) {
-	s := b.lock(c.room.name, true)
-	defer s.mu.Unlock()
-	replay, _ := s.history.replay(c.history) // ahead of this stream is never: it is the whole stream
-	c.room.add(c, replay)
-	b.who.watch(c)
-}
-
-func (b *memoryBroker) status() brokerStatus { return b.total.status("memory") }
-
-// close stops the expiry loop, and the journal after what waits is written.
-func (b *memoryBroker) close() {
-	b.mu.Lock()
-	closeOnce(b.stop)
-	b.mu.Unlock()
-	b.journal.close()
-}
-
-// lock returns room's stream with its lock held, started if there is none
-// and start says so; nil if not.
-func (b *memoryBroker) lock(room string, start bool) *stream {
-	for {
-		b.mu.Lock()
-		s := b.streams[room]
-		if s == nil && start {
-			s = b.startLocked(room)
-		}
-		b.mu.Unlock()
-		if s == nil {
-			return nil
-		}
-		s.mu.Lock()
-		if !s.gone {
-			return s
-		}
-		s.mu.Unlock() // dropped meanwhile: look again
-	}
-}
-
-// startLocked starts room's stream, idle until a room subscribes it, and
-// counts it in the histories' memory (historyTotal). It runs with b.mu
-// held.
-func (b *memoryBroker) startLocked(room string) *stream {
-	s := &stream{name: room, history: newHistory(b.keep, b.total)}
-	b.streams[room] = s
-	b.idle[s] = time.Now()
-	b.total.streams.Add(1)
-	return s
-}
-
-// dropLocked forgets s and its history; whoever waits for its lock looks
-// again. It runs with b.mu held.
-func (b *memoryBroker) dropLocked(s *stream) {
-	s.mu.Lock()
-	b.journal.drop(s.name, &s.history)
-	s.history.clear()
-	s.gone = true
-	s.mu.Unlock()
-	delete(b.streams, s.name)
-	delete(b.idle, s)
-	b.total.streams.Add(-1)
 }

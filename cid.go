@@ -80,3 +80,17 @@ func peekCid(data []byte) string {
 	}
 	return cid
 }
+
+// The spaces of cids: each kind of sender has one of its own, which no
+// other can name, so that no sender can make another's message a copy
+// (TestCidSpaces). A member without a token is known by the name it gives.
+const (
+	memberCids    = "member:"
+	subjectCids   = "token:"      // a token's subject
+	tokenNameCids = "token name:" // a token without a subject, by its name
+	apiCids       = "api:"
+)
+
+// cidKey is a post's key: the sender's space, who in it, and the cid, which
+// holds no line break (validCid).
+func cidKey(space, who, cid string) string { return space + who + "\n" + cid }
