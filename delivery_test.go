@@ -146,6 +146,11 @@ func apiPostIntoFullBacklog(t *testing.T, wait time.Duration, want int) {
 	for i := range 2 { // sent to Redis, which does not answer: they fill the backlog when the session ends
 		sendText(t, member, chat(fmt.Sprint("before ", i), "M"))
 	}
+	waitFor(t, func() string { return "the member's two messages sent to Redis, before the API's" }, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.sequence == 2
+	})
 	const order = `{"message":"order shipped","name":"Shop","cid":"order-8"}`
 	req, _ := http.NewRequest("POST", s.URL+"/api/rooms/orders/messages", strings.NewReader(order))
 	req.Header.Set("Authorization", "Bearer "+testAPIKey)

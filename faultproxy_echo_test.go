@@ -245,6 +245,7 @@ func TestFaultProxyStalls(t *testing.T) {
 			p.set(mode)
 			old.send("held")
 			fresh := dialEcho(t, p) // accepted during the stall
+			p.waitHolding(t, 2)
 			fresh.send("held too")
 			old.expectNothing(quietFor)
 			fresh.expectNothing(0)

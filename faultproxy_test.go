@@ -203,6 +203,18 @@ func (p *faultProxy) set(m proxyMode) {
 	}
 }
 
+// waitHolding returns once the proxy holds n connections: dialEcho returns
+// when the kernel has accepted a connection, which the proxy may take up
+// only later, and in the mode of then.
+func (p *faultProxy) waitHolding(t testing.TB, n int) {
+	t.Helper()
+	waitFor(t, func() string { return fmt.Sprintf("the proxy to hold %d connections", n) }, func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.conns) == n
+	})
+}
+
 // current returns the mode and the channel closed when it next changes.
 func (p *faultProxy) current() (proxyMode, <-chan struct{}) {
 	p.mu.Lock()
