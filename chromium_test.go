@@ -1,8 +1,9 @@
 package main
 
 // Driving headless Chromium through the Chrome DevTools Protocol (CDP) over
-// golang.org/x/net/websocket, for the browser and accessibility tests:
-// start it, open tabs, run JavaScript in them, type, click, take pictures.
+// golang.org/x/net/websocket, for the browser and accessibility tests: one
+// Chromium for the package, a browser context for each test, and in it
+// tabs that run JavaScript, type, click and take pictures.
 //
 // Without Chromium the tests skip, saying how to install it; with CI=true
 // they fail instead. Set ROOMCHAT_CHROMIUM to use another binary.
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,13 +47,32 @@ window.messages = () => [...document.querySelectorAll("#messages li.message")].m
 window.statusOf = (text) => messages().filter(m => m.author === "You" && m.text === text).map(m => m.status).join(" | ");
 `
 
-// browser is one headless Chromium with a CDP connection to it.
-type browser struct {
+// chromium is the one headless Chromium that every browser test shares,
+// over one CDP connection. Starting a Chromium costs more CPU than most
+// browser tests' checks, so the package starts it once (sharedChromium),
+// and each test works in a browser context of its own (startBrowser).
+type chromium struct {
 	ws      *websocket.Conn
 	mu      sync.Mutex
 	nextID  int
 	waiting map[int]chan cdpMessage
-	events  []cdpMessage
+	events  map[string][]cdpMessage // by tab (CDP session), for its test's checks
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	profile string
+}
+
+// browser is one test's part of the shared Chromium: a browser context,
+// which, like a private window, has its own tabs, cookies and storage, and
+// goes away with the test.
+type browser struct {
+	*chromium
+	context  string
+	insecure bool // its tabs accept any certificate (the test's nginx)
+
+	mu   sync.Mutex
+	tabs []string // their sessions, whose events are this test's
 }
 
 type cdpMessage struct {
@@ -84,59 +105,93 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// browserSlots holds a place for each Chromium running at once, two a
-// core: a browser test keeps about half a core busy, and more browsers
-// than that make every browser test slower (on a loaded machine, past its
+// browserSlots holds a place for each browser test running at once, two a
+// core: a browser test keeps about half a core busy, and more of them than
+// that make every browser test slower (on a loaded machine, past its
 // waits' deadlines), none sooner. Tests that only wait (Redis, timers)
 // still run beside them.
 var browserSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
 
-// startBrowser starts Chromium with an empty profile and connects to it;
-// flags go to Chromium after the usual ones.
-func startBrowser(t *testing.T, flags ...string) *browser {
+// sharedChromium is started by the first browser test and stopped by
+// TestMain once every test has run. A start that failed fails every
+// browser test, with its reason.
+var sharedChromium struct {
+	sync.Mutex
+	c   *chromium
+	err error
+}
+
+// startBrowser gives t a browser context of its own in the shared Chromium,
+// started now if it is not yet running; the context and its tabs are
+// closed when t ends.
+func startBrowser(t *testing.T) *browser {
 	bin := findChromium(t)
 	browserSlots <- struct{}{}
-	t.Cleanup(func() { <-browserSlots }) // after Chromium has quit
-	profile := t.TempDir()
-	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
-	// were not told of, and x/net/websocket always sends one: the port is
-	// chosen here so that its origin can be named.
-	port := freePort(t)
+	t.Cleanup(func() { <-browserSlots }) // after its context is gone
+	sharedChromium.Lock()
+	if sharedChromium.c == nil && sharedChromium.err == nil {
+		sharedChromium.c, sharedChromium.err = launchChromium(bin, freePort(t))
+	}
+	c, err := sharedChromium.c, sharedChromium.err
+	sharedChromium.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ BrowserContextID string }
+	c.call(t, "", "Target.createBrowserContext", nil, &created)
+	b := &browser{chromium: c, context: created.BrowserContextID}
+	t.Cleanup(func() {
+		ch, err := c.sendTo("", "Target.disposeBrowserContext", mustJSON(map[string]any{"browserContextId": b.context}))
+		if err == nil {
+			select {
+			case reply, ok := <-ch:
+				if ok && reply.Error != nil {
+					err = fmt.Errorf("%s", reply.Error.Message)
+				}
+			case <-time.After(20 * time.Second):
+				err = fmt.Errorf("no reply within 20 s")
+			}
+		}
+		if err != nil {
+			t.Errorf("closing the test's browser context: %v", err)
+		}
+		c.mu.Lock()
+		for _, s := range b.tabs {
+			delete(c.events, s)
+		}
+		c.mu.Unlock()
+	})
+	return b
+}
+
+// launchChromium starts Chromium with an empty profile and connects to it,
+// its debugger listening on port. Chromium 111 and later refuse a DevTools
+// WebSocket whose Origin they were not told of, and x/net/websocket always
+// sends one: the port is chosen beforehand so that its origin can be named.
+func launchChromium(bin string, port int) (*chromium, error) {
+	profile, err := os.MkdirTemp("", "roomchat-chromium-")
+	if err != nil {
+		return nil, err
+	}
 	args := []string{
 		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--disable-extensions", "--user-data-dir=" + profile,
 		"--remote-debugging-address=127.0.0.1", fmt.Sprintf("--remote-debugging-port=%d", port),
-		fmt.Sprintf("--remote-allow-origins=http://127.0.0.1:%d", port)}
-	cmd := exec.Command(bin, append(append(args, flags...), "about:blank")...)
+		fmt.Sprintf("--remote-allow-origins=http://127.0.0.1:%d", port), "about:blank"}
+	cmd := exec.Command(bin, args...)
 	// Its own process group, so that stopping it stops its helpers too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	var b *browser
-	// Runs before t.TempDir's removal of the profile (cleanups run last
-	// first): ask Chromium to quit, and kill what is left after 5 s.
-	t.Cleanup(func() {
-		if b != nil {
-			defer b.ws.Close()
-			if err := b.send("Browser.close", nil); err != nil {
-				t.Logf("Browser.close: %v", err)
-			}
-		}
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	})
+	c := &chromium{cmd: cmd, exited: make(chan struct{}), profile: profile,
+		waiting: map[int]chan cdpMessage{}, events: map[string][]cdpMessage{}}
+	go func() { cmd.Wait(); close(c.exited) }()
 
 	// Chromium prints its debugger's address on stderr.
 	found := make(chan string, 1)
@@ -154,27 +209,53 @@ func startBrowser(t *testing.T, flags ...string) *browser {
 	select {
 	case debugURL = <-found:
 	case <-time.After(20 * time.Second):
-		t.Fatal("Chromium did not print its DevTools address within 20 s")
+		c.stop()
+		return nil, fmt.Errorf("Chromium did not print its DevTools address within 20 s")
 	}
-	// DevTools accepts a WebSocket whose Origin is its own address. The
-	// cleanup above closes it, after telling the browser to quit.
+	// DevTools accepts a WebSocket whose Origin is its own address.
 	u, _ := url.Parse(debugURL)
 	cfg, err := websocket.NewConfig(debugURL, "http://"+u.Host)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		c.ws, err = websocket.DialConfig(cfg)
 	}
-	ws, err := websocket.DialConfig(cfg)
 	if err != nil {
-		t.Fatalf("DevTools: %v", err)
+		c.stop()
+		return nil, fmt.Errorf("DevTools: %v", err)
 	}
-	ws.MaxPayloadBytes = 64 << 20 // screenshots
-	b = &browser{ws: ws, waiting: map[int]chan cdpMessage{}}
-	go b.readLoop()
-	return b
+	c.ws.MaxPayloadBytes = 64 << 20 // screenshots
+	go c.readLoop()
+	return c, nil
 }
 
-// readLoop hands replies to their callers and keeps events for the checks.
-func (b *browser) readLoop() {
+// stopSharedChromium stops the shared Chromium, if a test started it.
+func stopSharedChromium() {
+	sharedChromium.Lock()
+	defer sharedChromium.Unlock()
+	if c := sharedChromium.c; c != nil {
+		c.stop()
+		sharedChromium.c, sharedChromium.err = nil, fmt.Errorf("Chromium stopped")
+	}
+}
+
+// stop asks Chromium to quit, kills what is left of it after 5 s, and
+// removes its profile.
+func (c *chromium) stop() {
+	if c.ws != nil {
+		c.send("Browser.close", nil)
+		defer c.ws.Close()
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(5 * time.Second):
+	}
+	syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	<-c.exited
+	os.RemoveAll(c.profile)
+}
+
+// readLoop hands replies to their callers and keeps the tabs' events for
+// the checks.
+func (b *chromium) readLoop() {
 	for {
 		// Chromium sends each DevTools message in one frame, so x/net's
 		// Receive, which hands frames over one at a time, is enough.
@@ -199,21 +280,20 @@ func (b *browser) readLoop() {
 				ch <- m
 				delete(b.waiting, m.ID)
 			}
-		} else {
-			b.events = append(b.events, m)
+		} else if m.SessionID != "" {
+			b.events[m.SessionID] = append(b.events[m.SessionID], m)
 		}
 		b.mu.Unlock()
 	}
 }
 
 // call sends one CDP command and decodes its result into result, if not nil.
-func (b *browser) call(t testing.TB, session, method string, params, result any) {
+func (b *chromium) call(t testing.TB, session, method string, params, result any) {
 	t.Helper()
 	if params == nil {
 		params = struct{}{}
 	}
-	p, _ := json.Marshal(params)
-	ch, err := b.sendTo(session, method, p)
+	ch, err := b.sendTo(session, method, mustJSON(params))
 	if err != nil {
 		t.Fatalf("%s: %v", method, err)
 	}
@@ -236,14 +316,14 @@ func (b *browser) call(t testing.TB, session, method string, params, result any)
 }
 
 // send sends a browser-level command without waiting for its reply.
-func (b *browser) send(method string, params json.RawMessage) error {
+func (b *chromium) send(method string, params json.RawMessage) error {
 	_, err := b.sendTo("", method, params)
 	return err
 }
 
 // sendTo sends a command to a session ("" for the browser itself) and
 // returns the channel its reply will come on.
-func (b *browser) sendTo(session, method string, params json.RawMessage) (chan cdpMessage, error) {
+func (b *chromium) sendTo(session, method string, params json.RawMessage) (chan cdpMessage, error) {
 	ch := make(chan cdpMessage, 1)
 	b.mu.Lock()
 	b.nextID++
@@ -254,20 +334,26 @@ func (b *browser) sendTo(session, method string, params json.RawMessage) (chan c
 	return ch, websocket.Message.Send(b.ws, string(msg))
 }
 
-// eventsNamed returns the params of every event called method so far.
+// eventsNamed returns the params of every event called method that the
+// test's tabs have had so far.
 func (b *browser) eventsNamed(method string) []string {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	tabs := slices.Clone(b.tabs)
+	b.mu.Unlock()
+	b.chromium.mu.Lock()
+	defer b.chromium.mu.Unlock()
 	var out []string
-	for _, e := range b.events {
-		if e.Method == method {
-			out = append(out, string(e.Params))
+	for _, s := range tabs {
+		for _, e := range b.events[s] {
+			if e.Method == method {
+				out = append(out, string(e.Params))
+			}
 		}
 	}
 	return out
 }
 
-// requestedURLs lists every URL any tab asked the network for.
+// requestedURLs lists every URL the test's tabs asked the network for.
 func (b *browser) requestedURLs() []string {
 	var urls []string
 	for _, p := range b.eventsNamed("Network.requestWillBeSent") {
@@ -293,12 +379,18 @@ type tab struct {
 func (b *browser) newTab(t testing.TB, pageURL string) *tab {
 	t.Helper()
 	var target struct{ TargetID string }
-	b.call(t, "", "Target.createTarget", map[string]any{"url": "about:blank"}, &target)
+	b.call(t, "", "Target.createTarget", map[string]any{"url": "about:blank", "browserContextId": b.context}, &target)
 	var attached struct{ SessionID string }
 	b.call(t, "", "Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &attached)
 	tb := &tab{b: b, session: attached.SessionID}
+	b.mu.Lock()
+	b.tabs = append(b.tabs, tb.session)
+	b.mu.Unlock()
 	for _, domain := range []string{"Page", "Runtime", "Network"} {
 		b.call(t, tb.session, domain+".enable", nil, nil)
+	}
+	if b.insecure {
+		b.call(t, tb.session, "Security.setIgnoreCertificateErrors", map[string]any{"ignore": true}, nil)
 	}
 	tb.resize(t, 640, 720)
 	b.call(t, tb.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": pageHelpers}, nil)
@@ -398,6 +490,15 @@ func (tb *tab) joinAs(t testing.TB, name, room string) {
 	tb.typeInto(t, "Room", room)
 	tb.click(t, "Join")
 	tb.waitFor(t, `badge() === "Connected"`)
+}
+
+// mustJSON is v as JSON, for CDP's params, which always encode.
+func mustJSON(v any) json.RawMessage {
+	p, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // jsString quotes s as a JavaScript string literal.

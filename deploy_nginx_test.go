@@ -123,7 +123,8 @@ func TestDeployNginxBrowser(t *testing.T) {
 	t.Parallel()
 	app := startDeployed(t)
 	ng := startNginx(t, app.port)
-	b := startBrowser(t, "--ignore-certificate-errors")
+	b := startBrowser(t)
+	b.insecure = true
 	alice, bob := b.newTab(t, ng.url+"/chat/"), b.newTab(t, ng.url+"/chat/")
 	alice.joinAs(t, "Alice", "room1")
 	bob.joinAs(t, "Bob", "room1")

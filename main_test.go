@@ -352,7 +352,9 @@ func TestMain(m *testing.M) {
 			panic(err) // the testing package renamed its flag
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopSharedChromium()
+	os.Exit(code)
 }
 
 // runMain runs the roomchat command with args until it exits, within 10 s,
