@@ -77,6 +77,7 @@ func TestCidSpaces(t *testing.T) {
 // message keeps one, counted; and streams count in the memory bound, which
 // evicts the longest empty first.
 func TestEmptyRoomsKeepNothing(t *testing.T) {
+	t.Parallel()
 	const rooms = 40
 	for _, keep := range []int{defaultHistory, 0} {
 		t.Run(fmt.Sprint("history ", keep), func(t *testing.T) {

@@ -154,6 +154,7 @@ func TestFaultProxyPasses(t *testing.T) {
 // chunk per delay at most. Only what the proxy guarantees is asserted:
 // nothing comes early, and a pipelined delay is not a serial one.
 func TestFaultProxyDelays(t *testing.T) {
+	t.Parallel()
 	const (
 		delay = 150 * time.Millisecond
 		lines = 10

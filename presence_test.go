@@ -44,6 +44,7 @@ func presenceURL(s *testServer, room, name, more string) string {
 // TestPresenceFrames: the presence frame, joins, leaves and typing, frame
 // for frame; a Chanx client hears none of it, and cannot send typing.
 func TestPresenceFrames(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{rate: defaultRate})
 	dave := s.dial(t, "room1") // no ?presence, no name: counted, not listed
 	alice := dialURL(t, presenceURL(s, "room1", "Alice", ""), s.URL)
@@ -92,6 +93,7 @@ func TestPresenceFrames(t *testing.T) {
 // TestPresenceSecondTab: a name's second connection is no join, and
 // closing it no leave; only the count moves.
 func TestPresenceSecondTab(t *testing.T) {
+	t.Parallel()
 	s := newTestServer(t, options{})
 	bob := dialURL(t, presenceURL(s, "room1", "Bob", ""), s.URL)
 	expectText(t, bob, presenceJSON(1, "Bob"))

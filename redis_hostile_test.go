@@ -74,6 +74,7 @@ func TestRedisFramesFromStrangersAreDropped(t *testing.T) {
 // answers its hello, and hangs up. The broker must back off as from a Redis
 // that is down, not dial ten times a second, and log the outage once.
 func TestRedisThatDropsEverySession(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
