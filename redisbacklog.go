@@ -208,13 +208,20 @@ func (b *redisBroker) run(s *redisSession) {
 	}
 }
 
+// redialWait draws the wait before the next dial from half to one and a
+// half times backoff, and returns it with the backoff to draw the one
+// after from: twice this one, up to redisBackoffMax.
+func redialWait(backoff time.Duration) (wait, next time.Duration) {
+	return backoff/2 + mathrand.N(backoff), min(2*backoff, redisBackoffMax)
+}
+
 // redial dials until it succeeds, starting from the wait backoff, and
 // returns the session and the wait to start from next time; nil when the
 // broker is closed.
 func (b *redisBroker) redial(backoff time.Duration) (*redisSession, time.Duration) {
 	for {
-		wait := backoff/2 + mathrand.N(backoff)
-		backoff = min(2*backoff, redisBackoffMax)
+		var wait time.Duration
+		wait, backoff = redialWait(backoff)
 		select {
 		case <-b.stop:
 			return nil, backoff
