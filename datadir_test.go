@@ -155,10 +155,20 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 	enough := make(chan struct{})
 	var once sync.Once
 	var senders sync.WaitGroup
+	// Each sender keeps at most window messages unacknowledged, as a
+	// client that reads what it is sent does: a flood that no member can
+	// fall 256 frames behind (sendQueueLen), however busy the machine.
+	const window = 32
 	for k := range 4 {
 		c := dialURL(t, a.wsURL("flood"), a.URL)
+		credit, readerDone := make(chan struct{}, window), make(chan struct{})
 		senders.Go(func() { // sends until the server dies
 			for i := 0; i < 400; i++ {
+				select {
+				case credit <- struct{}{}:
+				case <-readerDone:
+					return
+				}
 				c.SetWriteDeadline(time.Now().Add(recvTimeout))
 				if websocket.Message.Send(c, chatWithCid(fmt.Sprint(i), fmt.Sprint("S", k), fmt.Sprintf("s%d-%d", k, i))) != nil {
 					return
@@ -166,6 +176,7 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 			}
 		})
 		senders.Go(func() {
+			defer close(readerDone)
 			for {
 				var f said
 				c.SetReadDeadline(time.Now().Add(recvTimeout))
@@ -175,6 +186,7 @@ func TestDataSurvivesSIGKILL(t *testing.T) {
 				if f.Action != "said" {
 					continue // another sender's message
 				}
+				<-credit
 				mu.Lock()
 				acked[f.Cid] = f.id()
 				if len(acked) == 300 {
