@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ type faultRow struct {
 func (r faultRow) lost() int { return r.sent - r.got - r.resumed }
 
 // rows counts, for each phase, what rd got of the messages sent in it.
-func (run *faultRun) rows(rd *faultReader, saidSeqs map[int]bool) []faultRow {
+func (run *faultRun) rows(rd *faultReader, saidSeqs, excused map[int]bool) []faultRow {
 	rows := make([]faultRow, len(run.sc.phases))
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
@@ -44,6 +45,9 @@ func (run *faultRun) rows(rd *faultReader, saidSeqs map[int]bool) []faultRow {
 				row.withID++
 			}
 		}
+		if excused[seq] {
+			continue
+		}
 		if rd.twice[seq] {
 			row.twice++
 		}
@@ -53,8 +57,27 @@ func (run *faultRun) rows(rd *faultReader, saidSeqs map[int]bool) []faultRow {
 	return rows
 }
 
-// saidSeqs maps the ids the sender was told to the messages they are.
-func (run *faultRun) saidSeqs() map[int]bool {
+// inFlightAtLoss is the messages sent before Redis lost its data whose
+// said had not come by then (faultScenario.lostAt).
+func (run *faultRun) inFlightAtLoss() map[int]bool {
+	if run.sc.lostAt == 0 {
+		return nil
+	}
+	placed := run.seqsOf(run.said[:run.saidThen])
+	out := map[int]bool{}
+	for seq, s := range run.sent {
+		if s.at.Before(run.lost) && !placed[seq] {
+			out[seq] = true
+		}
+	}
+	return out
+}
+
+// saidSeqs is the messages whose said the sender was told.
+func (run *faultRun) saidSeqs() map[int]bool { return run.seqsOf(run.said) }
+
+// seqsOf maps ids the sender was told to the messages they are.
+func (run *faultRun) seqsOf(said []string) map[int]bool {
 	bySeq := map[string]int{}
 	for _, rd := range run.readers {
 		rd.mu.Lock()
@@ -66,7 +89,7 @@ func (run *faultRun) saidSeqs() map[int]bool {
 		rd.mu.Unlock()
 	}
 	out := map[int]bool{}
-	for _, id := range run.said {
+	for _, id := range said {
 		if seq, ok := bySeq[id]; ok {
 			out[seq] = true
 		}
@@ -83,7 +106,7 @@ func (run *faultRun) table() string {
 	said := run.saidSeqs()
 	perReader := make([][]faultRow, len(run.readers))
 	for i, rd := range run.readers {
-		perReader[i] = run.rows(rd, said)
+		perReader[i] = run.rows(rd, said, nil)
 	}
 	for p, ph := range run.sc.phases {
 		for i, rd := range run.readers {
@@ -211,12 +234,15 @@ func (run *faultRun) check() {
 	if run.sendErr != nil {
 		t.Errorf("sender: %v", run.sendErr)
 	}
-	said := run.saidSeqs()
+	said, excused := run.saidSeqs(), run.inFlightAtLoss()
+	if len(excused) > 0 {
+		t.Logf("in flight when Redis lost its data, and allowed to come twice: %v", slices.Sorted(maps.Keys(excused)))
+	}
 	for _, rd := range run.readers {
 		if len(rd.odd) > 0 {
 			t.Errorf("%s got %d frames that are not chat messages, the first %.200s", rd.label, len(rd.odd), rd.odd[0])
 		}
-		for p, row := range run.rows(rd, said) {
+		for p, row := range run.rows(rd, said, excused) {
 			phase := run.sc.phases[p].name
 			if row.dup > 0 {
 				t.Errorf("%s, %s: %d messages came twice", rd.label, phase, row.dup)
