@@ -160,7 +160,18 @@ func (p prober) run(t *testing.T, row int, input string) string {
 	}
 	if unread {
 		// others reads nothing until every frame is out; you reads on
-		// meanwhile, so that its own answers cannot hold it up.
+		// meanwhile, so that its own answers cannot hold it up. Others'
+		// socket holds 64 KiB: a receive buffer left to grow may reach
+		// tcp_rmem's maximum (32 MiB on some machines), which could hold
+		// the whole burst, and the server's queue (sendQueueLen) would
+		// then never overflow. With it, the server's send buffer (at most
+		// tcp_wmem's 4 MiB), this socket and the queue hold less than the
+		// burst's 8 MB.
+		if tc, ok := others.Conn.(*net.TCPConn); ok {
+			if err := tc.SetReadBuffer(64 << 10); err != nil {
+				t.Fatal(err)
+			}
+		}
 		done := make(chan string, 1)
 		go func() {
 			for _, f := range frames {
