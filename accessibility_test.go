@@ -202,15 +202,7 @@ func TestAccessibilityDelivery(t *testing.T) {
 	axe := axeSource(t)
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: 1, history: defaultHistory, secret: secret})
-	token := func(name, room string) string {
-		t.Helper()
-		now := time.Now()
-		tok, err := mintToken(secret, tokenClaims{Name: name, Rooms: []string{room}, Expires: now.Add(time.Hour)}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	token := func(name, room string) string { return hourToken(t, secret, name, room) }
 	p, page := proxiedPage(t, s)
 	b := startBrowser(t)
 	alice := b.newTab(t, page+"?room=lobby#token="+token("Alice", "lobby"))

@@ -279,10 +279,7 @@ func BenchmarkPublishInto100(b *testing.B) {
 //	go test -run '^$' -bench Handshakes -benchtime 10000x -count 6
 func BenchmarkHandshakes(b *testing.B) {
 	secret := []byte("bench-token-secret-0123456789abcdef")
-	token, err := mintToken(secret, tokenClaims{Name: "Bench", Rooms: []string{anyRoom}, Expires: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
+	token := hourToken(b, secret, "Bench", anyRoom)
 	for _, tokens := range []bool{false, true} {
 		b.Run(fmt.Sprintf("tokens=%v", tokens), func(b *testing.B) {
 			var env []string

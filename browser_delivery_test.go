@@ -167,15 +167,7 @@ func TestBrowserToken(t *testing.T) {
 	t.Parallel()
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory, secret: secret})
-	mint := func(name string, rooms ...string) string {
-		t.Helper()
-		now := time.Now()
-		token, err := mintToken(secret, tokenClaims{Name: name, Rooms: rooms, Expires: now.Add(time.Hour)}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
+	mint := func(name string, rooms ...string) string { return hourToken(t, secret, name, rooms...) }
 	b := startBrowser(t)
 	aliceToken := mint("Zoë from the link", "room1")
 	alice := b.newTab(t, s.URL+"/chat/?room=room1#token="+aliceToken)

@@ -8,7 +8,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 // tokenServer starts a server with tokens, and returns it with a function
@@ -16,15 +15,7 @@ import (
 func tokenServer(t *testing.T) (*testServer, func(name, room string) string) {
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: defaultRate, history: defaultHistory, secret: secret})
-	return s, func(name, room string) string {
-		t.Helper()
-		now := time.Now()
-		tok, err := mintToken(secret, tokenClaims{Name: name, Rooms: []string{room}, Expires: now.Add(time.Hour)}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	return s, func(name, room string) string { return hourToken(t, secret, name, room) }
 }
 
 // notRetrying holds once the page has said, in its log, that it will not

@@ -86,6 +86,18 @@ func dialEcho(t *testing.T, p *faultProxy) *echoClient {
 	return &echoClient{t, c, bufio.NewReader(c)}
 }
 
+// echoBehindProxy starts an echo server behind a proxy that passes, and a
+// client whose first line has gone there and back.
+func echoBehindProxy(t *testing.T) (*echoServer, *faultProxy, *echoClient) {
+	t.Helper()
+	e := startEcho(t)
+	p := startFaultProxy(t, e.ln.Addr().String())
+	c := dialEcho(t, p)
+	c.send("warm")
+	c.expect("warm")
+	return e, p, c
+}
+
 // send writes one line.
 func (c *echoClient) send(line string) {
 	c.t.Helper()
@@ -161,11 +173,7 @@ func TestFaultProxyDelays(t *testing.T) {
 		every = 20 * time.Millisecond
 	)
 	t.Run("pipelined", func(t *testing.T) {
-		e := startEcho(t)
-		p := startFaultProxy(t, e.ln.Addr().String())
-		c := dialEcho(t, p)
-		c.send("warm")
-		c.expect("warm")
+		_, p, c := echoBehindProxy(t)
 		p.set(delayMode(0, delay))
 		sent := make(chan time.Time, lines)
 		go func() {
@@ -199,11 +207,7 @@ func TestFaultProxyDelays(t *testing.T) {
 		c.expect("after")
 	})
 	t.Run("serial", func(t *testing.T) {
-		e := startEcho(t)
-		p := startFaultProxy(t, e.ln.Addr().String())
-		c := dialEcho(t, p)
-		c.send("warm")
-		c.expect("warm")
+		_, p, c := echoBehindProxy(t)
 		before := p.chunks[dirToClient].Load()
 		p.set(serialDelayMode(0, delay))
 		start := time.Now()
@@ -236,11 +240,7 @@ func TestFaultProxyStalls(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []proxyMode{stallMode(), stallDropMode()} {
 		t.Run(mode.String(), func(t *testing.T) {
-			e := startEcho(t)
-			p := startFaultProxy(t, e.ln.Addr().String())
-			old := dialEcho(t, p)
-			old.send("before")
-			old.expect("before")
+			e, p, old := echoBehindProxy(t)
 			got := e.received.Load()
 
 			p.set(mode)
@@ -280,11 +280,7 @@ func TestFaultProxyCuts(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []proxyMode{cutMode(), cutHangMode()} {
 		t.Run(mode.String(), func(t *testing.T) {
-			e := startEcho(t)
-			p := startFaultProxy(t, e.ln.Addr().String())
-			old := dialEcho(t, p)
-			old.send("before")
-			old.expect("before")
+			_, p, old := echoBehindProxy(t)
 
 			p.set(mode)
 			old.expectBroken()

@@ -251,11 +251,7 @@ func TestPresenceTypingFlood(t *testing.T) {
 func TestPresenceTokenName(t *testing.T) {
 	secret := []byte(testSecret)
 	s := newTestServer(t, options{secret: secret})
-	now := time.Now()
-	tok, err := mintToken(secret, tokenClaims{Name: "Bob", Rooms: []string{"room1"}, Expires: now.Add(time.Hour)}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := hourToken(t, secret, "Bob", "room1")
 	cfg, err := websocket.NewConfig(presenceURL(s, "room1", "Mallory", ""), s.URL)
 	if err != nil {
 		t.Fatal(err)

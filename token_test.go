@@ -33,6 +33,18 @@ func claimsJSON(extra string) string {
 	return fmt.Sprintf(`{"name":"Alice","rooms":["room1"],"exp":%d%s}`, testNow.Unix()+3600, extra)
 }
 
+// hourToken is a token signed with secret for name in rooms, valid for an
+// hour from now: what a backend hands its users.
+func hourToken(t testing.TB, secret []byte, name string, rooms ...string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := mintToken(secret, tokenClaims{Name: name, Rooms: rooms, Expires: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // b64 is the base64url segment of s.
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestTokenClientNeedsNoName: a connection with a token speaks under its
@@ -13,15 +12,7 @@ import (
 func TestTokenClientNeedsNoName(t *testing.T) {
 	secret := []byte(strings.Repeat("s", minTokenSecretBytes))
 	s := newTestServer(t, options{rate: defaultRate, secret: secret}) // no history: a said is {}
-	now := time.Now()
-	mint := func(name string) string {
-		t.Helper()
-		tok, err := mintToken(secret, tokenClaims{Name: name, Rooms: []string{"room1"}, Expires: now.Add(time.Hour)}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	mint := func(name string) string { return hourToken(t, secret, name, "room1") }
 	listener := dialWithToken(t, s, "room1", mint("Bob"))
 	alice := dialWithToken(t, s, "room1", mint("Alice"))
 	tests := []struct {

@@ -88,10 +88,7 @@ func tokenHandshakeServer(t *testing.T, seen chan<- string) *httptest.Server {
 // real socket to x/net's server, and reads the 101 as it comes: it selects
 // roomchat.token, and never echoes the token, even offered alone.
 func TestTokenSubprotocolHandshake(t *testing.T) {
-	token, err := mintToken([]byte(testSecret), tokenClaims{Name: "Alice", Rooms: []string{"room1"}, Expires: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := hourToken(t, []byte(testSecret), "Alice", "room1")
 	seen := make(chan string, 1)
 	srv := tokenHandshakeServer(t, seen)
 
@@ -179,10 +176,7 @@ func readResponseHead(conn net.Conn) (string, error) {
 // selection, x/net refuses two offers with 400 and the browser gives up.
 func TestTokenSubprotocolInBrowser(t *testing.T) {
 	t.Parallel()
-	token, err := mintToken([]byte(testSecret), tokenClaims{Name: "Alice", Rooms: []string{"*"}, Expires: time.Now().Add(time.Hour)}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	token := hourToken(t, []byte(testSecret), "Alice", "*")
 	b := startBrowser(t)
 	seen := make(chan string, 10)
 	selecting := tokenHandshakeServer(t, seen)
