@@ -120,26 +120,15 @@ func startBrowser(t *testing.T) *browser {
 	var created struct{ BrowserContextID string }
 	c.call(t, "", "Target.createBrowserContext", nil, &created)
 	b := &browser{chromium: c, context: created.BrowserContextID}
-	t.Cleanup(func() {
-		ch, err := c.sendTo("", "Target.disposeBrowserContext", mustJSON(map[string]any{"browserContextId": b.context}))
-		if err == nil {
-			select {
-			case reply, ok := <-ch:
-				if ok && reply.Error != nil {
-					err = fmt.Errorf("%s", reply.Error.Message)
-				}
-			case <-time.After(20 * time.Second):
-				err = fmt.Errorf("no reply within 20 s")
-			}
-		}
-		if err != nil {
-			t.Errorf("closing the test's browser context: %v", err)
-		}
+	t.Cleanup(func() { // after the context is gone, its tabs' events
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		for _, s := range b.tabs {
 			delete(c.events, s)
 		}
-		c.mu.Unlock()
+	})
+	t.Cleanup(func() {
+		c.call(t, "", "Target.disposeBrowserContext", map[string]any{"browserContextId": b.context}, nil)
 	})
 	return b
 }
@@ -276,7 +265,11 @@ func (b *chromium) call(t testing.TB, session, method string, params, result any
 	if params == nil {
 		params = struct{}{}
 	}
-	ch, err := b.sendTo(session, method, mustJSON(params))
+	p, err := json.Marshal(params)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	ch, err := b.sendTo(session, method, p)
 	if err != nil {
 		t.Fatalf("%s: %v", method, err)
 	}
@@ -350,13 +343,4 @@ func (b *browser) requestedURLs() []string {
 		urls = append(urls, e.URL)
 	}
 	return urls
-}
-
-// mustJSON is v as JSON, for CDP's params, which always encode.
-func mustJSON(v any) json.RawMessage {
-	p, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return p
 }
