@@ -4,7 +4,7 @@ package main
 // DIR holds at start, publishing with the journal, and the snapshot a
 // compaction writes. The journal itself, its format and its syncer, is
 // journal.go; reading it back, journalread.go. The broker's hooks
-// (broker.go) are few: publish hands over to publishStored when there is a
+// (memorybroker.go) are few: publish hands over to publishStored when there is a
 // journal, dropLocked writes the drop of a history that goes, close closes
 // it; expire (history.go) keeps a history idleKeep, -data-keep with -data.
 
@@ -86,7 +86,7 @@ func (b *memoryBroker) restore(r record, loaded map[*stream]bool) {
 	loaded[s] = true
 }
 
-// publishStored is publish (broker.go) with a journal: p is placed and
+// publishStored is publish (memorybroker.go) with a journal: p is placed and
 // delivered to the other members at once, in one hold of the stream's
 // lock, and its record added to the journal in the same hold, so that the
 // file has each room's order; its sender hears of it once it is on disk

@@ -28,7 +28,7 @@ var (
 // The locks, always taken in this order (never the other way round):
 //
 //	hub.mu      the map of rooms, the counts             held to enter or leave, and for a pass over everyone (shutdown.go)
-//	broker's    its map of streams (broker.go, redis.go) held to find streams or pass over them; Redis's, also for an outage's deliveries
+//	broker's    its streams (memorybroker.go, redis.go)  held to find streams or pass over them; Redis's, also for an outage's deliveries
 //	stream.mu   a room's stream and history (history.go) held for a delivery or a join's replay; with Redis, the room's mirror holds the stream (redismirror.go)
 //	roomWho.mu  a room's names and watchers (presence.go) held for a change, or one frame to its watchers; the presence book's map has a lock held alone
 //	room.mu     a room's members                         held for one pass over them

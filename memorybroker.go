@@ -57,7 +57,7 @@ func (b *memoryBroker) subscribe(r *room) <-chan struct{} {
 	return readyNow
 }
 
-// unsubscribe keeps r's stream for historyKeep if it holds a message, and
+// unsubscribe keeps r's stream for idleKeep if it holds a message, and
 // drops it at once if not.
 func (b *memoryBroker) unsubscribe(r *room) {
 	b.mu.Lock()
@@ -83,6 +83,8 @@ func (b *memoryBroker) publish(room string, p *post) {
 		b.publishStored(room, p)
 		return
 	}
+	// An API caller waiting on p hears that it is placed (post.end, in
+	// api.go with the API's wait); the send never blocks.
 	defer p.end(nil)
 	s := b.lock(room, b.keep > 0) // with no history, a room with no members here has nothing to do
 	if s == nil {
