@@ -43,8 +43,8 @@ func TestRedisSecondOutageIsAWarning(t *testing.T) {
 const apartAtMost = 3 * time.Second
 
 // TestRedisBackoffIsCapped draws the redials' waits as a long outage
-// does: they grow from 50 ms, by half the first backoff, and never pass
-// apartAtMost.
+// does: none is shorter than the first's least, 50 ms, nor longer than
+// apartAtMost, and they grow towards it.
 func TestRedisBackoffIsCapped(t *testing.T) {
 	backoff, longest := redisBackoffMin, time.Duration(0)
 	for range 1000 {
